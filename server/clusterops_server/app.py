@@ -1,0 +1,185 @@
+"""The composition root: builds the store, provider, engine, watch hub, services and gRPC server.
+
+`clusterops serve` and the tests build the same App; tests plug in a FakeClock, a
+temporary database and provider settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import grpc
+from clusterops.v1 import (
+    addons_pb2,
+    clusters_pb2,
+    clusters_pb2_grpc,
+    orchestrations_pb2,
+    upgrade_workflows_pb2,
+    work_requests_pb2,
+    work_requests_pb2_grpc,
+)
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from clusterops_server.clock import Clock, SystemClock
+from clusterops_server.domain.versions import VersionCatalogue
+from clusterops_server.engine.context import EngineSettings
+from clusterops_server.engine.engine import Engine, OperationHandler
+from clusterops_server.engine.operations.clusters import CreateCluster, DeleteCluster
+from clusterops_server.engine.operations.node_pools import CreateNodePool, DeleteNodePool
+from clusterops_server.providers.base import Provider
+from clusterops_server.providers.simulated import SimulatedProvider, SimulationSettings
+from clusterops_server.services.idempotency import RETENTION
+from clusterops_server.services.inventory import InventoryService
+from clusterops_server.services.work_requests import WorkRequestService
+from clusterops_server.store.database import Database
+from clusterops_server.store.migrate import upgrade_to_head
+from clusterops_server.store.uow import Store
+from clusterops_server.watch import WatchHub
+from clusterops_server.wire.clusters import ClusterServicer
+from clusterops_server.wire.work_requests import WorkRequestServicer
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# Every service this server exposes by name (reflection and health list them).
+SERVICE_NAMES = (
+    work_requests_pb2.DESCRIPTOR.services_by_name["WorkRequestService"].full_name,
+    clusters_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
+)
+# Descriptors of the services still to be implemented are registered for reflection
+# of their messages, so grpcurl can describe the whole API.
+_ALL_API_FILES = (addons_pb2, orchestrations_pb2, upgrade_workflows_pb2)
+
+
+@dataclass
+class ServerConfig:
+    database_url: str
+    host: str = "127.0.0.1"
+    port: int = 50051
+    simulation: SimulationSettings = field(default_factory=SimulationSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    engine_poll_seconds: float = 2.0
+    watch_poll_seconds: float = 1.0
+    # Watch events older than this are compacted away; resuming before them is OUT_OF_RANGE.
+    event_retention: timedelta = timedelta(hours=24)
+    maintenance_interval_seconds: float = 300.0
+
+
+ProviderFactory = Callable[[Store, Clock], Provider]
+
+
+class App:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        clock: Clock | None = None,
+        provider_factory: ProviderFactory | None = None,
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.database = Database(config.database_url)
+        self.store = Store(self.database, self.clock)
+        if provider_factory is None:
+            self.simulator: SimulatedProvider | None = SimulatedProvider(
+                self.store, self.clock, config.simulation
+            )
+            self.provider: Provider = self.simulator
+        else:
+            self.simulator = None
+            self.provider = provider_factory(self.store, self.clock)
+        self.versions = VersionCatalogue.load()
+        handlers: list[OperationHandler] = [
+            CreateCluster(self.provider),
+            DeleteCluster(self.provider),
+            CreateNodePool(self.provider),
+            DeleteNodePool(self.provider),
+        ]
+        self.engine = Engine(
+            self.store,
+            self.clock,
+            {h.operation_type: h for h in handlers},
+            settings=config.engine,
+            poll_seconds=config.engine_poll_seconds,
+        )
+        self.hub = WatchHub(self.store, poll_seconds=config.watch_poll_seconds)
+        self.store.on_commit(self.hub.notify)
+        self.work_requests = WorkRequestService(self.store, self.clock, self.engine, self.hub)
+        self.inventory = InventoryService(self.store, self.clock, self.engine, self.versions)
+        self.health = health_aio.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+        self._maintenance: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        """Migrate the schema, start the engine and serve; returns the bound port."""
+        await upgrade_to_head(self.database)
+        await self.hub.start()
+        await self.engine.start()
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ]
+        )
+        work_requests_pb2_grpc.add_WorkRequestServiceServicer_to_server(
+            WorkRequestServicer(self.work_requests), server
+        )
+        clusters_pb2_grpc.add_ClusterServiceServicer_to_server(
+            ClusterServicer(self.inventory), server
+        )
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (
+                *SERVICE_NAMES,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        await server.start()
+        self.server = server
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
+        log.info("serving on %s:%d", self.config.host, self.port)
+        return self.port
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Health NOT_SERVING, end watches, drain in-flight calls, stop the engine."""
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.hub.close()
+        if self.server is not None:
+            await self.server.stop(grace)
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+        await self.engine.stop()
+        await self.database.dispose()
+
+    async def compact(self) -> int:
+        """Drop watch history older than the retention and expired request_ids."""
+        now = self.clock.now()
+        async with self.store.write() as uow:
+            watermark = await uow.events.compact(now - self.config.event_retention)
+            await uow.idempotency.expire(now - RETENTION)
+            await uow.commit()
+        return watermark
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.maintenance_interval_seconds)
+            try:
+                await self.compact()
+            except Exception:
+                log.exception("maintenance failed; will retry")

@@ -1,0 +1,170 @@
+"""Work requests: the record of every asynchronous operation, and its state machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+
+from clusterops_server.domain.errors import FailedPrecondition
+
+
+class WorkRequestStatus(StrEnum):
+    ACCEPTED = "ACCEPTED"
+    IN_PROGRESS = "IN_PROGRESS"
+    FAILED = "FAILED"
+    SUCCEEDED = "SUCCEEDED"
+    CANCELING = "CANCELING"
+    CANCELED = "CANCELED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {WorkRequestStatus.FAILED, WorkRequestStatus.SUCCEEDED, WorkRequestStatus.CANCELED}
+)
+ACTIVE_STATUSES = frozenset(set(WorkRequestStatus) - TERMINAL_STATUSES)
+
+_ALLOWED: dict[WorkRequestStatus, frozenset[WorkRequestStatus]] = {
+    WorkRequestStatus.ACCEPTED: frozenset(
+        {WorkRequestStatus.IN_PROGRESS, WorkRequestStatus.CANCELING, WorkRequestStatus.FAILED}
+    ),
+    WorkRequestStatus.IN_PROGRESS: frozenset(
+        {WorkRequestStatus.SUCCEEDED, WorkRequestStatus.FAILED, WorkRequestStatus.CANCELING}
+    ),
+    # Undoing can itself fail; it never turns into success.
+    WorkRequestStatus.CANCELING: frozenset({WorkRequestStatus.CANCELED, WorkRequestStatus.FAILED}),
+}
+
+
+class OperationType(StrEnum):
+    CLUSTER_CREATE = "CLUSTER_CREATE"
+    CLUSTER_DELETE = "CLUSTER_DELETE"
+    NODEPOOL_CREATE = "NODEPOOL_CREATE"
+    NODEPOOL_DELETE = "NODEPOOL_DELETE"
+    CLUSTER_UPGRADE = "CLUSTER_UPGRADE"
+    ORCHESTRATION_RUN = "ORCHESTRATION_RUN"
+    ENABLE_ADDON = "ENABLE_ADDON"
+    UPDATE_ADDON = "UPDATE_ADDON"
+    DISABLE_ADDON = "DISABLE_ADDON"
+    RECONCILE_ADDON = "RECONCILE_ADDON"
+
+
+class ActionType(StrEnum):
+    CREATED = "CREATED"
+    UPDATED = "UPDATED"
+    DELETED = "DELETED"
+    IN_PROGRESS = "IN_PROGRESS"
+    RELATED = "RELATED"
+    FAILED = "FAILED"
+
+
+class EntityType(StrEnum):
+    CLUSTER = "cluster"
+    NODE_POOL = "nodepool"
+    NODE = "node"
+    UPGRADE_WORKFLOW = "upgradeworkflow"
+    ORCHESTRATION = "orchestration"
+    ADDON = "addon"
+
+
+@dataclass(frozen=True)
+class WorkRequestResource:
+    entity_type: EntityType
+    action_type: ActionType
+    identifier: str
+    entity_uri: str
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    message: str
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class ErrorEntry:
+    code: str
+    message: str
+    timestamp: datetime
+
+
+class IllegalTransition(FailedPrecondition):
+    def __init__(self, work_request_id: str, current: WorkRequestStatus, to: WorkRequestStatus):
+        super().__init__(
+            f"work request {work_request_id} is {current.value} and cannot become {to.value}",
+            violation_type="WORK_REQUEST_STATE",
+            subject=work_request_id,
+            metadata={"status": current.value},
+        )
+
+
+@dataclass
+class WorkRequest:
+    id: str
+    compartment_id: str
+    operation_type: OperationType
+    status: WorkRequestStatus
+    time_accepted: datetime
+    percent_complete: float = 0.0
+    time_started: datetime | None = None
+    time_finished: datetime | None = None
+    resources: list[WorkRequestResource] = field(default_factory=list)
+    revision: int = 0
+
+    def can_become(self, to: WorkRequestStatus) -> bool:
+        return to in _ALLOWED.get(self.status, frozenset())
+
+    def transition(self, to: WorkRequestStatus, now: datetime) -> None:
+        """Move to `to`, stamping start and finish times; refuse illegal moves."""
+        if not self.can_become(to):
+            raise IllegalTransition(self.id, self.status, to)
+        if to is WorkRequestStatus.IN_PROGRESS and self.time_started is None:
+            self.time_started = now
+        if to.is_terminal:
+            self.time_finished = now
+            if self.time_started is None:
+                self.time_started = now
+            if to is WorkRequestStatus.SUCCEEDED:
+                self.percent_complete = 100.0
+        self.status = to
+
+    def set_resource(self, resource: WorkRequestResource) -> WorkRequestResource:
+        """Add a resource or replace the one with the same entity type and identifier."""
+        for i, existing in enumerate(self.resources):
+            if (existing.entity_type, existing.identifier) == (
+                resource.entity_type,
+                resource.identifier,
+            ):
+                self.resources[i] = resource
+                return resource
+        self.resources.append(resource)
+        return resource
+
+    def resource_action(
+        self, entity_type: EntityType, identifier: str, action: ActionType
+    ) -> WorkRequestResource:
+        """Change the action type of a listed resource and return it."""
+        for existing in self.resources:
+            if (existing.entity_type, existing.identifier) == (entity_type, identifier):
+                return self.set_resource(replace(existing, action_type=action))
+        raise KeyError(f"{entity_type} {identifier} is not a resource of {self.id}")
+
+
+@dataclass(frozen=True)
+class WorkRequestEvent:
+    """One committed change of a work request, as watchers see it."""
+
+    revision: int
+    work_request: WorkRequest
+    # Resources this change added or altered (every resource in a snapshot).
+    resources: tuple[WorkRequestResource, ...]
+    logs: tuple[LogEntry, ...]
+    errors: tuple[ErrorEntry, ...]
+    snapshot: bool = False
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.work_request.status.is_terminal

@@ -1,0 +1,239 @@
+"""What an operation handler sees while it runs: durable steps over its work request.
+
+A step's start is committed before its action runs and its end (with the domain
+changes it causes) is committed before the next step begins. A step that finished
+is never run again, so a handler resumed after a crash skips straight to the first
+unfinished step; a step that had started is run again, which is why provider
+actions must be safe to repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from clusterops_server.clock import Clock
+from clusterops_server.domain.work_requests import (
+    ErrorEntry,
+    LogEntry,
+    OperationType,
+    WorkRequest,
+    WorkRequestStatus,
+)
+from clusterops_server.providers.base import ProviderError
+from clusterops_server.store.steps import StepRecord, StepStatus
+from clusterops_server.store.uow import Store, UnitOfWork
+
+Json = dict[str, Any]
+# Callbacks run inside the step's transaction with the work request loaded.
+OnStart = Callable[[UnitOfWork, WorkRequest], Awaitable[None]]
+OnDone = Callable[[UnitOfWork, WorkRequest, Json], Awaitable[None]]
+OnFailed = Callable[[UnitOfWork, WorkRequest, ProviderError], Awaitable[None]]
+Apply = Callable[[UnitOfWork, WorkRequest], Awaitable[None]]
+
+
+class LeaseLost(Exception):
+    """Another server took this work request over; stop without touching it."""
+
+
+class OperationCanceled(Exception):
+    """The work request is CANCELING: stop doing and start undoing."""
+
+
+class StepFailed(Exception):
+    def __init__(self, key: str, error: ProviderError) -> None:
+        super().__init__(f"step {key} failed: {error.message}")
+        self.key = key
+        self.error = error
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    lease_seconds: float = 30.0
+    concurrency: int = 64
+
+
+class OperationContext:
+    def __init__(
+        self, store: Store, clock: Clock, work_request_id: str, owner: str, settings: EngineSettings
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.id = work_request_id
+        self.owner = owner
+        self.settings = settings
+        self.params: Json = {}
+        self.operation_type: OperationType | None = None
+        self.status: WorkRequestStatus | None = None
+        self.journal: dict[str, StepRecord] = {}
+        self.undoing = False
+        self.finished = False
+
+    async def load(self) -> WorkRequest:
+        async with self.store.read() as uow:
+            wr = await uow.work_requests.get(self.id)
+            if wr is None:
+                raise LeaseLost(f"work request {self.id} is gone")
+            self.params = await uow.work_requests.params(self.id)
+            self.journal = await uow.steps.journal(self.id)
+        self.operation_type = wr.operation_type
+        self.status = wr.status
+        return wr
+
+    async def _enter(self, uow: UnitOfWork, *, cancel_check: bool) -> WorkRequest:
+        """Renew the lease and load the work request, inside a step transaction."""
+        until = self.clock.now() + timedelta(seconds=self.settings.lease_seconds)
+        if not await uow.leases.renew(self.id, self.owner, until):
+            raise LeaseLost(self.id)
+        wr = await uow.work_requests.get(self.id, for_update=True)
+        if wr is None:
+            raise LeaseLost(self.id)
+        self.status = wr.status
+        if wr.status.is_terminal:
+            raise LeaseLost(f"work request {self.id} is already {wr.status}")
+        if cancel_check and not self.undoing and wr.status is WorkRequestStatus.CANCELING:
+            raise OperationCanceled(self.id)
+        return wr
+
+    def done(self, key: str) -> bool:
+        record = self.journal.get(key)
+        return record is not None and record.status is StepStatus.DONE
+
+    def result(self, key: str) -> Json | None:
+        record = self.journal.get(key)
+        return record.result if record else None
+
+    async def begin(self) -> None:
+        """ACCEPTED becomes IN_PROGRESS (a CANCELING work request stays as it is)."""
+
+        async def start(uow: UnitOfWork, wr: WorkRequest) -> None:
+            if wr.status is WorkRequestStatus.ACCEPTED:
+                wr.transition(WorkRequestStatus.IN_PROGRESS, self.clock.now())
+                await uow.work_requests.save(wr, logs=[self.log_entry("Work request started")])
+
+        await self.update(start, cancel_check=False)
+
+    async def step(
+        self,
+        key: str,
+        action: Callable[[], Awaitable[Json | None]],
+        *,
+        started: OnStart | None = None,
+        done: OnDone | None = None,
+        failed: OnFailed | None = None,
+    ) -> Json:
+        """Run `action` once, durably: journal its start, run it, journal its end.
+
+        Raises OperationCanceled (at the start, unless undoing), StepFailed when the
+        provider fails, LeaseLost when another server owns the work now.
+        """
+        record = self.journal.get(key)
+        if record is not None and record.status is StepStatus.DONE:
+            return record.result or {}
+        async with self.store.write() as uow:
+            wr = await self._enter(uow, cancel_check=True)
+            await uow.steps.start(self.id, key, self.clock.now())
+            if started is not None:
+                await started(uow, wr)
+            await uow.commit()
+        try:
+            result = await action() or {}
+        except ProviderError as error:
+            async with self.store.write() as uow:
+                wr = await self._enter(uow, cancel_check=False)
+                await uow.steps.finish(
+                    self.id,
+                    key,
+                    self.clock.now(),
+                    StepStatus.FAILED,
+                    {"code": error.code, "message": error.message},
+                )
+                if failed is not None:
+                    await failed(uow, wr, error)
+                await uow.commit()
+            raise StepFailed(key, error) from error
+        async with self.store.write() as uow:
+            wr = await self._enter(uow, cancel_check=False)
+            now = self.clock.now()
+            await uow.steps.finish(self.id, key, now, StepStatus.DONE, result)
+            if done is not None:
+                await done(uow, wr, result)
+            await uow.commit()
+        self.journal[key] = StepRecord(key, StepStatus.DONE, now, now, result)
+        return result
+
+    async def update(self, apply: Apply, *, cancel_check: bool = False) -> None:
+        """Run `apply` in one transaction with the work request loaded."""
+        async with self.store.write() as uow:
+            wr = await self._enter(uow, cancel_check=cancel_check)
+            await apply(uow, wr)
+            await uow.commit()
+
+    async def finish(
+        self,
+        status: WorkRequestStatus,
+        *,
+        apply: Apply | None = None,
+        log: str = "",
+        errors: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """End the work request in `status`, together with the domain changes in `apply`."""
+
+        async def end(uow: UnitOfWork, wr: WorkRequest) -> None:
+            before = list(wr.resources)
+            if apply is not None:
+                await apply(uow, wr)
+            now = self.clock.now()
+            wr.transition(status, now)
+            await uow.work_requests.save(
+                wr,
+                changed=[r for r in wr.resources if r not in before],
+                logs=[LogEntry(log, now)] if log else [],
+                errors=[ErrorEntry(code, message, now) for code, message in errors],
+            )
+            await uow.leases.release(self.id, self.owner)
+
+        await self.update(end)
+        self.finished = True
+        self.status = status
+
+    def log_entry(self, message: str) -> LogEntry:
+        return LogEntry(message, self.clock.now())
+
+    def error_entry(self, code: str, message: str) -> ErrorEntry:
+        return ErrorEntry(code, message, self.clock.now())
+
+
+async def run_parallel(jobs: Sequence[Callable[[], Awaitable[None]]], *, limit: int) -> None:
+    """Run jobs at most `limit` at a time; the first cancel, lost lease or crash stops the rest.
+
+    Errors come out as the plain exception (not an ExceptionGroup), preferring
+    LeaseLost, then OperationCanceled, so callers can handle them like a single step's.
+    """
+
+    gate = asyncio.Semaphore(limit)
+
+    async def gated(job: Callable[[], Awaitable[None]]) -> None:
+        async with gate:
+            await job()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for job in jobs:
+                group.create_task(gated(job))
+    except BaseExceptionGroup as failure:
+        for kind in (LeaseLost, OperationCanceled):
+            match = failure.subgroup(kind)
+            if match is not None:
+                raise _first(match) from None
+        raise _first(failure) from None
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error

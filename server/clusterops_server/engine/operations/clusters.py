@@ -1,0 +1,128 @@
+"""Creating and deleting clusters."""
+
+from __future__ import annotations
+
+from clusterops_server.domain.errors import FailedPrecondition
+from clusterops_server.domain.inventory import Cluster, ClusterState
+from clusterops_server.domain.work_requests import (
+    ActionType,
+    EntityType,
+    OperationType,
+    WorkRequest,
+    WorkRequestStatus,
+)
+from clusterops_server.engine.context import Apply, OperationContext, StepFailed
+from clusterops_server.providers.base import Provider
+from clusterops_server.store.uow import UnitOfWork
+
+
+async def _cluster(uow: UnitOfWork, cluster_id: str) -> Cluster:
+    cluster = await uow.inventory.get_cluster(cluster_id)
+    assert cluster is not None, cluster_id
+    return cluster
+
+
+def _set_state(ctx: OperationContext, state: ClusterState, action: ActionType | None) -> Apply:
+    async def apply(uow: UnitOfWork, wr: WorkRequest) -> None:
+        cluster = await _cluster(uow, ctx.params["cluster_id"])
+        cluster.lifecycle_state = state
+        cluster.touch(ctx.clock.now())
+        await uow.inventory.save_cluster(cluster)
+        if action is not None:
+            wr.resource_action(EntityType.CLUSTER, cluster.id, action)
+
+    return apply
+
+
+class CreateCluster:
+    operation_type = OperationType.CLUSTER_CREATE
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+
+    async def check_cancel(self, uow: UnitOfWork, wr: WorkRequest) -> None:
+        return None
+
+    async def run(self, ctx: OperationContext) -> None:
+        cluster_id: str = ctx.params["cluster_id"]
+
+        async def create() -> None:
+            async with ctx.store.read() as uow:
+                cluster = await _cluster(uow, cluster_id)
+            await self.provider.create_cluster(cluster)
+
+        try:
+            await ctx.step("create-control-plane", create)
+        except StepFailed as failed:
+            await ctx.finish(
+                WorkRequestStatus.FAILED,
+                apply=_set_state(ctx, ClusterState.FAILED, ActionType.FAILED),
+                errors=[(failed.error.code, failed.error.message)],
+                log="Cluster creation failed",
+            )
+            return
+        await ctx.finish(
+            WorkRequestStatus.SUCCEEDED,
+            apply=_set_state(ctx, ClusterState.ACTIVE, ActionType.CREATED),
+            log="Cluster is ACTIVE",
+        )
+
+    async def undo(self, ctx: OperationContext) -> None:
+        cluster_id: str = ctx.params["cluster_id"]
+
+        async def delete() -> None:
+            async with ctx.store.read() as uow:
+                cluster = await _cluster(uow, cluster_id)
+            await self.provider.delete_cluster(cluster)
+
+        await ctx.step("undo-delete-control-plane", delete)
+        await ctx.finish(
+            WorkRequestStatus.CANCELED,
+            apply=_set_state(ctx, ClusterState.DELETED, ActionType.DELETED),
+            log="Canceled: the cluster was removed",
+        )
+
+
+class DeleteCluster:
+    operation_type = OperationType.CLUSTER_DELETE
+
+    def __init__(self, provider: Provider) -> None:
+        self.provider = provider
+
+    async def check_cancel(self, uow: UnitOfWork, wr: WorkRequest) -> None:
+        if wr.status is not WorkRequestStatus.ACCEPTED:
+            raise FailedPrecondition(
+                "deleting a cluster cannot be canceled once it has started",
+                violation_type="NOT_CANCELABLE",
+                subject=wr.id,
+            )
+
+    async def run(self, ctx: OperationContext) -> None:
+        cluster_id: str = ctx.params["cluster_id"]
+
+        async def delete() -> None:
+            async with ctx.store.read() as uow:
+                cluster = await _cluster(uow, cluster_id)
+            await self.provider.delete_cluster(cluster)
+
+        try:
+            await ctx.step("delete-control-plane", delete)
+        except StepFailed as failed:
+            await ctx.finish(
+                WorkRequestStatus.FAILED,
+                apply=_set_state(ctx, ClusterState.FAILED, None),
+                errors=[(failed.error.code, failed.error.message)],
+            )
+            return
+        await ctx.finish(
+            WorkRequestStatus.SUCCEEDED,
+            apply=_set_state(ctx, ClusterState.DELETED, ActionType.DELETED),
+            log="Cluster deleted",
+        )
+
+    async def undo(self, ctx: OperationContext) -> None:
+        await ctx.finish(
+            WorkRequestStatus.CANCELED,
+            apply=_set_state(ctx, ClusterState.ACTIVE, None),
+            log="Canceled before it began",
+        )

@@ -1,0 +1,102 @@
+"""`clusterops serve`: run the server until SIGTERM or SIGINT, then shut down cleanly."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from datetime import timedelta
+
+from clusterops_server.app import App, ServerConfig
+from clusterops_server.demo import seed_demo_fleet
+from clusterops_server.providers.simulated import SimulationSettings
+from clusterops_server.store.database import default_sqlite_url
+
+log = logging.getLogger("clusterops")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument(
+        "--host",
+        default=env("CLUSTEROPS_HOST", "127.0.0.1"),
+        help="address to listen on (env CLUSTEROPS_HOST; default 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(env("CLUSTEROPS_PORT", "50051")),
+        help="port to listen on, 0 for any free port (env CLUSTEROPS_PORT; default 50051)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=env("CLUSTEROPS_DATABASE_URL", ""),
+        help="SQLAlchemy URL, e.g. postgresql://user@host/db "
+        "(env CLUSTEROPS_DATABASE_URL; default: SQLite file ./clusterops.db)",
+    )
+    parser.add_argument(
+        "--demo", action="store_true", help="seed a small simulated fleet on first start"
+    )
+    parser.add_argument(
+        "--sim-step-seconds",
+        type=float,
+        default=float(env("CLUSTEROPS_SIM_STEP_SECONDS", "-1")),
+        help="seconds each simulated provider action takes "
+        "(env CLUSTEROPS_SIM_STEP_SECONDS; default 2 with --demo, else 0)",
+    )
+    parser.add_argument(
+        "--event-retention-hours",
+        type=float,
+        default=float(env("CLUSTEROPS_EVENT_RETENTION_HOURS", "24")),
+        help="how long watch history is kept for resuming (default 24)",
+    )
+    parser.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=10.0,
+        help="how long shutdown waits for in-flight calls (default 10)",
+    )
+    parser.add_argument("--log-level", default=env("CLUSTEROPS_LOG_LEVEL", "INFO"))
+
+
+def config_from(args: argparse.Namespace) -> ServerConfig:
+    step = args.sim_step_seconds
+    if step < 0:
+        step = 2.0 if args.demo else 0.0
+    return ServerConfig(
+        database_url=args.database_url or default_sqlite_url("clusterops.db"),
+        host=args.host,
+        port=args.port,
+        simulation=SimulationSettings(default_seconds=step),
+        event_retention=timedelta(hours=args.event_retention_hours),
+    )
+
+
+async def serve(args: argparse.Namespace) -> int:
+    app = App(config_from(args))
+    port = await app.start()
+    if args.demo:
+        await seed_demo_fleet(app)
+    # Tests and scripts read this line to find a port chosen with --port 0.
+    print(f"clusterops listening on {args.host}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await app.stop(grace=args.grace_seconds)
+    print("clusterops stopped", flush=True)
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return asyncio.run(serve(args))

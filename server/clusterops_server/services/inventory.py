@@ -1,0 +1,360 @@
+"""Clusters and node pools: reads, and the mutations that start operations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from clusterops_server.clock import Clock
+from clusterops_server.domain.errors import EtagMismatch, FailedPrecondition, NotFound
+from clusterops_server.domain.inventory import (
+    Cluster,
+    ClusterState,
+    MaintenanceWindow,
+    Node,
+    NodePool,
+    NodePoolState,
+    NodeState,
+    cluster_uri,
+    node_pool_uri,
+    node_uri,
+)
+from clusterops_server.domain.listing import Page, PageRequest
+from clusterops_server.domain.versions import VersionCatalogue
+from clusterops_server.domain.work_requests import (
+    ActionType,
+    EntityType,
+    LogEntry,
+    OperationType,
+    WorkRequest,
+    WorkRequestResource,
+    WorkRequestStatus,
+)
+from clusterops_server.engine.engine import Engine
+from clusterops_server.ids import IdKind, new_id
+from clusterops_server.services.idempotency import previous_result, remember
+from clusterops_server.services.work_requests import get_work_request
+from clusterops_server.store.inventory import ClusterQuery
+from clusterops_server.store.uow import Store, UnitOfWork
+
+DEFAULT_NODE_SHAPE = "VM.Standard.E4.Flex"
+
+
+@dataclass(frozen=True)
+class CreateClusterCommand:
+    compartment_id: str
+    name: str
+    kubernetes_version: str
+    region: str
+    plan: str
+    global_account_id: str = ""
+    sub_account_id: str = ""
+    shoot_name: str = ""
+    maintenance_window: MaintenanceWindow | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class CreateNodePoolCommand:
+    cluster_id: str
+    name: str
+    node_count: int
+    node_shape: str = ""
+    kubernetes_version: str = ""
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class DeleteCommand:
+    resource_id: str
+    etag: str = ""
+    request_id: str = ""
+
+
+def new_work_request(
+    compartment_id: str,
+    operation_type: OperationType,
+    now: Any,
+    resources: list[WorkRequestResource],
+) -> WorkRequest:
+    return WorkRequest(
+        id=new_id(IdKind.WORK_REQUEST),
+        compartment_id=compartment_id,
+        operation_type=operation_type,
+        status=WorkRequestStatus.ACCEPTED,
+        time_accepted=now,
+        resources=resources,
+    )
+
+
+async def require_cluster(uow: UnitOfWork, cluster_id: str, *, for_update: bool = False) -> Cluster:
+    cluster = await uow.inventory.get_cluster(cluster_id, for_update=for_update)
+    if cluster is None or cluster.lifecycle_state is ClusterState.DELETED:
+        raise NotFound("cluster", cluster_id)
+    return cluster
+
+
+async def require_node_pool(uow: UnitOfWork, node_pool_id: str) -> NodePool:
+    pool = await uow.inventory.get_node_pool(node_pool_id)
+    if pool is None or pool.lifecycle_state is NodePoolState.DELETED:
+        raise NotFound("node pool", node_pool_id)
+    return pool
+
+
+def require_active_cluster(cluster: Cluster, action: str) -> None:
+    if cluster.lifecycle_state is not ClusterState.ACTIVE:
+        raise FailedPrecondition(
+            f"cluster {cluster.id} is {cluster.lifecycle_state.value}; {action} needs it ACTIVE",
+            violation_type="CLUSTER_STATE",
+            subject=cluster.id,
+            metadata={"lifecycle_state": cluster.lifecycle_state.value},
+        )
+
+
+class InventoryService:
+    def __init__(
+        self, store: Store, clock: Clock, engine: Engine, versions: VersionCatalogue
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.engine = engine
+        self.versions = versions
+
+    async def create_cluster(self, cmd: CreateClusterCommand) -> tuple[Cluster, WorkRequest]:
+        self.versions.require_supported("kubernetes_version", cmd.kubernetes_version)
+        async with self.store.write() as uow:
+            prior = await previous_result(uow, "CreateCluster", cmd.request_id, cmd)
+            if prior is not None:
+                return (
+                    await require_cluster(uow, prior["cluster_id"]),
+                    await get_work_request(uow, prior["work_request_id"]),
+                )
+            now = self.clock.now()
+            cluster = Cluster(
+                id=new_id(IdKind.CLUSTER),
+                compartment_id=cmd.compartment_id,
+                name=cmd.name,
+                kubernetes_version=cmd.kubernetes_version,
+                region=cmd.region,
+                plan=cmd.plan,
+                global_account_id=cmd.global_account_id,
+                sub_account_id=cmd.sub_account_id,
+                shoot_name=cmd.shoot_name or cmd.name,
+                lifecycle_state=ClusterState.CREATING,
+                create_time=now,
+                update_time=now,
+                maintenance_window=cmd.maintenance_window,
+                labels=dict(cmd.labels),
+            )
+            await uow.inventory.add_cluster(cluster)
+            wr = new_work_request(
+                cmd.compartment_id,
+                OperationType.CLUSTER_CREATE,
+                now,
+                [_cluster_resource(cluster.id, ActionType.IN_PROGRESS)],
+            )
+            await uow.work_requests.add(
+                wr,
+                params={"cluster_id": cluster.id},
+                lock=[cluster.id],
+                logs=[
+                    LogEntry(
+                        f"Creating cluster {cluster.name} on {cluster.kubernetes_version}", now
+                    )
+                ],
+            )
+            await remember(
+                uow,
+                "CreateCluster",
+                cmd.request_id,
+                {"cluster_id": cluster.id, "work_request_id": wr.id},
+            )
+            await uow.commit()
+        self.engine.wake()
+        return cluster, wr
+
+    async def get_cluster(self, cluster_id: str) -> Cluster:
+        async with self.store.read() as uow:
+            return await require_cluster(uow, cluster_id)
+
+    async def list_clusters(self, query: ClusterQuery, page: PageRequest) -> Page[Cluster]:
+        async with self.store.read() as uow:
+            return await uow.inventory.list_clusters(query, page)
+
+    async def delete_cluster(self, cmd: DeleteCommand) -> WorkRequest:
+        async with self.store.write() as uow:
+            prior = await previous_result(uow, "DeleteCluster", cmd.request_id, cmd)
+            if prior is not None:
+                return await get_work_request(uow, prior["work_request_id"])
+            cluster = await require_cluster(uow, cmd.resource_id, for_update=True)
+            _check_etag("cluster", cluster.id, cluster.etag, cmd.etag)
+            if cluster.lifecycle_state not in {ClusterState.ACTIVE, ClusterState.FAILED}:
+                require_active_cluster(cluster, "deleting it")
+            pools = await uow.inventory.live_node_pools(cluster.id)
+            if pools:
+                raise FailedPrecondition(
+                    f"cluster {cluster.id} still has {len(pools)} node pool(s); delete them first",
+                    violation_type="CLUSTER_HAS_NODE_POOLS",
+                    subject=cluster.id,
+                    metadata={"node_pool_ids": ",".join(p.id for p in pools)},
+                )
+            now = self.clock.now()
+            wr = new_work_request(
+                cluster.compartment_id,
+                OperationType.CLUSTER_DELETE,
+                now,
+                [_cluster_resource(cluster.id, ActionType.IN_PROGRESS)],
+            )
+            await uow.work_requests.add(wr, params={"cluster_id": cluster.id}, lock=[cluster.id])
+            cluster.lifecycle_state = ClusterState.DELETING
+            cluster.touch(now)
+            await uow.inventory.save_cluster(cluster)
+            await remember(uow, "DeleteCluster", cmd.request_id, {"work_request_id": wr.id})
+            await uow.commit()
+        self.engine.wake()
+        return wr
+
+    async def create_node_pool(self, cmd: CreateNodePoolCommand) -> tuple[NodePool, WorkRequest]:
+        async with self.store.write() as uow:
+            prior = await previous_result(uow, "CreateNodePool", cmd.request_id, cmd)
+            if prior is not None:
+                pool = await uow.inventory.get_node_pool(prior["node_pool_id"])
+                assert pool is not None
+                return pool, await get_work_request(uow, prior["work_request_id"])
+            cluster = await require_cluster(uow, cmd.cluster_id, for_update=True)
+            require_active_cluster(cluster, "adding a node pool")
+            version = cmd.kubernetes_version or cluster.kubernetes_version
+            if cmd.kubernetes_version:
+                self.versions.require_supported("kubernetes_version", cmd.kubernetes_version)
+            now = self.clock.now()
+            pool = NodePool(
+                id=new_id(IdKind.NODE_POOL),
+                cluster_id=cluster.id,
+                compartment_id=cluster.compartment_id,
+                name=cmd.name,
+                kubernetes_version=version,
+                node_shape=cmd.node_shape or DEFAULT_NODE_SHAPE,
+                node_count=cmd.node_count,
+                lifecycle_state=NodePoolState.CREATING,
+                create_time=now,
+                update_time=now,
+            )
+            nodes = [
+                Node(
+                    id=new_id(IdKind.NODE),
+                    node_pool_id=pool.id,
+                    cluster_id=cluster.id,
+                    name=f"{pool.name}-{i + 1}",
+                    lifecycle_state=NodeState.CREATING,
+                    create_time=now,
+                    update_time=now,
+                )
+                for i in range(cmd.node_count)
+            ]
+            resources = [
+                _cluster_resource(cluster.id, ActionType.RELATED),
+                WorkRequestResource(
+                    EntityType.NODE_POOL,
+                    ActionType.IN_PROGRESS,
+                    pool.id,
+                    node_pool_uri(cluster.id, pool.id),
+                ),
+            ] + [
+                WorkRequestResource(
+                    EntityType.NODE,
+                    ActionType.IN_PROGRESS,
+                    n.id,
+                    node_uri(cluster.id, pool.id, n.id),
+                )
+                for n in nodes
+            ]
+            wr = new_work_request(
+                cluster.compartment_id, OperationType.NODEPOOL_CREATE, now, resources
+            )
+            # The cluster is the contended resource: one operation on it at a time.
+            await uow.work_requests.add(
+                wr,
+                params={"node_pool_id": pool.id, "cluster_id": cluster.id},
+                lock=[cluster.id, pool.id],
+                logs=[LogEntry(f"Creating node pool {pool.name} with {len(nodes)} nodes", now)],
+            )
+            await uow.inventory.add_node_pool(pool, nodes)
+            await remember(
+                uow,
+                "CreateNodePool",
+                cmd.request_id,
+                {"node_pool_id": pool.id, "work_request_id": wr.id},
+            )
+            await uow.commit()
+        self.engine.wake()
+        return pool, wr
+
+    async def get_node_pool(self, node_pool_id: str) -> NodePool:
+        async with self.store.read() as uow:
+            return await require_node_pool(uow, node_pool_id)
+
+    async def list_node_pools(self, cluster_id: str, page: PageRequest) -> Page[NodePool]:
+        async with self.store.read() as uow:
+            await require_cluster(uow, cluster_id)
+            return await uow.inventory.list_node_pools(cluster_id, page)
+
+    async def list_nodes(self, node_pool_id: str, page: PageRequest) -> Page[Node]:
+        async with self.store.read() as uow:
+            await require_node_pool(uow, node_pool_id)
+            return await uow.inventory.list_nodes(node_pool_id, page)
+
+    async def delete_node_pool(self, cmd: DeleteCommand) -> WorkRequest:
+        async with self.store.write() as uow:
+            prior = await previous_result(uow, "DeleteNodePool", cmd.request_id, cmd)
+            if prior is not None:
+                return await get_work_request(uow, prior["work_request_id"])
+            pool = await require_node_pool(uow, cmd.resource_id)
+            _check_etag("node pool", pool.id, pool.etag, cmd.etag)
+            cluster = await require_cluster(uow, pool.cluster_id, for_update=True)
+            nodes = [
+                n
+                for n in await uow.inventory.nodes_of(pool.id)
+                if n.lifecycle_state is not NodeState.DELETED
+            ]
+            now = self.clock.now()
+            resources = [
+                WorkRequestResource(
+                    EntityType.NODE_POOL,
+                    ActionType.IN_PROGRESS,
+                    pool.id,
+                    node_pool_uri(cluster.id, pool.id),
+                )
+            ] + [
+                WorkRequestResource(
+                    EntityType.NODE,
+                    ActionType.IN_PROGRESS,
+                    n.id,
+                    node_uri(cluster.id, pool.id, n.id),
+                )
+                for n in nodes
+            ]
+            wr = new_work_request(
+                pool.compartment_id, OperationType.NODEPOOL_DELETE, now, resources
+            )
+            await uow.work_requests.add(
+                wr,
+                params={"node_pool_id": pool.id, "cluster_id": cluster.id},
+                lock=[cluster.id, pool.id],
+            )
+            pool.lifecycle_state = NodePoolState.DELETING
+            pool.touch(now)
+            await uow.inventory.save_node_pool(pool)
+            await remember(uow, "DeleteNodePool", cmd.request_id, {"work_request_id": wr.id})
+            await uow.commit()
+        self.engine.wake()
+        return wr
+
+
+def _cluster_resource(cluster_id: str, action: ActionType) -> WorkRequestResource:
+    return WorkRequestResource(EntityType.CLUSTER, action, cluster_id, cluster_uri(cluster_id))
+
+
+def _check_etag(resource_type: str, resource_id: str, current: str, given: str) -> None:
+    if given and given != current:
+        raise EtagMismatch(resource_type, resource_id, current)

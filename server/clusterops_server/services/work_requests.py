@@ -1,0 +1,178 @@
+"""Reading, canceling and watching work requests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from clusterops_server.clock import Clock
+from clusterops_server.domain.errors import FailedPrecondition, NotFound, OutOfRange, Unavailable
+from clusterops_server.domain.listing import Page, PageRequest
+from clusterops_server.domain.work_requests import (
+    ErrorEntry,
+    LogEntry,
+    WorkRequest,
+    WorkRequestEvent,
+    WorkRequestStatus,
+)
+from clusterops_server.engine.engine import Engine
+from clusterops_server.store.uow import Store, UnitOfWork
+from clusterops_server.store.work_requests import WorkRequestQuery
+from clusterops_server.watch import SubscriptionClosed, WatchHub
+
+_HISTORY_BATCH = 500
+
+
+async def get_work_request(uow: UnitOfWork, work_request_id: str) -> WorkRequest:
+    wr = await uow.work_requests.get(work_request_id)
+    if wr is None:
+        raise NotFound("work request", work_request_id)
+    return wr
+
+
+class WorkRequestService:
+    def __init__(self, store: Store, clock: Clock, engine: Engine, hub: WatchHub) -> None:
+        self.store = store
+        self.clock = clock
+        self.engine = engine
+        self.hub = hub
+
+    async def get(self, work_request_id: str) -> WorkRequest:
+        async with self.store.read() as uow:
+            return await get_work_request(uow, work_request_id)
+
+    async def list_work_requests(
+        self, query: WorkRequestQuery, page: PageRequest
+    ) -> Page[WorkRequest]:
+        async with self.store.read() as uow:
+            return await uow.work_requests.list_work_requests(query, page)
+
+    async def list_logs(self, work_request_id: str, page: PageRequest) -> Page[LogEntry]:
+        async with self.store.read() as uow:
+            await get_work_request(uow, work_request_id)
+            return await uow.work_requests.list_logs(work_request_id, page)
+
+    async def list_errors(self, work_request_id: str, page: PageRequest) -> Page[ErrorEntry]:
+        async with self.store.read() as uow:
+            await get_work_request(uow, work_request_id)
+            return await uow.work_requests.list_errors(work_request_id, page)
+
+    async def cancel(self, work_request_id: str) -> WorkRequest:
+        """Ask the operation to stop; a second cancel of a CANCELING request is a no-op."""
+        async with self.store.write() as uow:
+            wr = await uow.work_requests.get(work_request_id, for_update=True)
+            if wr is None:
+                raise NotFound("work request", work_request_id)
+            if wr.status is WorkRequestStatus.CANCELING:
+                return wr
+            if wr.status.is_terminal:
+                raise FailedPrecondition(
+                    f"work request {wr.id} is already {wr.status.value}; only ACCEPTED or "
+                    "IN_PROGRESS work requests can be canceled",
+                    violation_type="WORK_REQUEST_STATE",
+                    subject=wr.id,
+                    metadata={"status": wr.status.value},
+                )
+            await self.engine.handler(wr.operation_type).check_cancel(uow, wr)
+            now = self.clock.now()
+            wr.transition(WorkRequestStatus.CANCELING, now)
+            await uow.work_requests.save(wr, logs=[LogEntry("Cancellation requested", now)])
+            await uow.leases.wake(wr.id, now)
+            await uow.commit()
+        self.engine.wake()
+        return wr
+
+    async def watch(
+        self, work_request_id: str, after_revision: int
+    ) -> AsyncIterator[WorkRequestEvent]:
+        """The work request's events: a snapshot (or the history after `after_revision`),
+        then each change as it commits, ending after the terminal state."""
+        subscription = self.hub.subscribe(work_request_id)
+        try:
+            async with self.store.read() as uow:
+                wr = await get_work_request(uow, work_request_id)
+                if after_revision:
+                    await self._check_resumable(uow, after_revision)
+                    history = await uow.events.for_work_request(
+                        work_request_id, after_revision, limit=_HISTORY_BATCH
+                    )
+                else:
+                    history = [
+                        WorkRequestEvent(
+                            wr.revision,
+                            wr,
+                            tuple(wr.resources),
+                            tuple(await uow.work_requests.all_logs(wr.id)),
+                            tuple(await uow.work_requests.all_errors(wr.id)),
+                            snapshot=True,
+                        )
+                    ]
+            cursor = after_revision
+            while history:
+                for event in history:
+                    yield event
+                    cursor = event.revision
+                    if event.is_terminal:
+                        return
+                full_batch = len(history) >= _HISTORY_BATCH
+                history = await self._history(work_request_id, cursor) if full_batch else []
+            if wr.status.is_terminal:
+                # Resumed at or after the terminal change: nothing more will come.
+                return
+            while True:
+                try:
+                    delivered = await subscription.next()
+                except SubscriptionClosed:
+                    raise Unavailable(
+                        "the server is shutting down; resume the watch with "
+                        f"after_revision={cursor}",
+                        metadata={"resume_after_revision": str(cursor)},
+                    ) from None
+                backlog = (
+                    [delivered]
+                    if delivered is not None
+                    else await self._history(work_request_id, cursor)
+                )
+                for item in backlog:
+                    if item.revision <= cursor:
+                        continue
+                    yield item
+                    cursor = item.revision
+                    if item.is_terminal:
+                        return
+        finally:
+            self.hub.unsubscribe(subscription)
+
+    async def _history(self, work_request_id: str, after: int) -> list[WorkRequestEvent]:
+        """Catch up from the store (a watcher that fell behind the hub's queue)."""
+        async with self.store.read() as uow:
+            await self._check_resumable(uow, after)
+            events: list[WorkRequestEvent] = []
+            while True:
+                batch = await uow.events.for_work_request(
+                    work_request_id, after, limit=_HISTORY_BATCH
+                )
+                events.extend(batch)
+                if len(batch) < _HISTORY_BATCH:
+                    return events
+                after = batch[-1].revision
+
+    async def _check_resumable(self, uow: UnitOfWork, after_revision: int) -> None:
+        revisions = await uow.events.revision_range()
+        if after_revision < revisions.compacted:
+            raise OutOfRange(
+                f"revision {after_revision} is older than the oldest revision kept "
+                f"({revisions.compacted}); read the work request again and watch without "
+                "after_revision",
+                reason="REVISION_COMPACTED",
+                metadata={
+                    "compacted_revision": str(revisions.compacted),
+                    "requested_revision": str(after_revision),
+                },
+            )
+        if after_revision > revisions.head:
+            raise OutOfRange(
+                f"revision {after_revision} is ahead of the store (at {revisions.head}); "
+                "pass a revision this server returned",
+                reason="REVISION_AHEAD",
+                metadata={"head_revision": str(revisions.head)},
+            )

@@ -1,0 +1,146 @@
+"""Unit of work: one session, one transaction, repositories that never commit.
+
+`async with store.write() as uow:` rolls back unless `await uow.commit()` ran. Work
+request changes staged during the transaction get their revisions at commit time, in
+one counter update, so the counter row is locked only for the last moment of the
+transaction and revisions are assigned in commit order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+
+from sqlalchemy import update
+
+from clusterops_server.clock import Clock
+from clusterops_server.domain.work_requests import (
+    ErrorEntry,
+    LogEntry,
+    WorkRequest,
+    WorkRequestResource,
+)
+from clusterops_server.store.database import Database
+from clusterops_server.store.events import EventRepository, event_payload
+from clusterops_server.store.idempotency import IdempotencyRepository
+from clusterops_server.store.inventory import InventoryRepository
+from clusterops_server.store.leases import LeaseRepository
+from clusterops_server.store.steps import StepRepository
+from clusterops_server.store.tables import WorkRequestRow
+from clusterops_server.store.work_requests import WorkRequestRepository
+
+
+@dataclass
+class _StagedEvent:
+    # The caller's object (it learns its revision at commit) and its state when staged.
+    original: WorkRequest
+    work_request: WorkRequest
+    resources: list[WorkRequestResource]
+    logs: list[LogEntry]
+    errors: list[ErrorEntry]
+
+
+class UnitOfWork:
+    def __init__(self, store: Store, *, write: bool) -> None:
+        self.store = store
+        self.clock = store.clock
+        self.dialect = store.database.url.get_backend_name()
+        self.session = store.database.session(write=write)
+        self.work_requests = WorkRequestRepository(self.session, self)
+        self.inventory = InventoryRepository(self.session, self.dialect)
+        self.events = EventRepository(self.session)
+        self.leases = LeaseRepository(self.session, self.dialect)
+        self.steps = StepRepository(self.session)
+        self.idempotency = IdempotencyRepository(self.session, self.dialect)
+        self._staged: list[_StagedEvent] = []
+        self.committed_revision = 0
+
+    def stage_event(
+        self,
+        wr: WorkRequest,
+        *,
+        resources: Sequence[WorkRequestResource],
+        logs: Sequence[LogEntry],
+        errors: Sequence[ErrorEntry],
+    ) -> None:
+        snapshot = replace(wr, resources=list(wr.resources))
+        self._staged.append(_StagedEvent(wr, snapshot, list(resources), list(logs), list(errors)))
+
+    async def commit(self) -> None:
+        if self._staged:
+            await self._write_events()
+        await self.session.commit()
+        if self.committed_revision:
+            self.store.notify_committed(self.committed_revision)
+
+    async def _write_events(self) -> None:
+        staged, self._staged = self._staged, []
+        last = await self.events.allocate(len(staged))
+        now = self.clock.now()
+        for offset, event in enumerate(staged):
+            revision = last - len(staged) + 1 + offset
+            event.work_request.revision = revision
+            event.original.revision = revision
+            await self.events.add(
+                revision,
+                event.work_request.id,
+                now,
+                event_payload(event.work_request, event.resources, event.logs, event.errors),
+            )
+        newest: dict[str, int] = {e.work_request.id: e.work_request.revision for e in staged}
+        for work_request_id, revision in newest.items():
+            await self.session.execute(
+                update(WorkRequestRow)
+                .where(WorkRequestRow.id == work_request_id)
+                .values(revision=revision)
+            )
+        self.committed_revision = last
+
+    async def rollback(self) -> None:
+        self._staged.clear()
+        await self.session.rollback()
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+class Store:
+    """The persistent state of the service, handed out one unit of work at a time."""
+
+    def __init__(self, database: Database, clock: Clock) -> None:
+        self.database = database
+        self.clock = clock
+        self._listeners: list[Callable[[int], None]] = []
+
+    @property
+    def single_node(self) -> bool:
+        """SQLite is embedded: exactly one server uses the file."""
+        return self.database.is_sqlite
+
+    def on_commit(self, listener: Callable[[int], None]) -> None:
+        """Call `listener(revision)` after each commit that wrote work request events."""
+        self._listeners.append(listener)
+
+    def notify_committed(self, revision: int) -> None:
+        for listener in self._listeners:
+            listener(revision)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[UnitOfWork]:
+        uow = UnitOfWork(self, write=True)
+        try:
+            yield uow
+        finally:
+            if uow.session.in_transaction():
+                await uow.rollback()
+            await uow.close()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[UnitOfWork]:
+        uow = UnitOfWork(self, write=False)
+        try:
+            yield uow
+        finally:
+            await uow.rollback()
+            await uow.close()

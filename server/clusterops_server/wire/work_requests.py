@@ -1,0 +1,192 @@
+"""WorkRequestService: protobuf in, domain call, protobuf out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from clusterops.v1 import work_requests_pb2 as pb
+from clusterops.v1 import work_requests_pb2_grpc as pb_grpc
+
+from clusterops_server.domain.filtering import FieldKind, FilterField
+from clusterops_server.domain.listing import OrderBy
+from clusterops_server.domain.work_requests import (
+    ActionType,
+    EntityType,
+    ErrorEntry,
+    LogEntry,
+    OperationType,
+    WorkRequest,
+    WorkRequestEvent,
+    WorkRequestResource,
+    WorkRequestStatus,
+)
+from clusterops_server.ids import IdKind
+from clusterops_server.services.work_requests import WorkRequestService
+from clusterops_server.store.work_requests import WorkRequestQuery
+from clusterops_server.wire.convert import EnumMap, timestamp
+from clusterops_server.wire.errors import servicer
+from clusterops_server.wire.validate import Validator
+
+STATUS = EnumMap(pb.WorkRequestStatus, WorkRequestStatus, "WORK_REQUEST_STATUS_")
+OPERATION = EnumMap(pb.WorkRequestOperationType, OperationType, "WORK_REQUEST_OPERATION_TYPE_")
+ACTION = EnumMap(pb.WorkRequestResourceActionType, ActionType, "WORK_REQUEST_RESOURCE_ACTION_TYPE_")
+
+FILTER_FIELDS = {
+    "operation_type": FilterField(
+        FieldKind.ENUM, frozenset(o.value for o in OperationType), "WORK_REQUEST_OPERATION_TYPE_"
+    ),
+    "status": FilterField(
+        FieldKind.ENUM, frozenset(s.value for s in WorkRequestStatus), "WORK_REQUEST_STATUS_"
+    ),
+    "compartment_id": FilterField(FieldKind.STRING),
+    "time_accepted": FilterField(FieldKind.TIMESTAMP),
+    "percent_complete": FilterField(FieldKind.NUMBER),
+}
+DEFAULT_ORDER = OrderBy("time_accepted", descending=True)
+
+
+def resource_to_proto(r: WorkRequestResource) -> pb.WorkRequestResource:
+    return pb.WorkRequestResource(
+        entity_type=r.entity_type.value,
+        action_type=ACTION.to_proto(r.action_type),  # type: ignore[arg-type]
+        identifier=r.identifier,
+        entity_uri=r.entity_uri,
+    )
+
+
+def work_request_to_proto(
+    wr: WorkRequest, *, resources: tuple[WorkRequestResource, ...] | None = None
+) -> pb.WorkRequest:
+    return pb.WorkRequest(
+        id=wr.id,
+        compartment_id=wr.compartment_id,
+        operation_type=OPERATION.to_proto(wr.operation_type),  # type: ignore[arg-type]
+        status=STATUS.to_proto(wr.status),  # type: ignore[arg-type]
+        percent_complete=wr.percent_complete,
+        time_accepted=timestamp(wr.time_accepted),
+        time_started=timestamp(wr.time_started),
+        time_finished=timestamp(wr.time_finished),
+        resources=[
+            resource_to_proto(r) for r in (wr.resources if resources is None else resources)
+        ],
+        revision=wr.revision,
+    )
+
+
+def log_to_proto(entry: LogEntry) -> pb.WorkRequestLogEntry:
+    return pb.WorkRequestLogEntry(message=entry.message, timestamp=timestamp(entry.timestamp))
+
+
+def error_to_proto(entry: ErrorEntry) -> pb.WorkRequestError:
+    return pb.WorkRequestError(
+        code=entry.code, message=entry.message, timestamp=timestamp(entry.timestamp)
+    )
+
+
+def event_to_proto(event: WorkRequestEvent) -> pb.WatchWorkRequestResponse:
+    return pb.WatchWorkRequestResponse(
+        revision=event.revision,
+        event_type=(pb.WATCH_EVENT_TYPE_SNAPSHOT if event.snapshot else pb.WATCH_EVENT_TYPE_CHANGE),
+        work_request=work_request_to_proto(event.work_request, resources=event.resources),
+        log_entries=[log_to_proto(e) for e in event.logs],
+        errors=[error_to_proto(e) for e in event.errors],
+    )
+
+
+def _work_request_id(request: Any) -> str:
+    check = Validator()
+    check.resource_id("work_request_id", request.work_request_id, IdKind.WORK_REQUEST)
+    check.check()
+    return str(request.work_request_id)
+
+
+@servicer
+class WorkRequestServicer(pb_grpc.WorkRequestServiceServicer):
+    def __init__(self, service: WorkRequestService) -> None:
+        self.service = service
+
+    async def GetWorkRequest(  # noqa: N802 (gRPC method names)
+        self, request: pb.GetWorkRequestRequest, context: Any
+    ) -> pb.GetWorkRequestResponse:
+        wr = await self.service.get(_work_request_id(request))
+        return pb.GetWorkRequestResponse(work_request=work_request_to_proto(wr))
+
+    async def ListWorkRequests(  # noqa: N802
+        self, request: pb.ListWorkRequestsRequest, context: Any
+    ) -> pb.ListWorkRequestsResponse:
+        check = Validator()
+        query = WorkRequestQuery(
+            compartment_id=check.compartment(
+                "compartment_id", request.compartment_id, required=False
+            ),
+            resource_id=check.text("resource_id", request.resource_id, limit=64),
+            resource_type=_entity_type(check, request.resource_type),
+            statuses=check.enums("statuses", request.statuses, STATUS),
+            filter=check.filter(request.filter, FILTER_FIELDS),
+            order=check.order_by(request.order_by, ["time_accepted"], DEFAULT_ORDER),
+        )
+        page = check.page(request.page_size, request.page_token)
+        check.check()
+        result = await self.service.list_work_requests(query, page)
+        return pb.ListWorkRequestsResponse(
+            work_requests=[work_request_to_proto(w) for w in result.items],
+            next_page_token=result.next_page_token,
+        )
+
+    async def ListWorkRequestErrors(  # noqa: N802
+        self, request: pb.ListWorkRequestErrorsRequest, context: Any
+    ) -> pb.ListWorkRequestErrorsResponse:
+        check = Validator()
+        check.resource_id("work_request_id", request.work_request_id, IdKind.WORK_REQUEST)
+        page = check.page(request.page_size, request.page_token)
+        check.check()
+        result = await self.service.list_errors(request.work_request_id, page)
+        return pb.ListWorkRequestErrorsResponse(
+            errors=[error_to_proto(e) for e in result.items],
+            next_page_token=result.next_page_token,
+        )
+
+    async def ListWorkRequestLogs(  # noqa: N802
+        self, request: pb.ListWorkRequestLogsRequest, context: Any
+    ) -> pb.ListWorkRequestLogsResponse:
+        check = Validator()
+        check.resource_id("work_request_id", request.work_request_id, IdKind.WORK_REQUEST)
+        page = check.page(request.page_size, request.page_token)
+        check.check()
+        result = await self.service.list_logs(request.work_request_id, page)
+        return pb.ListWorkRequestLogsResponse(
+            log_entries=[log_to_proto(e) for e in result.items],
+            next_page_token=result.next_page_token,
+        )
+
+    async def CancelWorkRequest(  # noqa: N802
+        self, request: pb.CancelWorkRequestRequest, context: Any
+    ) -> pb.CancelWorkRequestResponse:
+        check = Validator()
+        check.resource_id("work_request_id", request.work_request_id, IdKind.WORK_REQUEST)
+        check.request_id("request_id", request.request_id)
+        check.check()
+        wr = await self.service.cancel(request.work_request_id)
+        return pb.CancelWorkRequestResponse(work_request=work_request_to_proto(wr))
+
+    async def WatchWorkRequest(  # noqa: N802
+        self, request: pb.WatchWorkRequestRequest, context: Any
+    ) -> AsyncIterator[pb.WatchWorkRequestResponse]:
+        check = Validator()
+        check.resource_id("work_request_id", request.work_request_id, IdKind.WORK_REQUEST)
+        if request.after_revision < 0:
+            check.fail("after_revision", "must not be negative")
+        check.check()
+        async for event in self.service.watch(request.work_request_id, request.after_revision):
+            yield event_to_proto(event)
+
+
+def _entity_type(check: Validator, value: str) -> EntityType | None:
+    if not value:
+        return None
+    try:
+        return EntityType(value)
+    except ValueError:
+        check.fail("resource_type", f"use one of {', '.join(e.value for e in EntityType)}")
+        return None
