@@ -59,7 +59,7 @@ def generate(out_root: Path) -> list[Path]:
     )
 
 
-def stale_files() -> list[str]:
+def stale_files(committed_root: Path = OUT_ROOT) -> list[str]:
     """Generate into a scratch directory and name every committed file that differs."""
     with tempfile.TemporaryDirectory() as scratch:
         fresh_root = Path(scratch)
@@ -75,7 +75,7 @@ def stale_files() -> list[str]:
         problems += [
             f"stale: {p}"
             for p in sorted(fresh & committed)
-            if not filecmp.cmp(fresh_root / p, OUT_ROOT / p, shallow=False)
+            if not filecmp.cmp(fresh_root / p, committed_root / p, shallow=False)
         ]
         return problems
 
@@ -83,9 +83,12 @@ def stale_files() -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail when the stubs are stale")
+    parser.add_argument(
+        "--against", type=Path, default=OUT_ROOT, help="root holding the stubs to check"
+    )
     args = parser.parse_args()
     if args.check:
-        problems = stale_files()
+        problems = stale_files(args.against)
         for line in problems:
             print(line)
         if problems:

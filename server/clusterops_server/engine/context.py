@@ -183,6 +183,9 @@ class OperationContext:
         """End the work request in `status`, together with the domain changes in `apply`."""
 
         async def end(uow: UnitOfWork, wr: WorkRequest) -> None:
+            if wr.status is WorkRequestStatus.CANCELING and not self.undoing:
+                # Canceled while the last step ran: undo instead of ending as if it had not been.
+                raise OperationCanceled(self.id)
             before = list(wr.resources)
             if apply is not None:
                 await apply(uow, wr)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, func, select, tuple_
+from sqlalchemy import ColumnElement, Select, func, literal, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -19,6 +19,7 @@ from clusterops_server.domain.listing import (
     decode_page_token,
     encode_page_token,
 )
+from clusterops_server.store.tables import UTCDateTime
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -33,7 +34,7 @@ def _to_key(value: Any) -> KeyValue:
 
 
 def _from_key(column: InstrumentedAttribute[Any], value: KeyValue) -> Any:
-    if isinstance(value, str) and column.type.python_type is datetime:
+    if isinstance(value, str) and isinstance(column.type, UTCDateTime):
         return datetime.fromisoformat(value)
     return value
 
@@ -51,7 +52,8 @@ class Keyset:
     def after(self, cursor: Cursor) -> ColumnElement[bool]:
         values = [_from_key(c, v) for c, v in zip(self.columns, cursor.key, strict=True)]
         left = tuple_(*self.columns)
-        right = tuple_(*values)
+        # Bind with each column's type, so datetimes are stored-format on every backend.
+        right = tuple_(*(literal(v, c.type) for c, v in zip(self.columns, values, strict=True)))
         return left < right if self.descending else left > right
 
 

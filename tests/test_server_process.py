@@ -1,0 +1,120 @@
+"""The real `clusterops serve` process: clean SIGTERM shutdown, and SIGKILL loses no work."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from clusterops.v1 import clusters_pb2 as cl_pb
+from clusterops.v1 import work_requests_pb2 as wr_pb
+
+from tests.conftest import Stubs
+
+
+class ServerProcess:
+    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
+        self.process = process
+        self.port = port
+
+
+@asynccontextmanager
+async def running_server(database: Path, *extra: str) -> AsyncIterator[ServerProcess]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "clusterops.cli.main",
+        "serve",
+        "--port",
+        "0",
+        "--database-url",
+        f"sqlite:///{database}",
+        "--grace-seconds",
+        "2",
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "CLUSTEROPS_LOG_LEVEL": "WARNING"},
+    )
+    assert process.stdout is not None
+    line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+    assert "listening on" in line, line
+    server = ServerProcess(process, int(line.rsplit(":", 1)[1]))
+    try:
+        yield server
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def drain(call: Any) -> None:
+    while await call.read() is not grpc.aio.EOF:
+        pass
+
+
+async def test_sigterm_ends_watches_with_a_resume_point_and_exits_zero(tmp_path: Path) -> None:
+    async with running_server(tmp_path / "s.db", "--demo", "--sim-step-seconds", "30") as server:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stubs = Stubs(channel)
+            listed = await stubs.work_requests.ListWorkRequests(wr_pb.ListWorkRequestsRequest())
+            wr_id = listed.work_requests[0].id
+            call = stubs.work_requests.WatchWorkRequest(
+                wr_pb.WatchWorkRequestRequest(work_request_id=wr_id)
+            )
+            snapshot: Any = await call.read()
+            assert snapshot.event_type == wr_pb.WATCH_EVENT_TYPE_SNAPSHOT
+
+            server.process.send_signal(signal.SIGTERM)
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                await drain(call)
+            assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "after_revision=" in (ended.value.details() or "")
+        assert await asyncio.wait_for(server.process.wait(), 30) == 0
+
+
+async def test_sigkill_mid_operation_resumes_after_restart(tmp_path: Path) -> None:
+    database = tmp_path / "k.db"
+    async with running_server(database, "--demo", "--sim-step-seconds", "1") as server:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stubs = Stubs(channel)
+            listed = await stubs.work_requests.ListWorkRequests(wr_pb.ListWorkRequestsRequest())
+            demo_wr = listed.work_requests[0].id
+            cluster_id = next(
+                r.identifier
+                for r in listed.work_requests[0].resources
+                if r.entity_type == "cluster"
+            )
+            call = stubs.work_requests.WatchWorkRequest(
+                wr_pb.WatchWorkRequestRequest(work_request_id=demo_wr)
+            )
+            async for event in call:
+                if event.work_request.status == wr_pb.WORK_REQUEST_STATUS_IN_PROGRESS:
+                    break
+            call.cancel()
+        server.process.kill()
+        await server.process.wait()
+
+    async with running_server(database, "--sim-step-seconds", "0") as server:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stubs = Stubs(channel)
+            call = stubs.work_requests.WatchWorkRequest(
+                wr_pb.WatchWorkRequestRequest(work_request_id=demo_wr)
+            )
+            events = [e async for e in call]
+            assert events[-1].work_request.status == wr_pb.WORK_REQUEST_STATUS_SUCCEEDED
+            pools = (
+                await stubs.clusters.ListNodePools(
+                    cl_pb.ListNodePoolsRequest(cluster_id=cluster_id)
+                )
+            ).node_pools
+            assert [p.lifecycle_state for p in pools] == [cl_pb.NODE_POOL_LIFECYCLE_STATE_ACTIVE]
+        server.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(server.process.wait(), 30) == 0
