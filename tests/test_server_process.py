@@ -102,7 +102,7 @@ async def test_sigkill_mid_operation_resumes_after_restart(tmp_path: Path) -> No
         server.process.kill()
         await server.process.wait()
 
-    async with running_server(database, "--sim-step-seconds", "0") as server:
+    async with running_server(database, "--sim-step-seconds", "0", "--insecure-no-auth") as server:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stubs = Stubs(channel)
             call = stubs.work_requests.WatchWorkRequest(

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 from clusterops.v1 import (
@@ -27,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
+from clusterops_server.auth.tokens import TokenStore
 from clusterops_server.clock import Clock, SystemClock
 from clusterops_server.domain.versions import VersionCatalogue
 from clusterops_server.engine.context import EngineSettings
@@ -43,6 +45,7 @@ from clusterops_server.store.migrate import upgrade_to_head
 from clusterops_server.store.uow import Store
 from clusterops_server.watch import WatchHub
 from clusterops_server.wire.clusters import ClusterServicer
+from clusterops_server.wire.guard import GuardInterceptor
 from clusterops_server.wire.work_requests import WorkRequestServicer
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,22 @@ SERVICE_NAMES = (
 _ALL_API_FILES = (addons_pb2, orchestrations_pb2, upgrade_workflows_pb2)
 
 
+@dataclass(frozen=True)
+class TlsConfig:
+    """PEM files. With `client_ca`, clients must present a certificate it signed (mTLS)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.key.read_bytes(), self.cert.read_bytes())],
+            root_certificates=self.client_ca.read_bytes() if self.client_ca else None,
+            require_client_auth=self.client_ca is not None,
+        )
+
+
 @dataclass
 class ServerConfig:
     database_url: str
@@ -70,6 +89,9 @@ class ServerConfig:
     # Watch events older than this are compacted away; resuming before them is OUT_OF_RANGE.
     event_retention: timedelta = timedelta(hours=24)
     maintenance_interval_seconds: float = 300.0
+    # Bearer tokens and policies; None serves without authentication (local demos only).
+    tokens: TokenStore | None = None
+    tls: TlsConfig | None = None
 
 
 ProviderFactory = Callable[[Store, Clock], Provider]
@@ -124,10 +146,11 @@ class App:
         await self.hub.start()
         await self.engine.start()
         server = grpc.aio.server(
+            interceptors=[GuardInterceptor(self.config.tokens)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ]
+            ],
         )
         work_requests_pb2_grpc.add_WorkRequestServiceServicer_to_server(
             WorkRequestServicer(self.work_requests), server
@@ -144,7 +167,11 @@ class App:
             ),
             server,
         )
-        self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        address = f"{self.config.host}:{self.config.port}"
+        if self.config.tls is not None:
+            self.port = server.add_secure_port(address, self.config.tls.credentials())
+        else:
+            self.port = server.add_insecure_port(address)
         await server.start()
         self.server = server
         for name in ("", *SERVICE_NAMES):

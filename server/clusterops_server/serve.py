@@ -9,8 +9,10 @@ import os
 import signal
 import sys
 from datetime import timedelta
+from pathlib import Path
 
-from clusterops_server.app import App, ServerConfig
+from clusterops_server.app import App, ServerConfig, TlsConfig
+from clusterops_server.auth.tokens import TokenStore
 from clusterops_server.demo import seed_demo_fleet
 from clusterops_server.providers.simulated import SimulationSettings
 from clusterops_server.store.database import default_sqlite_url
@@ -54,12 +56,75 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long watch history is kept for resuming (default 24)",
     )
     parser.add_argument(
+        "--auth-config",
+        type=Path,
+        default=_path(env("CLUSTEROPS_AUTH_CONFIG")),
+        help="JSON file of bearer tokens, groups and policies (env CLUSTEROPS_AUTH_CONFIG)",
+    )
+    parser.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve without authentication (implied by --demo without --auth-config); "
+        "never expose such a server",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=_path(env("CLUSTEROPS_TLS_CERT")),
+        help="PEM certificate chain; enables TLS (env CLUSTEROPS_TLS_CERT)",
+    )
+    parser.add_argument(
+        "--tls-key",
+        type=Path,
+        default=_path(env("CLUSTEROPS_TLS_KEY")),
+        help="PEM private key (env CLUSTEROPS_TLS_KEY)",
+    )
+    parser.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        default=_path(env("CLUSTEROPS_TLS_CLIENT_CA")),
+        help="PEM CA that signs client certificates; requires them: mutual TLS "
+        "(env CLUSTEROPS_TLS_CLIENT_CA)",
+    )
+    parser.add_argument(
         "--grace-seconds",
         type=float,
         default=10.0,
         help="how long shutdown waits for in-flight calls (default 10)",
     )
     parser.add_argument("--log-level", default=env("CLUSTEROPS_LOG_LEVEL", "INFO"))
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+class ConfigError(Exception):
+    """The flags do not describe a server we are willing to start."""
+
+
+def _tls(args: argparse.Namespace) -> TlsConfig | None:
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_client_ca is not None:
+            raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    return TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca)
+
+
+def _tokens(args: argparse.Namespace) -> TokenStore | None:
+    if args.auth_config is not None:
+        try:
+            return TokenStore.load(args.auth_config)
+        except (OSError, ValueError, KeyError) as error:
+            raise ConfigError(f"cannot use --auth-config {args.auth_config}: {error}") from None
+    if args.insecure_no_auth or args.demo:
+        return None
+    raise ConfigError(
+        "refusing to serve without authentication: pass --auth-config FILE "
+        "(see README), or --insecure-no-auth for a local experiment"
+    )
 
 
 def config_from(args: argparse.Namespace) -> ServerConfig:
@@ -72,11 +137,20 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         port=args.port,
         simulation=SimulationSettings(default_seconds=step),
         event_retention=timedelta(hours=args.event_retention_hours),
+        tokens=_tokens(args),
+        tls=_tls(args),
     )
 
 
 async def serve(args: argparse.Namespace) -> int:
-    app = App(config_from(args))
+    try:
+        config = config_from(args)
+    except ConfigError as error:
+        print(f"clusterops serve: {error}", file=sys.stderr)
+        return 2
+    if config.tokens is None:
+        log.warning("serving WITHOUT authentication: anyone who can connect can do anything")
+    app = App(config)
     port = await app.start()
     if args.demo:
         await seed_demo_fleet(app)

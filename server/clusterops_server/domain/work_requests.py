@@ -154,6 +154,15 @@ class WorkRequest:
 
 
 @dataclass(frozen=True)
+class WorkRequestVisibility:
+    """Which work requests a caller may see: whole compartments, plus work requests of
+    certain operation types in further compartments (None: in every compartment)."""
+
+    compartments: frozenset[str]
+    by_operation: tuple[tuple[frozenset[OperationType], frozenset[str] | None], ...]
+
+
+@dataclass(frozen=True)
 class WorkRequestEvent:
     """One committed change of a work request, as watchers see it."""
 

@@ -8,6 +8,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+from clusterops_server.auth.caller import request_scope
 from clusterops_server.store.uow import UnitOfWork
 
 # request_ids are honoured for at least this long.
@@ -34,11 +35,11 @@ async def previous_result(
     if not request_id:
         return None
     claim = await uow.idempotency.claim(
-        scope, request_id, request_fingerprint(command), uow.clock.now()
+        request_scope(scope), request_id, request_fingerprint(command), uow.clock.now()
     )
     return None if claim.fresh else claim.result
 
 
 async def remember(uow: UnitOfWork, scope: str, request_id: str, result: dict[str, Any]) -> None:
     if request_id:
-        await uow.idempotency.record(scope, request_id, result)
+        await uow.idempotency.record(request_scope(scope), request_id, result)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from clusterops_server.auth.caller import (
+    current_caller,
+    require,
+    require_visible,
+    visible_compartments,
+)
+from clusterops_server.auth.policy import Family, Verb
 from clusterops_server.clock import Clock
 from clusterops_server.domain.errors import EtagMismatch, FailedPrecondition, NotFound
 from clusterops_server.domain.inventory import (
@@ -88,17 +95,37 @@ def new_work_request(
     )
 
 
-async def require_cluster(uow: UnitOfWork, cluster_id: str, *, for_update: bool = False) -> Cluster:
+async def require_cluster(
+    uow: UnitOfWork,
+    cluster_id: str,
+    *,
+    for_update: bool = False,
+    verb: Verb = Verb.READ,
+    family: Family = Family.CLUSTERS,
+) -> Cluster:
+    """A live cluster the caller may see; NOT_FOUND otherwise (no existence leak), and
+    PERMISSION_DENIED when they may see it but not do `verb` to `family` in its compartment."""
     cluster = await uow.inventory.get_cluster(cluster_id, for_update=for_update)
     if cluster is None or cluster.lifecycle_state is ClusterState.DELETED:
         raise NotFound("cluster", cluster_id)
+    caller = current_caller()
+    if not (
+        caller.can(Verb.READ, Family.CLUSTERS, cluster.compartment_id)
+        or caller.can(Verb.READ, family, cluster.compartment_id)
+    ):
+        raise NotFound("cluster", cluster_id)
+    require(verb, family, cluster.compartment_id)
     return cluster
 
 
-async def require_node_pool(uow: UnitOfWork, node_pool_id: str) -> NodePool:
+async def require_node_pool(
+    uow: UnitOfWork, node_pool_id: str, *, verb: Verb = Verb.READ
+) -> NodePool:
     pool = await uow.inventory.get_node_pool(node_pool_id)
     if pool is None or pool.lifecycle_state is NodePoolState.DELETED:
         raise NotFound("node pool", node_pool_id)
+    require_visible(Verb.READ, Family.CLUSTERS, pool.compartment_id, "node pool", node_pool_id)
+    require(verb, Family.CLUSTERS, pool.compartment_id)
     return pool
 
 
@@ -122,6 +149,7 @@ class InventoryService:
         self.versions = versions
 
     async def create_cluster(self, cmd: CreateClusterCommand) -> tuple[Cluster, WorkRequest]:
+        require(Verb.MANAGE, Family.CLUSTERS, cmd.compartment_id)
         self.versions.require_supported("kubernetes_version", cmd.kubernetes_version)
         async with self.store.write() as uow:
             prior = await previous_result(uow, "CreateCluster", cmd.request_id, cmd)
@@ -179,15 +207,18 @@ class InventoryService:
             return await require_cluster(uow, cluster_id)
 
     async def list_clusters(self, query: ClusterQuery, page: PageRequest) -> Page[Cluster]:
+        scoped = replace(
+            query, visible_compartments=visible_compartments(Verb.INSPECT, Family.CLUSTERS)
+        )
         async with self.store.read() as uow:
-            return await uow.inventory.list_clusters(query, page)
+            return await uow.inventory.list_clusters(scoped, page)
 
     async def delete_cluster(self, cmd: DeleteCommand) -> WorkRequest:
         async with self.store.write() as uow:
             prior = await previous_result(uow, "DeleteCluster", cmd.request_id, cmd)
             if prior is not None:
                 return await get_work_request(uow, prior["work_request_id"])
-            cluster = await require_cluster(uow, cmd.resource_id, for_update=True)
+            cluster = await require_cluster(uow, cmd.resource_id, for_update=True, verb=Verb.MANAGE)
             _check_etag("cluster", cluster.id, cluster.etag, cmd.etag)
             if cluster.lifecycle_state not in {ClusterState.ACTIVE, ClusterState.FAILED}:
                 require_active_cluster(cluster, "deleting it")
@@ -222,7 +253,7 @@ class InventoryService:
                 pool = await uow.inventory.get_node_pool(prior["node_pool_id"])
                 assert pool is not None
                 return pool, await get_work_request(uow, prior["work_request_id"])
-            cluster = await require_cluster(uow, cmd.cluster_id, for_update=True)
+            cluster = await require_cluster(uow, cmd.cluster_id, for_update=True, verb=Verb.MANAGE)
             require_active_cluster(cluster, "adding a node pool")
             version = cmd.kubernetes_version or cluster.kubernetes_version
             if cmd.kubernetes_version:
@@ -309,7 +340,7 @@ class InventoryService:
             prior = await previous_result(uow, "DeleteNodePool", cmd.request_id, cmd)
             if prior is not None:
                 return await get_work_request(uow, prior["work_request_id"])
-            pool = await require_node_pool(uow, cmd.resource_id)
+            pool = await require_node_pool(uow, cmd.resource_id, verb=Verb.MANAGE)
             _check_etag("node pool", pool.id, pool.etag, cmd.etag)
             cluster = await require_cluster(uow, pool.cluster_id, for_update=True)
             nodes = [

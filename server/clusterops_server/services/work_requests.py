@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
+from clusterops_server.auth.caller import current_caller
+from clusterops_server.auth.policy import Verb
 from clusterops_server.clock import Clock
-from clusterops_server.domain.errors import FailedPrecondition, NotFound, OutOfRange, Unavailable
+from clusterops_server.domain.errors import (
+    FailedPrecondition,
+    NotFound,
+    OutOfRange,
+    PermissionDenied,
+    Unavailable,
+)
 from clusterops_server.domain.listing import Page, PageRequest
 from clusterops_server.domain.work_requests import (
     ErrorEntry,
@@ -22,10 +31,22 @@ from clusterops_server.watch import SubscriptionClosed, WatchHub
 _HISTORY_BATCH = 500
 
 
-async def get_work_request(uow: UnitOfWork, work_request_id: str) -> WorkRequest:
-    wr = await uow.work_requests.get(work_request_id)
-    if wr is None:
+async def get_work_request(
+    uow: UnitOfWork, work_request_id: str, *, verb: Verb = Verb.READ, for_update: bool = False
+) -> WorkRequest:
+    """The work request, if the caller may see it (with the permission of the operation
+    that spawned it); otherwise NOT_FOUND, exactly as if it did not exist."""
+    wr = await uow.work_requests.get(work_request_id, for_update=for_update)
+    caller = current_caller()
+    if wr is None or not caller.can_see_work_request(
+        Verb.READ, wr.operation_type, wr.compartment_id
+    ):
         raise NotFound("work request", work_request_id)
+    if not caller.can_see_work_request(verb, wr.operation_type, wr.compartment_id):
+        raise PermissionDenied(
+            f"{caller.name} may read but not {verb.name.lower()} work request {wr.id}",
+            metadata={"verb": verb.name.lower()},
+        )
     return wr
 
 
@@ -43,8 +64,9 @@ class WorkRequestService:
     async def list_work_requests(
         self, query: WorkRequestQuery, page: PageRequest
     ) -> Page[WorkRequest]:
+        scoped = replace(query, visibility=current_caller().work_request_visibility(Verb.INSPECT))
         async with self.store.read() as uow:
-            return await uow.work_requests.list_work_requests(query, page)
+            return await uow.work_requests.list_work_requests(scoped, page)
 
     async def list_logs(self, work_request_id: str, page: PageRequest) -> Page[LogEntry]:
         async with self.store.read() as uow:
@@ -59,9 +81,7 @@ class WorkRequestService:
     async def cancel(self, work_request_id: str) -> WorkRequest:
         """Ask the operation to stop; a second cancel of a CANCELING request is a no-op."""
         async with self.store.write() as uow:
-            wr = await uow.work_requests.get(work_request_id, for_update=True)
-            if wr is None:
-                raise NotFound("work request", work_request_id)
+            wr = await get_work_request(uow, work_request_id, verb=Verb.USE, for_update=True)
             if wr.status is WorkRequestStatus.CANCELING:
                 return wr
             if wr.status.is_terminal:

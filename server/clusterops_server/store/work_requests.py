@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, delete, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,6 +23,7 @@ from clusterops_server.domain.work_requests import (
     WorkRequest,
     WorkRequestResource,
     WorkRequestStatus,
+    WorkRequestVisibility,
 )
 from clusterops_server.store.filters import compile_filter
 from clusterops_server.store.paging import Keyset, paginate
@@ -54,8 +55,8 @@ class WorkRequestQuery:
     statuses: frozenset[WorkRequestStatus] = frozenset()
     filter: Expression | None = None
     order: OrderBy = field(default_factory=lambda: OrderBy("time_accepted", True))
-    # Compartments the caller may see; None means every compartment.
-    visible_compartments: frozenset[str] | None = None
+    # What the caller may see; None means everything.
+    visibility: WorkRequestVisibility | None = None
 
     def fingerprint(self) -> str:
         """Identifies the query across processes (set order varies with hash seeds)."""
@@ -68,6 +69,19 @@ class WorkRequestQuery:
             self.filter,
             self.order,
         )
+
+
+def _visible(visibility: WorkRequestVisibility) -> ColumnElement[bool]:
+    allowed: list[ColumnElement[bool]] = [
+        WorkRequestRow.compartment_id.in_(sorted(visibility.compartments))
+    ]
+    for operations, compartments in visibility.by_operation:
+        of_type = WorkRequestRow.operation_type.in_(sorted(o.value for o in operations))
+        if compartments is None:
+            allowed.append(of_type)
+        elif compartments:
+            allowed.append(and_(of_type, WorkRequestRow.compartment_id.in_(sorted(compartments))))
+    return or_(*allowed)
 
 
 def _resource(row: WorkRequestResourceRow) -> WorkRequestResource:
@@ -276,8 +290,8 @@ class WorkRequestRepository:
 
     def _query(self, query: WorkRequestQuery) -> Select[WorkRequestRow]:
         conditions: list[ColumnElement[bool]] = []
-        if query.visible_compartments is not None:
-            conditions.append(WorkRequestRow.compartment_id.in_(sorted(query.visible_compartments)))
+        if query.visibility is not None:
+            conditions.append(_visible(query.visibility))
         if query.compartment_id:
             conditions.append(WorkRequestRow.compartment_id == query.compartment_id)
         if query.statuses:

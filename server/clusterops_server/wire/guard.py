@@ -1,0 +1,126 @@
+"""The interceptor every call passes before its handler: decode safely, then authenticate.
+
+- A request whose bytes are not a valid message answers INVALID_ARGUMENT (grpc would
+  answer UNKNOWN with the parser's exception text).
+- With a token store configured, a call without a valid bearer token answers
+  UNAUTHENTICATED; otherwise the handler runs as the token's principal. Health and
+  reflection stay open: they describe the API, not anyone's resources. Tokens are
+  never logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from clusterops_server.auth.caller import SYSTEM, Caller, acting_as
+from clusterops_server.auth.tokens import TokenStore
+from clusterops_server.domain.errors import FieldViolation, InvalidArgument, Unauthenticated
+from clusterops_server.wire.errors import abort, to_rpc_status
+
+OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+_UNAUTHENTICATED = to_rpc_status(
+    Unauthenticated(
+        "a valid bearer token is required: send metadata `authorization: Bearer <token>`",
+        reason="INVALID_TOKEN",
+    )
+)
+_MALFORMED = to_rpc_status(
+    InvalidArgument(
+        [FieldViolation("", "the request bytes are not a valid message of this method's type")],
+        "the request could not be decoded",
+        reason="MALFORMED_REQUEST",
+    )
+)
+
+
+class _Malformed:
+    """Stands in for a request that did not decode."""
+
+
+def bearer_token(metadata: Any) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+class GuardInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, tokens: TokenStore | None) -> None:
+        self.tokens = tokens
+
+    # Handlers are typed Any: grpc's stubs type them per request/response pair.
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        open_method = handler_call_details.method.startswith(OPEN_SERVICES)
+        return self._wrap(handler, authenticate=self.tokens is not None and not open_method)
+
+    def _caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> Caller | None:
+        assert self.tokens is not None
+        token = bearer_token(context.invocation_metadata())
+        return self.tokens.authenticate(token) if token else None
+
+    async def _admit(self, request: Any, context: Any, authenticate: bool) -> Caller:
+        if isinstance(request, _Malformed):
+            await abort(context, _MALFORMED)
+        if not authenticate:
+            return SYSTEM
+        caller = self._caller(context)
+        if caller is None:
+            await abort(context, _UNAUTHENTICATED)
+        assert caller is not None
+        return caller
+
+    def _wrap(self, handler: Any, *, authenticate: bool) -> Any:
+        decode = _tolerant(handler.request_deserializer)
+        if handler.unary_unary is not None:
+            inner: Callable[..., Awaitable[Any]] = handler.unary_unary
+
+            async def unary(request: Any, context: Any) -> Any:
+                caller = await self._admit(request, context, authenticate)
+                with acting_as(caller):
+                    return await inner(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary, request_deserializer=decode, response_serializer=handler.response_serializer
+            )
+        if handler.unary_stream is not None:
+            inner_stream: Callable[..., AsyncIterator[Any]] = handler.unary_stream
+
+            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+                caller = await self._admit(request, context, authenticate)
+                with acting_as(caller):
+                    async for item in inner_stream(request, context):
+                        yield item
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream, request_deserializer=decode, response_serializer=handler.response_serializer
+            )
+        # Client- and bidi-streaming methods: this API has none of its own (reflection's
+        # bidi stream is open and decodes its own messages).
+        return handler
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError:
+            return _Malformed()
+
+    return decode

@@ -1,0 +1,294 @@
+"""Authentication by bearer token and OCI-style authorization across compartments."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from clusterops.v1 import clusters_pb2 as cl_pb
+from clusterops.v1 import work_requests_pb2 as wr_pb
+from clusterops_server.app import SERVICE_NAMES, App
+from clusterops_server.auth.policy import PolicyError, parse_statement
+from clusterops_server.auth.tokens import TokenStore, token_digest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.conftest import AppFactory, Stubs, seed_cluster
+from tests.helpers import details_of, watch_to_end
+
+AUTH = {
+    "principals": [
+        {"name": "alice", "groups": ["DevAdmins"], "token_sha256": token_digest("alice-token")},
+        {"name": "bob", "groups": ["ProdAdmins"], "token": "bob-token"},
+        {"name": "carol", "groups": ["DevReaders"], "token": "carol-token"},
+        {"name": "dave", "groups": ["Support"], "token": "dave-token"},
+    ],
+    "policies": [
+        "allow group DevAdmins to manage all-resources in compartment dev",
+        "allow group ProdAdmins to manage all-resources in compartment prod",
+        "allow group DevReaders to read clusters in compartment dev",
+        "allow group Support to inspect work-requests in tenancy",
+    ],
+}
+
+
+def metadata(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+@dataclass
+class Tenants:
+    app: App
+    stubs: Stubs
+    dev_cluster: str
+    prod_cluster: str
+    dev_pool: str
+    prod_pool: str
+    dev_wr: str
+    prod_wr: str
+
+
+@pytest.fixture
+async def tenants(make_app: AppFactory) -> AsyncIterator[Tenants]:
+    app = await make_app(tokens=TokenStore.from_json(AUTH))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        stubs = Stubs(channel)
+        made: dict[str, str] = {}
+        for who, compartment in (("alice", "dev"), ("bob", "prod")):
+            cluster = await seed_cluster(app, compartment=compartment)
+            created = await stubs.clusters.CreateNodePool(
+                cl_pb.CreateNodePoolRequest(cluster_id=cluster.id, name="w", node_count=1),
+                metadata=metadata(f"{who}-token"),
+            )
+            await watch_to_end_as(stubs, created.work_request.id, f"{who}-token")
+            made[f"{compartment}_cluster"] = cluster.id
+            made[f"{compartment}_pool"] = created.node_pool.id
+            made[f"{compartment}_wr"] = created.work_request.id
+        yield Tenants(app, stubs, **made)
+
+
+async def watch_to_end_as(stubs: Stubs, wr_id: str, token: str) -> list[Any]:
+    call = stubs.work_requests.WatchWorkRequest(
+        wr_pb.WatchWorkRequestRequest(work_request_id=wr_id), metadata=metadata(token)
+    )
+    return await asyncio.wait_for(_collect(call), 20)
+
+
+async def status_of(call: Awaitable[Any]) -> grpc.StatusCode:
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+async def _collect(call: Any) -> list[Any]:
+    return [item async for item in call]
+
+
+async def test_calls_without_a_valid_token_are_unauthenticated(tenants: Tenants) -> None:
+    request = wr_pb.ListWorkRequestsRequest()
+    for md in ((), metadata("wrong-token"), (("authorization", "Basic YWxpY2U6eA=="),)):
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await tenants.stubs.work_requests.ListWorkRequests(request, metadata=md)
+        details = details_of(denied.value)
+        assert details.code == grpc.StatusCode.UNAUTHENTICATED
+        assert details.error_info is not None
+        assert details.error_info.reason == "INVALID_TOKEN"
+    with pytest.raises(grpc.aio.AioRpcError) as denied_stream:
+        await watch_to_end(tenants.stubs, tenants.dev_wr)
+    assert denied_stream.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_health_stays_open_without_a_token(tenants: Tenants) -> None:
+    health = health_pb2_grpc.HealthStub(tenants.stubs.channel)
+    reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAMES[0]))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+# Every RPC, called by alice (dev) on bob's prod resources. Each entry builds the call.
+Call = Callable[[Stubs, Tenants, Any], Awaitable[Any]]
+CROSS_TENANT: dict[str, Call] = {
+    "WorkRequestService/GetWorkRequest": lambda s, t, md: s.work_requests.GetWorkRequest(
+        wr_pb.GetWorkRequestRequest(work_request_id=t.prod_wr), metadata=md
+    ),
+    "WorkRequestService/ListWorkRequestErrors": lambda s, t, md: (
+        s.work_requests.ListWorkRequestErrors(
+            wr_pb.ListWorkRequestErrorsRequest(work_request_id=t.prod_wr), metadata=md
+        )
+    ),
+    "WorkRequestService/ListWorkRequestLogs": lambda s, t, md: s.work_requests.ListWorkRequestLogs(
+        wr_pb.ListWorkRequestLogsRequest(work_request_id=t.prod_wr), metadata=md
+    ),
+    "WorkRequestService/CancelWorkRequest": lambda s, t, md: s.work_requests.CancelWorkRequest(
+        wr_pb.CancelWorkRequestRequest(work_request_id=t.prod_wr), metadata=md
+    ),
+    "WorkRequestService/WatchWorkRequest": lambda s, t, md: _collect(
+        s.work_requests.WatchWorkRequest(
+            wr_pb.WatchWorkRequestRequest(work_request_id=t.prod_wr), metadata=md
+        )
+    ),
+    "ClusterService/GetCluster": lambda s, t, md: s.clusters.GetCluster(
+        cl_pb.GetClusterRequest(cluster_id=t.prod_cluster), metadata=md
+    ),
+    "ClusterService/DeleteCluster": lambda s, t, md: s.clusters.DeleteCluster(
+        cl_pb.DeleteClusterRequest(cluster_id=t.prod_cluster), metadata=md
+    ),
+    "ClusterService/CreateNodePool": lambda s, t, md: s.clusters.CreateNodePool(
+        cl_pb.CreateNodePoolRequest(cluster_id=t.prod_cluster, name="x", node_count=1),
+        metadata=md,
+    ),
+    "ClusterService/GetNodePool": lambda s, t, md: s.clusters.GetNodePool(
+        cl_pb.GetNodePoolRequest(node_pool_id=t.prod_pool), metadata=md
+    ),
+    "ClusterService/ListNodePools": lambda s, t, md: s.clusters.ListNodePools(
+        cl_pb.ListNodePoolsRequest(cluster_id=t.prod_cluster), metadata=md
+    ),
+    "ClusterService/DeleteNodePool": lambda s, t, md: s.clusters.DeleteNodePool(
+        cl_pb.DeleteNodePoolRequest(node_pool_id=t.prod_pool), metadata=md
+    ),
+    "ClusterService/ListNodes": lambda s, t, md: s.clusters.ListNodes(
+        cl_pb.ListNodesRequest(node_pool_id=t.prod_pool), metadata=md
+    ),
+}
+# Calls that name a compartment themselves: refusing them reveals nothing.
+DENIED_IN_OTHER_COMPARTMENT: dict[str, Call] = {
+    "ClusterService/CreateCluster": lambda s, t, md: s.clusters.CreateCluster(
+        cl_pb.CreateClusterRequest(
+            compartment_id="prod",
+            name="sneaky",
+            kubernetes_version="v1.30.4",
+            region="r",
+            plan="p",
+        ),
+        metadata=md,
+    ),
+}
+# Lists: they answer, without the other compartment's items.
+LISTS: dict[str, Call] = {
+    "WorkRequestService/ListWorkRequests": lambda s, t, md: s.work_requests.ListWorkRequests(
+        wr_pb.ListWorkRequestsRequest(), metadata=md
+    ),
+    "ClusterService/ListClusters": lambda s, t, md: s.clusters.ListClusters(
+        cl_pb.ListClustersRequest(), metadata=md
+    ),
+}
+
+
+def test_the_matrix_covers_every_rpc_the_server_serves() -> None:
+    from clusterops.v1 import clusters_pb2, work_requests_pb2
+
+    served = {
+        f"{service.name}/{method.name}"
+        for module in (work_requests_pb2, clusters_pb2)
+        for service in module.DESCRIPTOR.services_by_name.values()
+        if service.full_name in SERVICE_NAMES
+        for method in service.methods
+    }
+    assert served == set(CROSS_TENANT) | set(DENIED_IN_OTHER_COMPARTMENT) | set(LISTS)
+
+
+@pytest.mark.parametrize("rpc", sorted(CROSS_TENANT))
+async def test_another_compartments_resources_are_not_found(tenants: Tenants, rpc: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as hidden:
+        await CROSS_TENANT[rpc](tenants.stubs, tenants, metadata("alice-token"))
+    assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+    # The same call as the owner does not answer NOT_FOUND: the resource exists.
+    assert await status_of(CROSS_TENANT[rpc](tenants.stubs, tenants, metadata("bob-token"))) != (
+        grpc.StatusCode.NOT_FOUND
+    )
+
+
+@pytest.mark.parametrize("rpc", sorted(DENIED_IN_OTHER_COMPARTMENT))
+async def test_mutations_in_another_compartment_are_permission_denied(
+    tenants: Tenants, rpc: str
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as denied:
+        await DENIED_IN_OTHER_COMPARTMENT[rpc](tenants.stubs, tenants, metadata("alice-token"))
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.parametrize("rpc", sorted(LISTS))
+async def test_lists_never_include_another_compartment(tenants: Tenants, rpc: str) -> None:
+    as_alice = await LISTS[rpc](tenants.stubs, tenants, metadata("alice-token"))
+    as_bob = await LISTS[rpc](tenants.stubs, tenants, metadata("bob-token"))
+    for reply, mine in ((as_alice, "dev"), (as_bob, "prod")):
+        items = next(v for f, v in reply.ListFields() if f.is_repeated)
+        assert items
+        assert {i.compartment_id for i in items} == {mine}
+
+
+async def test_work_requests_inherit_the_permission_of_their_operation(tenants: Tenants) -> None:
+    stubs = tenants.stubs
+    # carol may read clusters in dev, so she sees dev's node-pool work request...
+    seen = await stubs.work_requests.GetWorkRequest(
+        wr_pb.GetWorkRequestRequest(work_request_id=tenants.dev_wr),
+        metadata=metadata("carol-token"),
+    )
+    assert seen.work_request.id == tenants.dev_wr
+    listed = await stubs.work_requests.ListWorkRequests(
+        wr_pb.ListWorkRequestsRequest(), metadata=metadata("carol-token")
+    )
+    assert [w.id for w in listed.work_requests] == [tenants.dev_wr]
+    # ...but reading is not canceling, and prod stays invisible.
+    with pytest.raises(grpc.aio.AioRpcError) as denied:
+        await stubs.work_requests.CancelWorkRequest(
+            wr_pb.CancelWorkRequestRequest(work_request_id=tenants.dev_wr),
+            metadata=metadata("carol-token"),
+        )
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as hidden:
+        await stubs.work_requests.GetWorkRequest(
+            wr_pb.GetWorkRequestRequest(work_request_id=tenants.prod_wr),
+            metadata=metadata("carol-token"),
+        )
+    assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+    # Support inspects work requests everywhere, as OKE's tenancy-wide policy allows.
+    everything = await stubs.work_requests.ListWorkRequests(
+        wr_pb.ListWorkRequestsRequest(), metadata=metadata("dave-token")
+    )
+    assert {w.id for w in everything.work_requests} == {tenants.dev_wr, tenants.prod_wr}
+
+
+async def test_request_ids_are_per_caller(tenants: Tenants) -> None:
+    stubs = tenants.stubs
+    mine = await stubs.clusters.CreateCluster(
+        cl_pb.CreateClusterRequest(
+            compartment_id="dev",
+            name="a1",
+            kubernetes_version="v1.30.4",
+            region="r",
+            plan="p",
+            request_id="same-id",
+        ),
+        metadata=metadata("alice-token"),
+    )
+    theirs = await stubs.clusters.CreateCluster(
+        cl_pb.CreateClusterRequest(
+            compartment_id="prod",
+            name="b1",
+            kubernetes_version="v1.30.4",
+            region="r",
+            plan="p",
+            request_id="same-id",
+        ),
+        metadata=metadata("bob-token"),
+    )
+    assert mine.cluster.id != theirs.cluster.id
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "allow group X to juggle clusters in tenancy",
+        "allow group X to manage spaceships in tenancy",
+        "allow X to manage clusters in tenancy",
+        "allow group X to manage clusters in compartment",
+    ],
+)
+def test_malformed_policies_are_refused(statement: str) -> None:
+    with pytest.raises(PolicyError):
+        parse_statement(statement)
