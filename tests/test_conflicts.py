@@ -104,3 +104,21 @@ async def test_same_request_id_returns_the_same_operation(app: App, stubs: Stubs
     with pytest.raises(grpc.aio.AioRpcError) as reused:
         await stubs.clusters.CreateNodePool(changed)
     assert details_of(reused.value).fields == ["request_id"]
+
+
+async def test_concurrent_retries_with_one_request_id_make_exactly_one_operation(
+    app: App, stubs: Stubs
+) -> None:
+    request = cl_pb.CreateClusterRequest(
+        compartment_id="dev",
+        name="once",
+        kubernetes_version="v1.30.4",
+        region="eu-frankfurt-1",
+        plan="standard",
+        request_id="client-retry-7",
+    )
+    replies = await asyncio.gather(*(stubs.clusters.CreateCluster(request) for _ in range(20)))
+    assert len({r.cluster.id for r in replies}) == 1
+    assert len({r.work_request.id for r in replies}) == 1
+    listed = await stubs.clusters.ListClusters(cl_pb.ListClustersRequest(compartment_id="dev"))
+    assert [c.name for c in listed.clusters] == ["once"]

@@ -102,6 +102,12 @@ class Engine:
     def wake(self) -> None:
         self._wakeup.set()
 
+    async def wait_idle(self) -> None:
+        """Return once a fresh look at the store finds nothing due and nothing running."""
+        self._idle.clear()
+        self.wake()
+        await self._idle.wait()
+
     @property
     def running(self) -> frozenset[str]:
         return frozenset(self._running)
@@ -136,6 +142,8 @@ class Engine:
         for work_request_id in claimed:
             task = asyncio.create_task(self._run(work_request_id), name=f"op-{work_request_id}")
             self._running[work_request_id] = task
+        if not claimed and not self._running:
+            self._idle.set()
         if claimed and len(claimed) == free:
             return 0.0
         if next_due is None:

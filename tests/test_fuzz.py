@@ -1,0 +1,115 @@
+"""Arbitrary and malformed requests to every RPC: never UNKNOWN or INTERNAL, the server keeps
+serving, and a rejected call writes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import grpc
+import pytest
+from clusterops.v1 import clusters_pb2 as cl_pb
+from clusterops_server.app import SERVICE_NAMES, App
+from clusterops_server.store.tables import Base
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import MethodDescriptor
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import func, select
+
+from tests.conftest import seed_cluster
+from tests.fuzzing import build, field_values
+from tests.helpers import watch_to_end
+
+FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
+METHODS: list[MethodDescriptor] = [
+    method
+    for name in SERVICE_NAMES
+    for method in descriptor_pool.Default().FindServiceByName(name).methods
+]
+
+
+async def row_counts(app: App) -> dict[str, int]:
+    async with app.store.read() as uow:
+        return {
+            table.name: int(await uow.session.scalar(select(func.count()).select_from(table)) or 0)
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def _raw(data: bytes) -> bytes:
+    return data
+
+
+async def invoke(
+    channel: grpc.aio.Channel, method: MethodDescriptor, payload: bytes
+) -> grpc.StatusCode:
+    """Call a method with raw request bytes; the status it answered."""
+    path = f"/{method.containing_service.full_name}/{method.name}"
+    try:
+        if method.server_streaming:
+            stream: Any = channel.unary_stream(
+                path, request_serializer=_raw, response_deserializer=_raw
+            )(payload, timeout=5)
+            async with asyncio.timeout(5):
+                async for _ in stream:
+                    break
+            stream.cancel()
+        else:
+            unary: Any = channel.unary_unary(
+                path, request_serializer=_raw, response_deserializer=_raw
+            )
+            await unary(payload, timeout=5)
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+@pytest.fixture
+async def known_ids(app: App, stubs: Any) -> list[str]:
+    """Real ids, so fuzzed requests also reach the code behind validation."""
+    cluster = await seed_cluster(app)
+    created = await stubs.clusters.CreateNodePool(
+        cl_pb.CreateNodePoolRequest(cluster_id=cluster.id, name="w", node_count=1)
+    )
+    await watch_to_end(stubs, created.work_request.id)
+    return [cluster.id, created.node_pool.id, created.work_request.id, "dev", "v1.29.8"]
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+async def test_arbitrary_messages_never_answer_unknown_or_internal(
+    app: App, stubs: Any, known_ids: list[str], method: MethodDescriptor, data: st.DataObject
+) -> None:
+    strings = st.one_of(
+        st.sampled_from(known_ids), st.text(max_size=40), st.from_regex(r"[a-z]{2,4}-[0-9a-f]{20}")
+    )
+    values = data.draw(field_values(method.input_type, strings))
+    payload = build(method.input_type, values).SerializeToString()
+    await app.engine.wait_idle()  # earlier examples' operations have finished
+    before = await row_counts(app)
+    code = await invoke(stubs.channel, method, payload)
+    assert code not in FORBIDDEN, f"{method.name}({values}) answered {code}"
+    if code not in (grpc.StatusCode.OK, grpc.StatusCode.DEADLINE_EXCEEDED):
+        assert await row_counts(app) == before, f"{method.name} wrote although it answered {code}"
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(payload=st.binary(max_size=64))
+async def test_arbitrary_bytes_are_rejected_cleanly_and_the_server_keeps_serving(
+    app: App, stubs: Any, method: MethodDescriptor, payload: bytes
+) -> None:
+    code = await invoke(stubs.channel, method, payload)
+    assert code not in FORBIDDEN
+    health = health_pb2_grpc.HealthStub(stubs.channel)
+    reply = await health.Check(health_pb2.HealthCheckRequest())
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
