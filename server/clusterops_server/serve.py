@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from clusterops_server.app import App, ServerConfig
 from clusterops_server.demo import seed_demo_fleet
+from clusterops_server.domain.upgrade_workflows import UpgradeSettings
 from clusterops_server.providers.simulated import SimulationSettings
 from clusterops_server.store.database import default_sqlite_url
 
@@ -54,6 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long watch history is kept for resuming (default 24)",
     )
     parser.add_argument(
+        "--pre-check-validity-minutes",
+        type=float,
+        default=float(env("CLUSTEROPS_PRE_CHECK_VALIDITY_MINUTES", "60")),
+        help="how long an upgrade PreCheck result stays valid before it must run again "
+        "(env CLUSTEROPS_PRE_CHECK_VALIDITY_MINUTES; default 60)",
+    )
+    parser.add_argument(
         "--grace-seconds",
         type=float,
         default=10.0,
@@ -72,6 +80,9 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         port=args.port,
         simulation=SimulationSettings(default_seconds=step),
         event_retention=timedelta(hours=args.event_retention_hours),
+        upgrades=UpgradeSettings(
+            pre_check_validity=timedelta(minutes=args.pre_check_validity_minutes)
+        ),
     )
 
 
