@@ -10,10 +10,12 @@ from typing import Any
 import grpc
 import pytest
 from clusterops.v1 import clusters_pb2 as cl_pb
+from clusterops.v1 import upgrade_workflows_pb2 as uw_pb
 from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import SERVICE_NAMES, App
 from clusterops_server.auth.policy import PolicyError, parse_statement
 from clusterops_server.auth.tokens import TokenStore, token_digest
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import AppFactory, Stubs, seed_cluster
@@ -49,6 +51,8 @@ class Tenants:
     prod_pool: str
     dev_wr: str
     prod_wr: str
+    dev_upgrade: str
+    prod_upgrade: str
 
 
 @pytest.fixture
@@ -67,6 +71,12 @@ async def tenants(make_app: AppFactory) -> AsyncIterator[Tenants]:
             made[f"{compartment}_cluster"] = cluster.id
             made[f"{compartment}_pool"] = created.node_pool.id
             made[f"{compartment}_wr"] = created.work_request.id
+            upgrade = await stubs.upgrade_workflows.CreateUpgradeWorkflow(
+                uw_pb.CreateUpgradeWorkflowRequest(cluster_id=cluster.id, target_version="v1.30.4"),
+                metadata=metadata(f"{who}-token"),
+            )
+            await watch_to_end_as(stubs, upgrade.work_request.id, f"{who}-token")
+            made[f"{compartment}_upgrade"] = upgrade.upgrade_workflow.metadata.uid
         yield Tenants(app, stubs, **made)
 
 
@@ -153,6 +163,30 @@ CROSS_TENANT: dict[str, Call] = {
     "ClusterService/ListNodes": lambda s, t, md: s.clusters.ListNodes(
         cl_pb.ListNodesRequest(node_pool_id=t.prod_pool), metadata=md
     ),
+    "UpgradeWorkflowService/GetUpgradeWorkflow": lambda s, t, md: (
+        s.upgrade_workflows.GetUpgradeWorkflow(
+            uw_pb.GetUpgradeWorkflowRequest(upgrade_workflow_id=t.prod_upgrade), metadata=md
+        )
+    ),
+    "UpgradeWorkflowService/CancelUpgradeWorkflow": lambda s, t, md: (
+        s.upgrade_workflows.CancelUpgradeWorkflow(
+            uw_pb.CancelUpgradeWorkflowRequest(upgrade_workflow_id=t.prod_upgrade), metadata=md
+        )
+    ),
+    "UpgradeWorkflowService/CreateUpgradeWorkflow": lambda s, t, md: (
+        s.upgrade_workflows.CreateUpgradeWorkflow(
+            uw_pb.CreateUpgradeWorkflowRequest(cluster_id=t.prod_cluster, target_version="v1.31.1"),
+            metadata=md,
+        )
+    ),
+}
+# Calls about no one's resources: any authenticated caller may make them.
+PUBLIC: dict[str, Call] = {
+    "UpgradeWorkflowService/ListKubernetesVersions": lambda s, t, md: (
+        s.upgrade_workflows.ListKubernetesVersions(
+            uw_pb.ListKubernetesVersionsRequest(), metadata=md
+        )
+    ),
 }
 # Calls that name a compartment themselves: refusing them reveals nothing.
 DENIED_IN_OTHER_COMPARTMENT: dict[str, Call] = {
@@ -175,20 +209,27 @@ LISTS: dict[str, Call] = {
     "ClusterService/ListClusters": lambda s, t, md: s.clusters.ListClusters(
         cl_pb.ListClustersRequest(), metadata=md
     ),
+    "UpgradeWorkflowService/ListUpgradeWorkflows": lambda s, t, md: (
+        s.upgrade_workflows.ListUpgradeWorkflows(uw_pb.ListUpgradeWorkflowsRequest(), metadata=md)
+    ),
 }
 
 
 def test_the_matrix_covers_every_rpc_the_server_serves() -> None:
-    from clusterops.v1 import clusters_pb2, work_requests_pb2
-
     served = {
         f"{service.name}/{method.name}"
-        for module in (work_requests_pb2, clusters_pb2)
-        for service in module.DESCRIPTOR.services_by_name.values()
-        if service.full_name in SERVICE_NAMES
+        for service in map(descriptor_pool.Default().FindServiceByName, SERVICE_NAMES)
         for method in service.methods
     }
-    assert served == set(CROSS_TENANT) | set(DENIED_IN_OTHER_COMPARTMENT) | set(LISTS)
+    covered = set(CROSS_TENANT) | set(DENIED_IN_OTHER_COMPARTMENT) | set(LISTS) | set(PUBLIC)
+    assert served == covered
+
+
+@pytest.mark.parametrize("rpc", sorted(PUBLIC))
+async def test_public_calls_answer_any_authenticated_caller(tenants: Tenants, rpc: str) -> None:
+    assert await status_of(PUBLIC[rpc](tenants.stubs, tenants, metadata("dave-token"))) == (
+        grpc.StatusCode.OK
+    )
 
 
 @pytest.mark.parametrize("rpc", sorted(CROSS_TENANT))
@@ -250,7 +291,8 @@ async def test_work_requests_inherit_the_permission_of_their_operation(tenants: 
     everything = await stubs.work_requests.ListWorkRequests(
         wr_pb.ListWorkRequestsRequest(), metadata=metadata("dave-token")
     )
-    assert {w.id for w in everything.work_requests} == {tenants.dev_wr, tenants.prod_wr}
+    assert {w.id for w in everything.work_requests} >= {tenants.dev_wr, tenants.prod_wr}
+    assert {w.compartment_id for w in everything.work_requests} == {"dev", "prod"}
 
 
 async def test_request_ids_are_per_caller(tenants: Tenants) -> None:

@@ -21,6 +21,7 @@ from clusterops.v1 import (
     clusters_pb2_grpc,
     orchestrations_pb2,
     upgrade_workflows_pb2,
+    upgrade_workflows_pb2_grpc,
     work_requests_pb2,
     work_requests_pb2_grpc,
 )
@@ -30,15 +31,18 @@ from grpc_reflection.v1alpha import reflection
 
 from clusterops_server.auth.tokens import TokenStore
 from clusterops_server.clock import Clock, SystemClock
+from clusterops_server.domain.upgrade_workflows import UpgradeSettings
 from clusterops_server.domain.versions import VersionCatalogue
 from clusterops_server.engine.context import EngineSettings
 from clusterops_server.engine.engine import Engine, OperationHandler
 from clusterops_server.engine.operations.clusters import CreateCluster, DeleteCluster
 from clusterops_server.engine.operations.node_pools import CreateNodePool, DeleteNodePool
+from clusterops_server.engine.operations.upgrades import UpgradeCluster
 from clusterops_server.providers.base import Provider
 from clusterops_server.providers.simulated import SimulatedProvider, SimulationSettings
 from clusterops_server.services.idempotency import RETENTION
 from clusterops_server.services.inventory import InventoryService
+from clusterops_server.services.upgrade_workflows import UpgradeWorkflowService
 from clusterops_server.services.work_requests import WorkRequestService
 from clusterops_server.store.database import Database
 from clusterops_server.store.migrate import upgrade_to_head
@@ -46,6 +50,7 @@ from clusterops_server.store.uow import Store
 from clusterops_server.watch import WatchHub
 from clusterops_server.wire.clusters import ClusterServicer
 from clusterops_server.wire.guard import GuardInterceptor
+from clusterops_server.wire.upgrade_workflows import UpgradeWorkflowServicer
 from clusterops_server.wire.work_requests import WorkRequestServicer
 
 log = logging.getLogger(__name__)
@@ -55,10 +60,11 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 SERVICE_NAMES = (
     work_requests_pb2.DESCRIPTOR.services_by_name["WorkRequestService"].full_name,
     clusters_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
+    upgrade_workflows_pb2.DESCRIPTOR.services_by_name["UpgradeWorkflowService"].full_name,
 )
 # Descriptors of the services still to be implemented are registered for reflection
 # of their messages, so grpcurl can describe the whole API.
-_ALL_API_FILES = (addons_pb2, orchestrations_pb2, upgrade_workflows_pb2)
+_ALL_API_FILES = (addons_pb2, orchestrations_pb2)
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class ServerConfig:
     # Bearer tokens and policies; None serves without authentication (local demos only).
     tokens: TokenStore | None = None
     tls: TlsConfig | None = None
+    upgrades: UpgradeSettings = field(default_factory=UpgradeSettings)
 
 
 ProviderFactory = Callable[[Store, Clock], Provider]
@@ -123,6 +130,7 @@ class App:
             DeleteCluster(self.provider),
             CreateNodePool(self.provider),
             DeleteNodePool(self.provider),
+            UpgradeCluster(self.provider, config.upgrades),
         ]
         self.engine = Engine(
             self.store,
@@ -135,6 +143,9 @@ class App:
         self.store.on_commit(self.hub.notify)
         self.work_requests = WorkRequestService(self.store, self.clock, self.engine, self.hub)
         self.inventory = InventoryService(self.store, self.clock, self.engine, self.versions)
+        self.upgrade_workflows = UpgradeWorkflowService(
+            self.store, self.clock, self.engine, self.versions
+        )
         self.health = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = 0
@@ -157,6 +168,9 @@ class App:
         )
         clusters_pb2_grpc.add_ClusterServiceServicer_to_server(
             ClusterServicer(self.inventory), server
+        )
+        upgrade_workflows_pb2_grpc.add_UpgradeWorkflowServiceServicer_to_server(
+            UpgradeWorkflowServicer(self.upgrade_workflows), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(

@@ -14,6 +14,7 @@ from pathlib import Path
 from clusterops_server.app import App, ServerConfig, TlsConfig
 from clusterops_server.auth.tokens import TokenStore
 from clusterops_server.demo import seed_demo_fleet
+from clusterops_server.domain.upgrade_workflows import UpgradeSettings
 from clusterops_server.providers.simulated import SimulationSettings
 from clusterops_server.store.database import default_sqlite_url
 
@@ -87,6 +88,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(env CLUSTEROPS_TLS_CLIENT_CA)",
     )
     parser.add_argument(
+        "--pre-check-validity-minutes",
+        type=float,
+        default=float(env("CLUSTEROPS_PRE_CHECK_VALIDITY_MINUTES", "60")),
+        help="how long an upgrade PreCheck result stays valid before it must run again "
+        "(env CLUSTEROPS_PRE_CHECK_VALIDITY_MINUTES; default 60)",
+    )
+    parser.add_argument(
         "--grace-seconds",
         type=float,
         default=10.0,
@@ -139,6 +147,9 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         event_retention=timedelta(hours=args.event_retention_hours),
         tokens=_tokens(args),
         tls=_tls(args),
+        upgrades=UpgradeSettings(
+            pre_check_validity=timedelta(minutes=args.pre_check_validity_minutes)
+        ),
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from clusterops_server.domain.inventory import Cluster, Node, NodePool
+from clusterops_server.domain.upgrade_workflows import UpgradeTaskType
 
 
 class ProviderError(Exception):
@@ -31,3 +32,17 @@ class Provider(Protocol):
         ...
 
     async def delete_node(self, cluster: Cluster, pool: NodePool, node: Node) -> None: ...
+
+    # --- upgrade workflows ---------------------------------------------------------
+
+    async def run_upgrade_task(
+        self, cluster: Cluster, task_type: UpgradeTaskType, target_version: str
+    ) -> None:
+        """Run one task of upgrading `cluster` to `target_version` and return when it is done.
+
+        PreCheck and PostCheck inspect, Snapshot backs up, Cluster upgrades the control
+        plane, Rollback restores the snapshot; raise ProviderError when the task fails.
+        """
+        ...
+
+    # --- end upgrade workflows -----------------------------------------------------

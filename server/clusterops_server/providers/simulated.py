@@ -14,6 +14,7 @@ from sqlalchemy import delete, or_, select
 
 from clusterops_server.clock import Clock
 from clusterops_server.domain.inventory import Cluster, Node, NodePool
+from clusterops_server.domain.upgrade_workflows import UpgradeTaskType
 from clusterops_server.providers.base import ProviderError
 from clusterops_server.store.tables import SimulatedFaultRow
 from clusterops_server.store.uow import Store
@@ -101,6 +102,22 @@ class SimulatedProvider:
 
     async def delete_node(self, cluster: Cluster, pool: NodePool, node: Node) -> None:
         await self.act("delete_node", [node.id, pool.id, cluster.id])
+
+    # --- upgrade workflows ---------------------------------------------------------
+
+    async def run_upgrade_task(
+        self, cluster: Cluster, task_type: UpgradeTaskType, target_version: str
+    ) -> None:
+        """Action "upgrade:<TaskType>" (e.g. "upgrade:PostCheck") on the cluster's id: its
+        time is `seconds["upgrade:PostCheck"]` and a fault row for that action fails it."""
+        try:
+            await self.act(f"upgrade:{task_type.value}", [cluster.id])
+        except ProviderError as error:
+            raise ProviderError(
+                f"SimulatedUpgrade{task_type.value}Failure", error.message
+            ) from None
+
+    # --- end upgrade workflows -----------------------------------------------------
 
 
 def _camel(action: str) -> str:

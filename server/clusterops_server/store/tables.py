@@ -261,3 +261,28 @@ class SimulatedFaultRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_sim_faults_action", "action", "target"),)
+
+
+class UpgradeWorkflowRow(Base):
+    """A cluster upgrade workflow; its task points are a small JSON list read with it."""
+
+    __tablename__ = "upgrade_workflows"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    compartment_id: Mapped[str] = mapped_column(String(64))
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id"), index=True)
+    work_request_id: Mapped[str] = mapped_column(ForeignKey("work_requests.id"), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    cluster_version: Mapped[str] = mapped_column(String(32))
+    target_version: Mapped[str] = mapped_column(String(32))
+    phase: Mapped[str] = mapped_column(String(16))
+    points: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    annotations: Mapped[dict[str, str]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index("ix_upgrade_workflows_created", "created_at", "id"),
+        Index("ix_upgrade_workflows_listing", "compartment_id", "created_at", "id"),
+    )

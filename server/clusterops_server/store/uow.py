@@ -28,6 +28,7 @@ from clusterops_server.store.inventory import InventoryRepository
 from clusterops_server.store.leases import LeaseRepository
 from clusterops_server.store.steps import StepRepository
 from clusterops_server.store.tables import WorkRequestRow
+from clusterops_server.store.upgrade_workflows import UpgradeWorkflowRepository
 from clusterops_server.store.work_requests import WorkRequestRepository
 
 
@@ -53,6 +54,7 @@ class UnitOfWork:
         self.leases = LeaseRepository(self.session, self.dialect)
         self.steps = StepRepository(self.session)
         self.idempotency = IdempotencyRepository(self.session, self.dialect)
+        self.upgrade_workflows = UpgradeWorkflowRepository(self.session, self.dialect)
         self._staged: list[_StagedEvent] = []
         self.committed_revision = 0
 
