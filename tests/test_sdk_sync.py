@@ -67,10 +67,8 @@ async def test_the_blocking_client_offers_every_cluster_and_work_request_verb(ap
             assert work_request.status == wr_pb.WORK_REQUEST_STATUS_SUCCEEDED
             pages = list(client.work_requests.list(page_size=1).pages())
             assert [len(page.items) for page in pages] == [1, 1]
-            assert [wr.id for wr in client.work_requests.list(statuses=["SUCCEEDED"])] == [
-                adding.id,
-                creating.id,
-            ]
+            succeeded = client.work_requests.list(statuses=["SUCCEEDED"])
+            assert {wr.id for wr in succeeded} == {adding.id, creating.id}
             logs = [entry.message for entry in client.work_requests.list_logs(adding.id)]
             assert logs == [entry.message for event in events for entry in event.log_entries]
             assert list(client.work_requests.list_errors(adding.id)) == []

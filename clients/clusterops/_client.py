@@ -56,6 +56,7 @@ class AsyncClient:
     `timeout` is the default deadline of each call in seconds (None: none) and `retry`
     the default retry policy; every call can override both, and add `metadata`.
     `channel_options` and `interceptors` (grpc.aio ones) go to the channel as they are.
+    Create it inside the event loop that uses it (its channel belongs to that loop).
     """
 
     def __init__(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from types import TracebackType
@@ -144,6 +145,12 @@ class _Borrowed(Generic[P, R]):
     def __init__(self, method: Callable[..., Any]) -> None:
         self._method = method
         self.__doc__ = method.__doc__
+        # help() and IDEs show the facade's own signature: no `self`, no async return type.
+        signature = inspect.signature(method)
+        self._signature = signature.replace(
+            parameters=list(signature.parameters.values())[1:],
+            return_annotation=inspect.Signature.empty,
+        )
 
     @overload
     def __get__(self, obj: None, owner: type[Any]) -> Self: ...
@@ -158,6 +165,8 @@ class _Borrowed(Generic[P, R]):
         def bound(*args: P.args, **kwargs: P.kwargs) -> R:
             return self._adapt(obj._portal, method(obj._async, *args, **kwargs))
 
+        del bound.__wrapped__
+        bound.__signature__ = self._signature  # type: ignore[attr-defined]
         return bound
 
     def _adapt(self, portal: Portal, produced: Any) -> R:

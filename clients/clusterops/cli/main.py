@@ -187,6 +187,14 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         say("interrupted")
         return EXIT_INTERRUPTED
+    except Exception as error:  # a bug: one line for people, the traceback on request
+        if os.environ.get("CLUSTEROPS_DEBUG"):
+            raise
+        say(
+            f"unexpected error ({type(error).__name__}: {error}); "
+            "set CLUSTEROPS_DEBUG=1 to see more"
+        )
+        return EXIT_ERROR
 
 
 def main(argv: list[str] | None = None) -> int:
