@@ -45,12 +45,13 @@ async def make_app(tmp_path: Path, clock: FakeClock) -> AsyncIterator[AppFactory
         *,
         simulation: SimulationSettings | None = None,
         database: str = "clusterops.db",
+        port: int = 0,
         **config: Any,
     ) -> App:
         app = App(
             ServerConfig(
                 database_url=default_sqlite_url(tmp_path / database),
-                port=0,
+                port=port,
                 simulation=simulation or SimulationSettings(),
                 engine_poll_seconds=0.2,
                 watch_poll_seconds=0.2,

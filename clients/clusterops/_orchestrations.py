@@ -1,0 +1,246 @@
+"""`client.orchestrations`: KEB-style fleet-wide rollouts, one operation per target cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+
+from google.protobuf import timestamp_pb2
+
+from clusterops._enums import EnumArg, enum_value, enum_values
+from clusterops._operation import AsyncOperation, blocking_operation
+from clusterops._options import DEFAULT, CallOptions, Metadata, Retry, Timeout
+from clusterops._pager import AsyncPager, paged
+from clusterops._sync import Facade, blocking, blocking_pager
+from clusterops._transport import Transport
+from clusterops._work_requests import AsyncWorkRequests, idempotency_key
+from clusterops.v1 import orchestrations_pb2 as pb
+from clusterops.v1 import orchestrations_pb2_grpc as pb_grpc
+
+Target = Mapping[str, str] | pb.RuntimeTarget
+"""A target selector, e.g. {"target": "all"}, {"region": "eu-frankfurt-1"} or
+{"runtime_id": "cls-..."}; keys are RuntimeTarget's fields."""
+
+
+def _target(value: Target) -> pb.RuntimeTarget:
+    if isinstance(value, pb.RuntimeTarget):
+        return value
+    unknown = set(value) - set(pb.RuntimeTarget.DESCRIPTOR.fields_by_name)
+    if unknown:
+        raise ValueError(f"unknown target key(s): {', '.join(sorted(unknown))}")
+    return pb.RuntimeTarget(**value)
+
+
+class AsyncOrchestrations:
+    """Orchestrations: one operation per selected cluster, run under a strategy."""
+
+    def __init__(self, transport: Transport, work_requests: AsyncWorkRequests) -> None:
+        self._transport = transport
+        self._work_requests = work_requests
+        self._stub = pb_grpc.OrchestrationServiceStub(transport.channel)
+
+    async def create(
+        self,
+        compartment_id: str,
+        *,
+        include: Sequence[Target],
+        exclude: Sequence[Target] = (),
+        kubernetes_version: str = "",
+        workers: int = 1,
+        schedule: EnumArg = "IMMEDIATE",
+        schedule_time: datetime | None = None,
+        maintenance_window: bool = False,
+        dry_run: bool = False,
+        request_id: str | None = None,
+        timeout: Timeout = DEFAULT,
+        metadata: Metadata = (),
+        retry: Retry = DEFAULT,
+    ) -> AsyncOperation[pb.Orchestration]:
+        """Start an orchestration over the clusters `include` selects minus `exclude`.
+
+        Runs up to `workers` operations at once, now ("IMMEDIATE"), at `schedule_time`
+        ("TIME") and/or only inside each cluster's maintenance window; `dry_run`
+        records the operations without changing any cluster.
+        """
+        strategy = pb.StrategySpec(
+            type=pb.STRATEGY_TYPE_PARALLEL,
+            schedule=enum_value(pb.ScheduleType, schedule, argument="schedule"),
+            maintenance_window=maintenance_window,
+            parallel=pb.ParallelStrategy(workers=workers),
+        )
+        if schedule_time is not None:
+            moment = timestamp_pb2.Timestamp()
+            moment.FromDatetime(schedule_time)
+            strategy.schedule_time.CopyFrom(moment)
+        parameters = pb.OrchestrationParameters(
+            targets=pb.TargetSpec(
+                include=[_target(t) for t in include], exclude=[_target(t) for t in exclude]
+            ),
+            strategy=strategy,
+            dry_run=dry_run,
+            kubernetes_version=kubernetes_version,
+        )
+        response = await self._transport.unary(
+            self._stub.CreateOrchestration,
+            pb.CreateOrchestrationRequest(
+                compartment_id=compartment_id,
+                parameters=parameters,
+                request_id=idempotency_key(request_id),
+            ),
+            CallOptions(timeout, metadata, retry),
+            read=False,
+        )
+        orchestration_id = response.orchestration.id
+        return AsyncOperation(
+            self._work_requests,
+            response.work_request,
+            response.orchestration,
+            lambda: self.get(orchestration_id, metadata=metadata),
+        )
+
+    async def get(
+        self,
+        orchestration_id: str,
+        *,
+        timeout: Timeout = DEFAULT,
+        metadata: Metadata = (),
+        retry: Retry = DEFAULT,
+    ) -> pb.Orchestration:
+        """Get one orchestration, with its operation counts."""
+        response = await self._transport.unary(
+            self._stub.GetOrchestration,
+            pb.GetOrchestrationRequest(orchestration_id=orchestration_id),
+            CallOptions(timeout, metadata, retry),
+            read=True,
+        )
+        return response.orchestration
+
+    def list(
+        self,
+        *,
+        compartment_id: str = "",
+        states: Iterable[EnumArg] = (),
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: Timeout = DEFAULT,
+        metadata: Metadata = (),
+        retry: Retry = DEFAULT,
+    ) -> AsyncPager[pb.Orchestration]:
+        """Orchestrations, fetched lazily; `states` are names such as "IN_PROGRESS"."""
+        return paged(
+            self._transport,
+            self._stub.ListOrchestrations,
+            pb.ListOrchestrationsRequest(
+                compartment_id=compartment_id,
+                states=enum_values(pb.OrchestrationState, states, argument="states"),
+                page_size=page_size,
+                page_token=page_token,
+            ),
+            CallOptions(timeout, metadata, retry),
+            lambda response: response.orchestrations,
+        )
+
+    def list_operations(
+        self,
+        orchestration_id: str,
+        *,
+        states: Iterable[EnumArg] = (),
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: Timeout = DEFAULT,
+        metadata: Metadata = (),
+        retry: Retry = DEFAULT,
+    ) -> AsyncPager[pb.OrchestrationOperation]:
+        """The per-cluster operations of an orchestration, fetched lazily."""
+        return paged(
+            self._transport,
+            self._stub.ListOrchestrationOperations,
+            pb.ListOrchestrationOperationsRequest(
+                orchestration_id=orchestration_id,
+                states=enum_values(pb.OrchestrationState, states, argument="states"),
+                page_size=page_size,
+                page_token=page_token,
+            ),
+            CallOptions(timeout, metadata, retry),
+            lambda response: response.data,
+        )
+
+    async def get_operation(
+        self,
+        orchestration_id: str,
+        operation_id: str,
+        *,
+        timeout: Timeout = DEFAULT,
+        metadata: Metadata = (),
+        retry: Retry = DEFAULT,
+    ) -> pb.OrchestrationOperation:
+        """One operation, with its cluster's and components' configuration."""
+        response = await self._transport.unary(
+            self._stub.GetOrchestrationOperation,
+            pb.GetOrchestrationOperationRequest(
+                orchestration_id=orchestration_id, operation_id=operation_id
+            ),
+            CallOptions(timeout, metadata, retry),
+            read=True,
+        )
+        return response.operation
+
+    async def cancel(
+        self,
+        orchestration_id: str,
+        *,
+        etag: str = "",
+        request_id: str | None = None,
+        timeout: Timeout = DEFAULT,
+        metadata: Metadata = (),
+        retry: Retry = DEFAULT,
+    ) -> pb.Orchestration:
+        """Cancel an orchestration: pending operations are canceled, running ones finish."""
+        response = await self._transport.unary(
+            self._stub.CancelOrchestration,
+            pb.CancelOrchestrationRequest(
+                orchestration_id=orchestration_id,
+                etag=etag,
+                request_id=idempotency_key(request_id),
+            ),
+            CallOptions(timeout, metadata, retry),
+            read=False,
+        )
+        return response.orchestration
+
+    async def retry_operations(
+        self,
+        orchestration_id: str,
+        operation_ids: Iterable[str] = (),
+        *,
+        etag: str = "",
+        request_id: str | None = None,
+        timeout: Timeout = DEFAULT,
+        metadata: Metadata = (),
+        retry: Retry = DEFAULT,
+    ) -> pb.RetryOrchestrationResponse:
+        """Retry failed operations (all of them if `operation_ids` is empty); the response
+        names the operations retried."""
+        return await self._transport.unary(
+            self._stub.RetryOrchestration,
+            pb.RetryOrchestrationRequest(
+                orchestration_id=orchestration_id,
+                operation_ids=list(operation_ids),
+                etag=etag,
+                request_id=idempotency_key(request_id),
+            ),
+            CallOptions(timeout, metadata, retry),
+            read=False,
+        )
+
+
+class Orchestrations(Facade[AsyncOrchestrations]):
+    """Orchestrations: one operation per selected cluster, run under a strategy."""
+
+    create = blocking_operation(AsyncOrchestrations.create)
+    get = blocking(AsyncOrchestrations.get)
+    list = blocking_pager(AsyncOrchestrations.list)
+    list_operations = blocking_pager(AsyncOrchestrations.list_operations)
+    get_operation = blocking(AsyncOrchestrations.get_operation)
+    cancel = blocking(AsyncOrchestrations.cancel)
+    retry_operations = blocking(AsyncOrchestrations.retry_operations)

@@ -1,0 +1,84 @@
+"""Following a work request's watch stream across dropped connections and server restarts.
+
+`follow` yields each event exactly once, in revision order, and ends after the terminal
+event. UNAVAILABLE (a dropped connection, a server shutting down or restarting) is
+answered by reconnecting with `after_revision` = the last revision seen, after a
+backoff; OUT_OF_RANGE (history compacted, or a store that went back in time) by a
+fresh watch, whose first event is a SNAPSHOT of the whole work request. Everything
+else is raised. An overall deadline bounds the whole of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
+
+from clusterops._errors import DeadlineExceeded, OutOfRange, Unavailable
+from clusterops._options import Metadata
+from clusterops._retry import RetryPolicy
+from clusterops._transport import Deadline, Transport
+from clusterops.v1 import work_requests_pb2 as pb
+from clusterops.v1 import work_requests_pb2_grpc as pb_grpc
+
+TERMINAL = frozenset(
+    {
+        pb.WORK_REQUEST_STATUS_SUCCEEDED,
+        pb.WORK_REQUEST_STATUS_FAILED,
+        pb.WORK_REQUEST_STATUS_CANCELED,
+    }
+)
+
+
+def is_terminal(work_request: pb.WorkRequest) -> bool:
+    """Whether the work request has finished (SUCCEEDED, FAILED or CANCELED)."""
+    return work_request.status in TERMINAL
+
+
+async def follow(
+    transport: Transport,
+    stub: pb_grpc.WorkRequestServiceAsyncStub,
+    work_request_id: str,
+    *,
+    after_revision: int,
+    deadline: Deadline,
+    retry: RetryPolicy,
+    metadata: Metadata,
+) -> AsyncGenerator[pb.WatchWorkRequestResponse, None]:
+    cursor = after_revision
+    failures = 0
+    while True:
+        request = pb.WatchWorkRequestRequest(work_request_id=work_request_id, after_revision=cursor)
+        stream = transport.stream(
+            stub.WatchWorkRequest, request, timeout=deadline.remaining(), metadata=metadata
+        )
+        try:
+            async with contextlib.aclosing(stream):
+                async for event in stream:
+                    if event.event_type == pb.WATCH_EVENT_TYPE_CHANGE and event.revision <= cursor:
+                        continue  # already delivered before a reconnect
+                    cursor = event.revision
+                    failures = 0
+                    yield event
+                    if is_terminal(event.work_request):
+                        return
+            return  # resumed at or after the terminal change: nothing more will come
+        except Unavailable:
+            failures += 1
+            delay = retry.backoff(failures)
+            if not (retry.attempts_left(failures) and deadline.allows(delay)):
+                raise
+            await asyncio.sleep(delay)
+        except OutOfRange:
+            if cursor == 0:
+                raise
+            cursor = 0  # the history is gone: start again from the current state
+        except DeadlineExceeded as error:
+            if deadline.expired:
+                raise DeadlineExceeded(
+                    f"work request {work_request_id} did not finish in time "
+                    f"(last revision seen: {cursor})",
+                    reason="WAIT_TIMEOUT",
+                    metadata={"work_request_id": work_request_id, "revision": str(cursor)},
+                ) from error
+            raise

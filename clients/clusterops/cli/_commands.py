@@ -1,0 +1,610 @@
+"""The resource commands: thin verbs over the SDK's sync Client."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
+
+from clusterops import (
+    Addon,
+    AddonOption,
+    Client,
+    Cluster,
+    KubernetesVersion,
+    Node,
+    NodePool,
+    Operation,
+    Orchestration,
+    OrchestrationOperation,
+    UpgradeWorkflow,
+    WorkRequest,
+    WorkRequestError,
+    WorkRequestLogEntry,
+)
+from clusterops.cli._output import Output
+from clusterops.cli._progress import Progress, status_label
+
+Handler = Callable[[Client, argparse.Namespace, Output], int]
+T = TypeVar("T")
+Subparsers = Any  # argparse's private _SubParsersAction
+
+
+def key_values(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def window(text: str) -> tuple[str, str]:
+    start, sep, end = text.partition("-")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected HH:MM-HH:MM, got {text!r}")
+    return start, end
+
+
+def selector(text: str) -> dict[str, str]:
+    """ "all", or FIELD=VALUE[,FIELD=VALUE...] of RuntimeTarget (region=eu-frankfurt-1)."""
+    if text == "all":
+        return {"target": "all"}
+    return dict(key_values(part) for part in text.split(","))
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def first(items: Iterable[T], limit: int) -> list[T]:
+    return list(itertools.islice(items, limit))
+
+
+def follow(client: Client, work_request_id: str, args: argparse.Namespace, out: Output) -> int:
+    """Show a work request until it finishes; the exit code tells how it ended."""
+    client.work_requests.get(work_request_id)  # fail fast on a bad id or unreachable server
+    progress = Progress(out)
+    final = client.work_requests.wait(work_request_id, timeout=args.wait_timeout, on_event=progress)
+    return progress.finish(final)
+
+
+def started(
+    client: Client, operation: Operation[Any], args: argparse.Namespace, out: Output
+) -> int:
+    """Print what a mutation started; with --watch, follow it to the end."""
+    resource = operation.resource
+    if out.json:
+        if isinstance(resource, Message):
+            out.resource(resource, work_request=operation.work_request)
+        else:
+            out.resource(operation.work_request)
+    else:
+        if isinstance(resource, Message):
+            out.resource(resource)
+        out.line(
+            f"work request {operation.id} is {status_label(operation.work_request)}; "
+            f"follow it with: clusterops work-requests watch {operation.id}"
+        )
+    if args.watch:
+        return follow(client, operation.id, args, out)
+    return 0
+
+
+def _watchable(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--watch", action="store_true", help="follow the work request until it finishes"
+    )
+    parser.add_argument("--request-id", help="idempotency key (default: a fresh one)")
+    _wait_timeout(parser)
+
+
+def _wait_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="give up watching after this long (default: no limit)",
+    )
+
+
+def _configurations(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=key_values, action="append", default=[], metavar="KEY=VALUE"
+    )
+
+
+def _limit(parser: argparse.ArgumentParser, default: int = 50) -> None:
+    parser.add_argument(
+        "--limit", type=positive, default=default, help=f"at most this many (default {default})"
+    )
+
+
+def _listed(kind: type[Message], items: Iterable[Message], out: Output) -> int:
+    out.table(kind, items)
+    return 0
+
+
+# --- work requests -------------------------------------------------------------------
+
+
+def wr_list(client: Client, args: argparse.Namespace, out: Output) -> int:
+    items = client.work_requests.list(
+        compartment_id=args.compartment,
+        resource_id=args.resource,
+        resource_type=args.resource_type,
+        statuses=args.status,
+        filter=args.filter,
+        order_by=args.order_by,
+        page_size=min(args.limit, 1000),
+    )
+    return _listed(WorkRequest, first(items, args.limit), out)
+
+
+def wr_get(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.resource(client.work_requests.get(args.work_request_id))
+    return 0
+
+
+def wr_logs(client: Client, args: argparse.Namespace, out: Output) -> int:
+    items = client.work_requests.list_logs(args.work_request_id, page_size=min(args.limit, 1000))
+    return _listed(WorkRequestLogEntry, first(items, args.limit), out)
+
+
+def wr_errors(client: Client, args: argparse.Namespace, out: Output) -> int:
+    items = client.work_requests.list_errors(args.work_request_id, page_size=min(args.limit, 1000))
+    return _listed(WorkRequestError, first(items, args.limit), out)
+
+
+def wr_watch(client: Client, args: argparse.Namespace, out: Output) -> int:
+    return follow(client, args.work_request_id, args, out)
+
+
+def wr_cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.resource(client.work_requests.cancel(args.work_request_id, request_id=args.request_id))
+    if args.watch:
+        return follow(client, args.work_request_id, args, out)
+    return 0
+
+
+def add_work_requests(commands: Subparsers, leaf: Callable[..., argparse.ArgumentParser]) -> None:
+    group = commands.add_parser(
+        "work-requests", aliases=["wr"], help="list, get, watch and cancel work requests"
+    )
+    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = leaf(verbs, "list", wr_list, "list work requests, newest first")
+    p.add_argument("--compartment", default="")
+    p.add_argument("--resource", default="", help="only those affecting this resource id")
+    p.add_argument("--resource-type", default="", help="cluster, nodepool, addon, ...")
+    p.add_argument(
+        "--status", action="append", default=[], help="ACCEPTED, IN_PROGRESS, ... (repeatable)"
+    )
+    p.add_argument("--filter", default="", help='AIP-160, e.g. "operation_type = NODEPOOL_CREATE"')
+    p.add_argument("--order-by", default="", help='"time_accepted" or "time_accepted desc"')
+    _limit(p)
+    p = leaf(verbs, "get", wr_get, "show one work request")
+    p.add_argument("work_request_id")
+    p = leaf(verbs, "logs", wr_logs, "list a work request's log entries")
+    p.add_argument("work_request_id")
+    _limit(p, 1000)
+    p = leaf(verbs, "errors", wr_errors, "list a work request's errors")
+    p.add_argument("work_request_id")
+    _limit(p, 1000)
+    p = leaf(
+        verbs,
+        "watch",
+        wr_watch,
+        "follow a work request until it finishes (exit 0 SUCCEEDED, 4 FAILED, 5 CANCELED)",
+    )
+    p.add_argument("work_request_id")
+    _wait_timeout(p)
+    p = leaf(verbs, "cancel", wr_cancel, "ask a work request to stop")
+    p.add_argument("work_request_id")
+    _watchable(p)
+
+
+# --- clusters, node pools, nodes -----------------------------------------------------
+
+
+def cluster_create(client: Client, args: argparse.Namespace, out: Output) -> int:
+    operation = client.clusters.create(
+        compartment_id=args.compartment,
+        name=args.name,
+        kubernetes_version=args.kubernetes_version,
+        region=args.region,
+        plan=args.plan,
+        global_account_id=args.global_account,
+        sub_account_id=args.sub_account,
+        shoot_name=args.shoot_name,
+        maintenance_window=args.maintenance_window,
+        labels=dict(args.label),
+        request_id=args.request_id,
+    )
+    return started(client, operation, args, out)
+
+
+def cluster_get(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.resource(client.clusters.get(args.cluster_id))
+    return 0
+
+
+def cluster_list(client: Client, args: argparse.Namespace, out: Output) -> int:
+    items = client.clusters.list(
+        compartment_id=args.compartment,
+        filter=args.filter,
+        order_by=args.order_by,
+        page_size=min(args.limit, 1000),
+    )
+    return _listed(Cluster, first(items, args.limit), out)
+
+
+def cluster_delete(client: Client, args: argparse.Namespace, out: Output) -> int:
+    operation = client.clusters.delete(args.cluster_id, etag=args.etag, request_id=args.request_id)
+    return started(client, operation, args, out)
+
+
+def add_clusters(commands: Subparsers, leaf: Callable[..., argparse.ArgumentParser]) -> None:
+    group = commands.add_parser("clusters", help="create, get, list and delete clusters")
+    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = leaf(verbs, "create", cluster_create, "start creating a cluster")
+    p.add_argument("--compartment", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--kubernetes-version", "--version", required=True, help="e.g. v1.30.4")
+    p.add_argument("--region", required=True)
+    p.add_argument("--plan", required=True)
+    p.add_argument("--global-account", default="")
+    p.add_argument("--sub-account", default="")
+    p.add_argument("--shoot-name", default="")
+    p.add_argument("--maintenance-window", type=window, help="HH:MM-HH:MM in UTC")
+    p.add_argument("--label", type=key_values, action="append", default=[], metavar="KEY=VALUE")
+    _watchable(p)
+    p = leaf(verbs, "get", cluster_get, "show one cluster")
+    p.add_argument("cluster_id")
+    p = leaf(verbs, "list", cluster_list, "list clusters")
+    p.add_argument("--compartment", default="")
+    p.add_argument("--filter", default="", help='AIP-160, e.g. "region = eu-frankfurt-1"')
+    p.add_argument("--order-by", default="")
+    _limit(p)
+    p = leaf(verbs, "delete", cluster_delete, "start deleting a cluster without node pools")
+    p.add_argument("cluster_id")
+    p.add_argument("--etag", default="")
+    _watchable(p)
+
+
+def pool_create(client: Client, args: argparse.Namespace, out: Output) -> int:
+    operation = client.clusters.create_node_pool(
+        args.cluster,
+        name=args.name,
+        node_count=args.nodes,
+        node_shape=args.shape,
+        kubernetes_version=args.kubernetes_version,
+        request_id=args.request_id,
+    )
+    return started(client, operation, args, out)
+
+
+def pool_get(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.resource(client.clusters.get_node_pool(args.node_pool_id))
+    return 0
+
+
+def pool_list(client: Client, args: argparse.Namespace, out: Output) -> int:
+    items = client.clusters.list_node_pools(args.cluster, page_size=min(args.limit, 1000))
+    return _listed(NodePool, first(items, args.limit), out)
+
+
+def pool_delete(client: Client, args: argparse.Namespace, out: Output) -> int:
+    operation = client.clusters.delete_node_pool(
+        args.node_pool_id, etag=args.etag, request_id=args.request_id
+    )
+    return started(client, operation, args, out)
+
+
+def nodes_list(client: Client, args: argparse.Namespace, out: Output) -> int:
+    items = client.clusters.list_nodes(args.node_pool, page_size=min(args.limit, 1000))
+    return _listed(Node, first(items, args.limit), out)
+
+
+def add_node_pools(commands: Subparsers, leaf: Callable[..., argparse.ArgumentParser]) -> None:
+    group = commands.add_parser("node-pools", help="create, get, list and delete node pools")
+    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = leaf(verbs, "create", pool_create, "start creating a node pool")
+    p.add_argument("--cluster", required=True, help="the cluster's id")
+    p.add_argument("--name", required=True)
+    p.add_argument("--nodes", type=int, required=True, help="1 to 100")
+    p.add_argument("--shape", default="", help="default VM.Standard.E4.Flex")
+    p.add_argument("--kubernetes-version", "--version", default="")
+    _watchable(p)
+    p = leaf(verbs, "get", pool_get, "show one node pool")
+    p.add_argument("node_pool_id")
+    p = leaf(verbs, "list", pool_list, "list the node pools of a cluster")
+    p.add_argument("--cluster", required=True)
+    _limit(p)
+    p = leaf(verbs, "delete", pool_delete, "start deleting a node pool")
+    p.add_argument("node_pool_id")
+    p.add_argument("--etag", default="")
+    _watchable(p)
+
+    group = commands.add_parser("nodes", help="list the nodes of a node pool")
+    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = leaf(verbs, "list", nodes_list, "list the nodes of a node pool")
+    p.add_argument("--node-pool", required=True)
+    _limit(p, 100)
+
+
+# --- upgrade workflows ---------------------------------------------------------------
+
+
+def uw_create(client: Client, args: argparse.Namespace, out: Output) -> int:
+    operation = client.upgrade_workflows.create(
+        args.cluster,
+        target_version=args.target_version,
+        name=args.name,
+        labels=dict(args.label),
+        request_id=args.request_id,
+    )
+    return started(client, operation, args, out)
+
+
+def uw_get(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.resource(client.upgrade_workflows.get(args.upgrade_workflow_id))
+    return 0
+
+
+def uw_list(client: Client, args: argparse.Namespace, out: Output) -> int:
+    items = client.upgrade_workflows.list(
+        compartment_id=args.compartment,
+        cluster_id=args.cluster,
+        phases=args.phase,
+        page_size=min(args.limit, 1000),
+    )
+    return _listed(UpgradeWorkflow, first(items, args.limit), out)
+
+
+def uw_cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.resource(
+        client.upgrade_workflows.cancel(
+            args.upgrade_workflow_id, etag=args.etag, request_id=args.request_id
+        )
+    )
+    return 0
+
+
+def uw_versions(client: Client, args: argparse.Namespace, out: Output) -> int:
+    return _listed(KubernetesVersion, client.upgrade_workflows.list_kubernetes_versions(), out)
+
+
+def add_upgrade_workflows(
+    commands: Subparsers, leaf: Callable[..., argparse.ArgumentParser]
+) -> None:
+    group = commands.add_parser(
+        "upgrade-workflows", aliases=["upgrades"], help="upgrade clusters (CCE-style workflows)"
+    )
+    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = leaf(verbs, "create", uw_create, "start upgrading a cluster")
+    p.add_argument("--cluster", required=True)
+    p.add_argument("--target-version", required=True)
+    p.add_argument("--name", default="")
+    p.add_argument("--label", type=key_values, action="append", default=[], metavar="KEY=VALUE")
+    _watchable(p)
+    p = leaf(verbs, "get", uw_get, "show one upgrade workflow")
+    p.add_argument("upgrade_workflow_id")
+    p = leaf(verbs, "list", uw_list, "list upgrade workflows")
+    p.add_argument("--compartment", default="")
+    p.add_argument("--cluster", default="")
+    p.add_argument("--phase", action="append", default=[], help="INIT, RUNNING, ... (repeatable)")
+    _limit(p)
+    p = leaf(verbs, "cancel", uw_cancel, "cancel an upgrade before its point of no return")
+    p.add_argument("upgrade_workflow_id")
+    p.add_argument("--etag", default="")
+    p.add_argument("--request-id")
+    leaf(verbs, "versions", uw_versions, "list Kubernetes versions and their upgrade targets")
+
+
+# --- add-ons -------------------------------------------------------------------------
+
+
+def addon_install(client: Client, args: argparse.Namespace, out: Output) -> int:
+    operation = client.addons.install(
+        args.cluster_id,
+        args.name,
+        version=args.addon_version,
+        configurations=dict(args.config),
+        override_existing=args.override_existing,
+        request_id=args.request_id,
+    )
+    return started(client, operation, args, out)
+
+
+def addon_get(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.resource(client.addons.get(args.cluster_id, args.name))
+    return 0
+
+
+def addon_list(client: Client, args: argparse.Namespace, out: Output) -> int:
+    items = client.addons.list(
+        args.cluster_id, lifecycle_states=args.state, page_size=min(args.limit, 1000)
+    )
+    return _listed(Addon, first(items, args.limit), out)
+
+
+def addon_update(client: Client, args: argparse.Namespace, out: Output) -> int:
+    operation = client.addons.update(
+        args.cluster_id,
+        args.name,
+        etag=args.etag,
+        version=args.addon_version,
+        follow_latest=args.follow_latest,
+        configurations=dict(args.config),
+        replace_configurations=args.replace_config,
+        request_id=args.request_id,
+    )
+    return started(client, operation, args, out)
+
+
+def addon_disable(client: Client, args: argparse.Namespace, out: Output) -> int:
+    operation = client.addons.disable(
+        args.cluster_id,
+        args.name,
+        remove_existing=args.remove_existing,
+        etag=args.etag,
+        request_id=args.request_id,
+    )
+    return started(client, operation, args, out)
+
+
+def addon_options(client: Client, args: argparse.Namespace, out: Output) -> int:
+    items = client.addons.list_options(
+        kubernetes_version=args.kubernetes_version, addon_name=args.name
+    )
+    return _listed(AddonOption, first(items, args.limit), out)
+
+
+def add_addons(commands: Subparsers, leaf: Callable[..., argparse.ArgumentParser]) -> None:
+    group = commands.add_parser("addons", help="install, update and disable cluster add-ons")
+    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = leaf(verbs, "install", addon_install, "start installing an add-on")
+    p.add_argument("cluster_id")
+    p.add_argument("name")
+    p.add_argument("--version", dest="addon_version", default="")
+    _configurations(p)
+    p.add_argument("--override-existing", action="store_true")
+    _watchable(p)
+    p = leaf(verbs, "get", addon_get, "show one add-on of a cluster")
+    p.add_argument("cluster_id")
+    p.add_argument("name")
+    p = leaf(verbs, "list", addon_list, "list the add-ons of a cluster")
+    p.add_argument("cluster_id")
+    p.add_argument("--state", action="append", default=[], help="ACTIVE, ... (repeatable)")
+    _limit(p)
+    p = leaf(verbs, "update", addon_update, "start updating an add-on")
+    p.add_argument("cluster_id")
+    p.add_argument("name")
+    p.add_argument("--version", dest="addon_version", default="")
+    p.add_argument("--follow-latest", action="store_true")
+    _configurations(p)
+    p.add_argument("--replace-config", action="store_true")
+    p.add_argument("--etag", default="")
+    _watchable(p)
+    p = leaf(verbs, "disable", addon_disable, "start disabling an add-on")
+    p.add_argument("cluster_id")
+    p.add_argument("name")
+    p.add_argument("--remove-existing", action="store_true")
+    p.add_argument("--etag", default="")
+    _watchable(p)
+    p = leaf(verbs, "options", addon_options, "list the add-on catalogue")
+    p.add_argument("--kubernetes-version", default="")
+    p.add_argument("--name", default="")
+    _limit(p)
+
+
+# --- orchestrations ------------------------------------------------------------------
+
+
+def orc_create(client: Client, args: argparse.Namespace, out: Output) -> int:
+    operation = client.orchestrations.create(
+        args.compartment,
+        include=args.target,
+        exclude=args.exclude,
+        kubernetes_version=args.kubernetes_version,
+        workers=args.workers,
+        schedule=args.schedule,
+        maintenance_window=args.maintenance_window,
+        dry_run=args.dry_run,
+        request_id=args.request_id,
+    )
+    return started(client, operation, args, out)
+
+
+def orc_get(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.resource(client.orchestrations.get(args.orchestration_id))
+    return 0
+
+
+def orc_list(client: Client, args: argparse.Namespace, out: Output) -> int:
+    items = client.orchestrations.list(
+        compartment_id=args.compartment, states=args.state, page_size=min(args.limit, 1000)
+    )
+    return _listed(Orchestration, first(items, args.limit), out)
+
+
+def orc_operations(client: Client, args: argparse.Namespace, out: Output) -> int:
+    items = client.orchestrations.list_operations(
+        args.orchestration_id, states=args.state, page_size=min(args.limit, 100)
+    )
+    return _listed(OrchestrationOperation, first(items, args.limit), out)
+
+
+def orc_cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.resource(
+        client.orchestrations.cancel(
+            args.orchestration_id, etag=args.etag, request_id=args.request_id
+        )
+    )
+    return 0
+
+
+def orc_retry(client: Client, args: argparse.Namespace, out: Output) -> int:
+    response = client.orchestrations.retry_operations(
+        args.orchestration_id, args.operation_ids, etag=args.etag, request_id=args.request_id
+    )
+    out.resource(response)
+    return 0
+
+
+def add_orchestrations(commands: Subparsers, leaf: Callable[..., argparse.ArgumentParser]) -> None:
+    group = commands.add_parser(
+        "orchestrations", aliases=["orc"], help="run operations across the fleet (KEB-style)"
+    )
+    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = leaf(verbs, "create", orc_create, "start an orchestration")
+    p.add_argument("--compartment", required=True)
+    p.add_argument(
+        "--target",
+        type=selector,
+        action="append",
+        required=True,
+        metavar="SELECTOR",
+        help='"all" or FIELD=VALUE[,...], e.g. region=eu-frankfurt-1 (repeatable)',
+    )
+    p.add_argument("--exclude", type=selector, action="append", default=[], metavar="SELECTOR")
+    p.add_argument("--kubernetes-version", "--version", default="")
+    p.add_argument("--workers", type=positive, default=1)
+    p.add_argument("--schedule", default="IMMEDIATE", help="IMMEDIATE, NOW or TIME")
+    p.add_argument("--maintenance-window", action="store_true")
+    p.add_argument("--dry-run", action="store_true")
+    _watchable(p)
+    p = leaf(verbs, "get", orc_get, "show one orchestration")
+    p.add_argument("orchestration_id")
+    p = leaf(verbs, "list", orc_list, "list orchestrations")
+    p.add_argument("--compartment", default="")
+    p.add_argument("--state", action="append", default=[], help="PENDING, ... (repeatable)")
+    _limit(p)
+    p = leaf(verbs, "operations", orc_operations, "list an orchestration's operations")
+    p.add_argument("orchestration_id")
+    p.add_argument("--state", action="append", default=[])
+    _limit(p, 100)
+    p = leaf(verbs, "cancel", orc_cancel, "cancel an orchestration")
+    p.add_argument("orchestration_id")
+    p.add_argument("--etag", default="")
+    p.add_argument("--request-id")
+    p = leaf(verbs, "retry", orc_retry, "retry failed operations (all, or those named)")
+    p.add_argument("orchestration_id")
+    p.add_argument("operation_ids", nargs="*")
+    p.add_argument("--etag", default="")
+    p.add_argument("--request-id")
+
+
+REGISTRARS = (
+    add_work_requests,
+    add_clusters,
+    add_node_pools,
+    add_upgrade_workflows,
+    add_addons,
+    add_orchestrations,
+)

@@ -1,0 +1,238 @@
+"""Rendering messages for people (tables, described resources) and for scripts (JSON)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from clusterops import (
+    Addon,
+    AddonOption,
+    Cluster,
+    KubernetesVersion,
+    Node,
+    NodePool,
+    Orchestration,
+    OrchestrationOperation,
+    UpgradeWorkflow,
+    WorkRequest,
+    WorkRequestError,
+    WorkRequestLogEntry,
+)
+
+# Columns of each kind of resource in a table: (header, dotted field path).
+COLUMNS: dict[type[Message], Sequence[tuple[str, str]]] = {
+    WorkRequest: (
+        ("ID", "id"),
+        ("OPERATION", "operation_type"),
+        ("STATUS", "status"),
+        ("%", "percent_complete"),
+        ("ACCEPTED", "time_accepted"),
+        ("FINISHED", "time_finished"),
+        ("COMPARTMENT", "compartment_id"),
+    ),
+    WorkRequestLogEntry: (("TIME", "timestamp"), ("MESSAGE", "message")),
+    WorkRequestError: (("TIME", "timestamp"), ("CODE", "code"), ("MESSAGE", "message")),
+    Cluster: (
+        ("ID", "id"),
+        ("NAME", "name"),
+        ("VERSION", "kubernetes_version"),
+        ("STATE", "lifecycle_state"),
+        ("REGION", "region"),
+        ("PLAN", "plan"),
+        ("COMPARTMENT", "compartment_id"),
+    ),
+    NodePool: (
+        ("ID", "id"),
+        ("NAME", "name"),
+        ("NODES", "node_count"),
+        ("STATE", "lifecycle_state"),
+        ("VERSION", "kubernetes_version"),
+        ("SHAPE", "node_shape"),
+        ("CLUSTER", "cluster_id"),
+    ),
+    Node: (
+        ("ID", "id"),
+        ("NAME", "name"),
+        ("STATE", "lifecycle_state"),
+        ("DETAILS", "lifecycle_details"),
+    ),
+    UpgradeWorkflow: (
+        ("ID", "metadata.uid"),
+        ("NAME", "metadata.name"),
+        ("CLUSTER", "spec.cluster_id"),
+        ("FROM", "spec.cluster_version"),
+        ("TO", "spec.target_version"),
+        ("PHASE", "status.phase"),
+        ("WORK REQUEST", "work_request_id"),
+    ),
+    KubernetesVersion: (("VERSION", "version"), ("UPGRADE TARGETS", "upgrade_targets")),
+    Addon: (
+        ("NAME", "name"),
+        ("VERSION", "version"),
+        ("INSTALLED", "current_installed_version"),
+        ("STATE", "lifecycle_state"),
+        ("CLUSTER", "cluster_id"),
+    ),
+    AddonOption: (("NAME", "name"), ("ESSENTIAL", "is_essential"), ("DESCRIPTION", "description")),
+    Orchestration: (
+        ("ID", "id"),
+        ("STATE", "state"),
+        ("DESCRIPTION", "description"),
+        ("TOTAL", "operation_counts.total"),
+        ("SUCCEEDED", "operation_counts.succeeded"),
+        ("FAILED", "operation_counts.failed"),
+    ),
+    OrchestrationOperation: (
+        ("ID", "id"),
+        ("RUNTIME", "runtime_id"),
+        ("STATE", "state"),
+        ("DESCRIPTION", "description"),
+    ),
+}
+
+
+def enum_label(enum: EnumDescriptor, number: int) -> str:
+    """SUCCEEDED for WORK_REQUEST_STATUS_SUCCEEDED: the enum's prefix is noise in a table."""
+    value = enum.values_by_number.get(number)
+    if value is None:
+        return str(number)
+    prefix = enum.values_by_number[0].name.removesuffix("UNSPECIFIED")
+    return value.name.removeprefix(prefix)
+
+
+def timestamp_label(value: Timestamp) -> str:
+    if value.seconds == 0 and value.nanos == 0:
+        return "-"
+    return value.ToDatetime().strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def scalar_label(descriptor: FieldDescriptor, value: Any) -> str:
+    if descriptor.type == FieldDescriptor.TYPE_ENUM:
+        assert descriptor.enum_type is not None
+        return enum_label(descriptor.enum_type, value)
+    if isinstance(value, Timestamp):
+        return timestamp_label(value)
+    if isinstance(value, float):
+        return f"{value:.0f}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value) if value != "" else "-"
+
+
+def cell(message: Message, path: str) -> str:
+    target: Any = message
+    parts = path.split(".")
+    for part in parts[:-1]:
+        target = getattr(target, part)
+    descriptor = target.DESCRIPTOR.fields_by_name[parts[-1]]
+    value = getattr(target, parts[-1])
+    if descriptor.is_repeated:
+        return ", ".join(scalar_label(descriptor, v) for v in value) or "-"
+    return scalar_label(descriptor, value)
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    return json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+
+
+@dataclass
+class Output:
+    """Where and how a command prints: "table" for people, "json" for scripts."""
+
+    mode: str = "table"
+    stream: TextIO = field(default_factory=lambda: sys.stdout)
+
+    @property
+    def json(self) -> bool:
+        return self.mode == "json"
+
+    def line(self, text: str = "") -> None:
+        print(text, file=self.stream, flush=True)
+
+    def json_line(self, value: Any) -> None:
+        self.line(json.dumps(value, separators=(",", ":")))
+
+    def table(self, kind: type[Message], items: Iterable[Message]) -> None:
+        """A list: a JSON array, or a table with a header row."""
+        if self.json:
+            self.line(json.dumps([to_json(item) for item in items], indent=2))
+            return
+        columns = COLUMNS[kind]
+        rows = [[header for header, _ in columns]]
+        rows.extend([cell(item, path) for _, path in columns] for item in items)
+        if len(rows) == 1:
+            self.line("(none)")
+            return
+        widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+        for row in rows:
+            cells = (text.ljust(width) for text, width in zip(row, widths, strict=True))
+            self.line("  ".join(cells).rstrip())
+
+    def resource(self, message: Message, **extra: Message) -> None:
+        """One resource: JSON, or its fields one per line (with `extra` messages after)."""
+        if self.json:
+            if extra:
+                self.line(
+                    json.dumps(
+                        {
+                            _json_key(message): to_json(message),
+                            **{k: to_json(v) for k, v in extra.items()},
+                        },
+                        indent=2,
+                    )
+                )
+            else:
+                self.line(json.dumps(to_json(message), indent=2))
+            return
+        for text in describe(message):
+            self.line(text)
+        for name, value in extra.items():
+            self.line(f"{name}:")
+            for text in describe(value, indent=1):
+                self.line(text)
+
+
+def _json_key(message: Message) -> str:
+    name = message.DESCRIPTOR.name
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+def describe(message: Message, indent: int = 0) -> list[str]:
+    """The set fields of a message as `name: value` lines, nested messages indented."""
+    pad = "  " * indent
+    lines: list[str] = []
+    for descriptor, value in message.ListFields():
+        name = descriptor.name
+        if descriptor.message_type is not None and descriptor.message_type.GetOptions().map_entry:
+            pairs = ", ".join(f"{k}={v}" for k, v in sorted(value.items()))
+            lines.append(f"{pad}{name}: {pairs}")
+        elif descriptor.is_repeated:
+            if descriptor.type == FieldDescriptor.TYPE_MESSAGE:
+                lines.append(f"{pad}{name}:")
+                for item in value:
+                    nested = describe(item, indent + 2)
+                    if nested:
+                        nested[0] = f"{pad}  - {nested[0].lstrip()}"
+                    lines.extend(nested)
+            else:
+                joined = ", ".join(scalar_label(descriptor, v) for v in value)
+                lines.append(f"{pad}{name}: {joined}")
+        elif isinstance(value, Timestamp):
+            lines.append(f"{pad}{name}: {timestamp_label(value)}")
+        elif descriptor.type == FieldDescriptor.TYPE_MESSAGE:
+            lines.append(f"{pad}{name}:")
+            lines.extend(describe(value, indent + 1))
+        else:
+            lines.append(f"{pad}{name}: {scalar_label(descriptor, value)}")
+    return lines

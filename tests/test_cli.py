@@ -1,0 +1,246 @@
+"""The `clusterops` command against an in-process server: tables, JSON, watch exit codes, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import socket
+import sys
+
+import pytest
+from clusterops.cli._output import Output
+from clusterops.cli._progress import Progress
+from clusterops.cli.main import main
+from clusterops.v1 import work_requests_pb2 as wr_pb
+from clusterops_server.app import App
+from clusterops_server.clock import FakeClock
+from clusterops_server.providers.simulated import SimulationSettings
+
+from tests.conftest import AppFactory, seed_cluster, simulator
+from tests.sdk_support import sdk_client, target
+
+
+class Run:
+    """`clusterops ...` in a worker thread (the server keeps serving), output captured."""
+
+    def __init__(self, app: App, capsys: pytest.CaptureFixture[str]) -> None:
+        self.app = app
+        self.capsys = capsys
+        self.out = ""
+        self.err = ""
+
+    async def __call__(self, *argv: str) -> int:
+        self.capsys.readouterr()
+        code = await asyncio.to_thread(main, [*argv, "--server", target(self.app)])
+        captured = self.capsys.readouterr()
+        self.out, self.err = captured.out, captured.err
+        assert "Traceback" not in self.out + self.err
+        return code
+
+    def json(self) -> object:
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def run(app: App, capsys: pytest.CaptureFixture[str]) -> Run:
+    return Run(app, capsys)
+
+
+async def finished_pool(app: App, *, fail: bool = False, nodes: int = 2) -> str:
+    cluster = await seed_cluster(app)
+    if fail:
+        await simulator(app).inject_fault("provision_node", cluster.id, message="no capacity")
+    async with sdk_client(app) as client:
+        operation = await client.clusters.create_node_pool(cluster.id, name="w", node_count=nodes)
+        await operation.wait(timeout=20)
+    return operation.id
+
+
+async def test_work_requests_list_prints_a_table_and_json(app: App, run: Run) -> None:
+    ok = await finished_pool(app)
+    failed = await finished_pool(app, fail=True)
+
+    assert await run("work-requests", "list") == 0
+    header, *rows = run.out.splitlines()
+    assert header.split()[:4] == ["ID", "OPERATION", "STATUS", "%"]
+    by_id = {row.split()[0]: row.split() for row in rows}
+    assert by_id[ok][1:4] == ["NODEPOOL_CREATE", "SUCCEEDED", "100"]
+    assert by_id[failed][2] == "FAILED"
+
+    assert await run("wr", "list", "--status", "failed", "-o", "json") == 0
+    listed = run.json()
+    assert isinstance(listed, list)
+    assert [item["id"] for item in listed] == [failed]
+    assert listed[0]["status"] == "WORK_REQUEST_STATUS_FAILED"
+
+
+async def test_get_describes_one_resource_and_options_may_come_first(
+    app: App, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wr_id = await finished_pool(app, nodes=1)
+    assert await run("work-requests", "get", wr_id) == 0
+    assert f"id: {wr_id}" in run.out
+    assert "status: SUCCEEDED" in run.out
+    assert "entity_type: nodepool" in run.out
+
+    assert await run("--output", "json", "work-requests", "errors", wr_id) == 0
+    assert run.json() == []
+    assert await run("-o", "json", "work-requests", "logs", wr_id) == 0
+    logs = run.json()
+    assert isinstance(logs, list)
+    assert any("ACTIVE with 1 nodes" in entry["message"] for entry in logs)
+
+    # The server can also come from the environment.
+    monkeypatch.setenv("CLUSTEROPS_SERVER", target(app))
+    code = await asyncio.to_thread(main, ["work-requests", "get", wr_id, "-o", "json"])
+    assert code == 0
+
+
+async def test_clusters_and_node_pools_create_get_and_list(app: App, run: Run) -> None:
+    created = await run(
+        "clusters", "create", "--compartment", "dev", "--name", "cli-1",
+        "--kubernetes-version", "v1.30.4", "--region", "eu-frankfurt-1", "--plan", "standard",
+        "--maintenance-window", "22:00-02:00", "--label", "team=edge", "--watch",
+    )  # fmt: skip
+    assert created == 0
+    assert "name: cli-1" in run.out
+    assert "SUCCEEDED" in run.out.splitlines()[-1]
+
+    assert await run("clusters", "list", "--compartment", "dev", "-o", "json") == 0
+    clusters = run.json()
+    assert isinstance(clusters, list)
+    (cluster,) = clusters
+    assert cluster["labels"] == {"team": "edge"}
+    assert cluster["lifecycle_state"] == "CLUSTER_LIFECYCLE_STATE_ACTIVE"
+
+    assert await run("clusters", "get", cluster["id"]) == 0
+    assert "maintenance_window:" in run.out
+    assert "start_time: 22:00" in run.out
+
+    created = await run(
+        "node-pools", "create", "--cluster", cluster["id"], "--name", "w", "--nodes", "2", "-o",
+        "json",
+    )  # fmt: skip
+    assert created == 0
+    started = run.json()
+    assert isinstance(started, dict)
+    pool_id = started["node_pool"]["id"]
+    assert (
+        started["work_request"]["operation_type"] == "WORK_REQUEST_OPERATION_TYPE_NODEPOOL_CREATE"
+    )
+    assert await run("work-requests", "watch", started["work_request"]["id"]) == 0
+
+    assert await run("node-pools", "list", "--cluster", cluster["id"]) == 0
+    header, row = run.out.splitlines()
+    assert header.split()[:4] == ["ID", "NAME", "NODES", "STATE"]
+    assert row.split()[:4] == [pool_id, "w", "2", "ACTIVE"]
+    assert await run("node-pools", "get", pool_id, "-o", "json") == 0
+    assert run.json()["node_count"] == 2  # type: ignore[index]
+    assert await run("nodes", "list", "--node-pool", pool_id) == 0
+    assert len(run.out.splitlines()) == 3
+
+
+async def test_watch_exit_codes_tell_succeeded_failed_and_canceled_apart(
+    make_app: AppFactory, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = await make_app(simulation=SimulationSettings(seconds={"provision_node": 60}))
+    run = Run(app, capsys)
+    cluster = await seed_cluster(app)
+    async with sdk_client(app) as client:
+        canceled = await client.clusters.create_node_pool(cluster.id, name="c", node_count=1)
+        await clock.wait_for_sleepers(1)
+        await canceled.cancel()
+        clock.advance(60)
+        await canceled.wait(timeout=20)
+        await simulator(app).inject_fault("provision_node", cluster.id, message="no capacity")
+        failed = await client.clusters.create_node_pool(cluster.id, name="f", node_count=1)
+        await clock.wait_for_sleepers(1)
+        clock.advance(60)
+        await failed.wait(timeout=20)
+        succeeded = await client.clusters.create_node_pool(cluster.id, name="s", node_count=1)
+        watching = asyncio.create_task(run("work-requests", "watch", succeeded.id))
+        await clock.wait_for_sleepers(1)
+        clock.advance(60)
+        assert await watching == 0
+    assert f"{succeeded.id} SUCCEEDED" in run.out
+
+    assert await run("work-requests", "watch", failed.id) == 4
+    assert "error NodeRegistrationFailed" in run.out
+    assert "no capacity" in run.out
+    assert await run("work-requests", "watch", canceled.id) == 5
+    assert f"{canceled.id} CANCELED" in run.out
+
+
+async def test_watch_with_json_output_streams_one_object_per_event(app: App, run: Run) -> None:
+    wr_id = await finished_pool(app)
+    assert await run("-o", "json", "work-requests", "watch", wr_id) == 0
+    events = [json.loads(line) for line in run.out.splitlines()]
+    assert events[0]["event_type"] == "WATCH_EVENT_TYPE_SNAPSHOT"
+    assert events[-1]["work_request"]["status"] == "WORK_REQUEST_STATUS_SUCCEEDED"
+
+
+def test_watch_on_a_terminal_draws_a_live_bar_with_the_latest_log_line() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    progress = Progress(Output("table", screen))
+    work_request = wr_pb.WorkRequest(
+        id="wr-0123456789abcdef0123", status=wr_pb.WORK_REQUEST_STATUS_IN_PROGRESS
+    )
+    for percent, log in [(0.0, "Work request started"), (50.0, "Node w-1 is ACTIVE")]:
+        work_request.percent_complete = percent
+        progress(
+            wr_pb.WatchWorkRequestResponse(
+                work_request=work_request, log_entries=[wr_pb.WorkRequestLogEntry(message=log)]
+            )
+        )
+    work_request.status = wr_pb.WORK_REQUEST_STATUS_SUCCEEDED
+    assert progress.finish(work_request) == 0
+    frames = screen.getvalue().split("\r\x1b[2K")
+    assert frames[1].startswith("[........................]   0% IN_PROGRESS Work request started")
+    assert frames[2].startswith("[############............]  50% IN_PROGRESS Node w-1 is ACTIVE")
+    assert screen.getvalue().endswith("wr-0123456789abcdef0123 SUCCEEDED (0.0s watched)\n")
+
+
+async def test_a_bad_argument_prints_one_line_and_the_field_violations(app: App, run: Run) -> None:
+    assert await run("work-requests", "get", "not-an-id") == 1
+    lines = run.err.splitlines()
+    assert lines[0] == "clusterops: INVALID_ARGUMENT: the request has invalid fields:"
+    assert lines[1].startswith("  work_request_id: 'not-an-id' is not an id of this kind")
+
+    assert await run("work-requests", "list", "--status", "DONE") == 2
+    assert run.err.startswith("clusterops: error: statuses: 'DONE' is not one of ACCEPTED")
+
+    assert await run("clusters", "get", "cls-00000000000000000000") == 1
+    assert run.err.strip() == (
+        "clusterops: NOT_FOUND: cluster 'cls-00000000000000000000' was not found"
+    )
+
+
+async def test_a_malformed_command_line_is_a_usage_error(run: Run) -> None:
+    with pytest.raises(SystemExit) as usage:
+        await run("node-pools", "create", "--cluster", "cls-1", "--name", "w", "--nodes", "many")
+    assert usage.value.code == 2
+
+
+async def test_an_unreachable_server_gets_a_clear_message_and_exit_code_3() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "clusterops.cli.main", "work-requests", "list",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "CLUSTEROPS_SERVER": f"127.0.0.1:{port}"},
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 3
+    assert out == b""
+    message = err.decode()
+    assert message.startswith(f"clusterops: cannot reach the server at 127.0.0.1:{port}")
+    assert "CLUSTEROPS_SERVER" in message
+    assert "Traceback" not in message
+    assert len(message.splitlines()) == 1

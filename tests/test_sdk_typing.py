@@ -1,0 +1,104 @@
+"""A user's code calling the SDK passes `mypy --strict`, and mypy catches misuse of it.
+
+mypy runs the way it would on a user's project: no project config, the SDK found as an
+installed package (its own modules are not reported on, only the user's code).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TYPED_USER_CODE = """
+from typing import assert_type
+
+from clusterops import (
+    AsyncClient, AsyncOperation, AsyncPager, Client, Cluster, Conflict, NodePool, Operation,
+    Pager, RetryPolicy, SyncIterator, TLSConfig, WatchEvent, WorkRequest, WorkRequestLogEntry,
+)
+
+
+def blocking() -> None:
+    retry = RetryPolicy(max_attempts=3, initial_backoff=0.2)
+    with Client("localhost:50051", timeout=10, retry=retry, token="t") as client:
+        work_request = client.work_requests.get("wr-1", timeout=None, metadata=[("k", "v")])
+        assert_type(work_request, WorkRequest)
+        assert_type(client.work_requests.list(statuses=["FAILED"]), Pager[WorkRequest])
+        assert_type(client.work_requests.list_logs("wr-1"), Pager[WorkRequestLogEntry])
+        assert_type(client.work_requests.watch("wr-1"), SyncIterator[WatchEvent])
+        operation = client.clusters.create_node_pool("cls-1", name="w", node_count=3)
+        assert_type(operation, Operation[NodePool])
+        assert_type(operation.result(timeout=60, on_event=print), NodePool)
+        assert_type(client.clusters.delete("cls-1", etag="e"), Operation[None])
+        try:
+            client.clusters.get("cls-1", retry=None)
+        except Conflict as error:
+            assert_type(error.blocking_work_request_id, str)
+
+
+async def asynchronous() -> None:
+    async with AsyncClient(tls=TLSConfig.from_files(ca_cert="ca.pem")) as client:
+        assert_type(await client.work_requests.get("wr-1"), WorkRequest)
+        operation = await client.clusters.create(
+            compartment_id="dev", name="a", kubernetes_version="v1.30.4", region="r", plan="p"
+        )
+        assert_type(operation, AsyncOperation[Cluster])
+        cluster = await operation.result(timeout=60)
+        pools = client.clusters.list_node_pools(cluster.id)
+        assert_type(pools, AsyncPager[NodePool])
+        async for pool in pools:
+            assert_type(pool, NodePool)
+        final = await client.work_requests.wait(operation.id, on_event=lambda event: None)
+        assert_type(final, WorkRequest)
+"""
+
+MISUSE = """
+from clusterops import Client
+
+with Client() as client:
+    status: str = client.work_requests.get("wr-1").status  # wrong type
+    client.clusters.create_node_pool("cls-1", name="w", node_count="3")  # wrong type
+    client.work_requests.get("wr-1", 5)  # timeout is keyword-only
+    client.clusters.get_cluster("cls-1")  # no such method
+"""
+
+
+def run_mypy(*files: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--config-file=",
+            "--follow-imports=silent",
+            "--cache-dir",
+            str(ROOT / ".mypy_cache" / "sdk-users"),
+            *map(str, files),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MYPYPATH": str(ROOT / "clients")},
+    )
+
+
+def test_user_code_passes_mypy_strict_and_misuse_is_reported(tmp_path: Path) -> None:
+    typed = tmp_path / "typed_user_code.py"
+    typed.write_text(TYPED_USER_CODE)
+    misuse = tmp_path / "misuse.py"
+    misuse.write_text(MISUSE)
+    example = ROOT / "examples" / "quickstart.py"
+
+    result = run_mypy(typed, example, misuse)
+
+    errors = [line for line in result.stdout.splitlines() if ": error:" in line]
+    assert not [e for e in errors if "misuse.py" not in e], result.stdout
+    flagged = sorted({int(m.group(1)) for e in errors if (m := re.search(r":(\d+): error", e))})
+    assert flagged == [5, 6, 7, 8], result.stdout
