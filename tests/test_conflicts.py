@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 from clusterops.v1 import clusters_pb2 as cl_pb
+from clusterops.v1 import upgrade_workflows_pb2 as uw_pb
 from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import App
 from clusterops_server.clock import FakeClock
@@ -122,3 +123,22 @@ async def test_concurrent_retries_with_one_request_id_make_exactly_one_operation
     assert len({r.work_request.id for r in replies}) == 1
     listed = await stubs.clusters.ListClusters(cl_pb.ListClustersRequest(compartment_id="dev"))
     assert [c.name for c in listed.clusters] == ["once"]
+
+
+async def test_a_node_pool_on_a_cluster_being_upgraded_is_aborted_naming_the_upgrade(
+    make_app: AppFactory,
+) -> None:
+    app = await make_app(simulation=SimulationSettings(seconds={"upgrade:PreCheck": 60}))
+    async with connect(app) as stubs:
+        cluster = await seed_cluster(app)
+        upgrade = await stubs.upgrade_workflows.CreateUpgradeWorkflow(
+            uw_pb.CreateUpgradeWorkflowRequest(cluster_id=cluster.id, target_version="v1.30.4")
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as conflict:
+            await stubs.clusters.CreateNodePool(
+                cl_pb.CreateNodePoolRequest(cluster_id=cluster.id, name="late", node_count=1)
+            )
+    details = details_of(conflict.value)
+    assert details.code == grpc.StatusCode.ABORTED
+    assert details.error_info is not None
+    assert details.error_info.metadata["blocking_work_request_id"] == upgrade.work_request.id

@@ -13,7 +13,12 @@ from clusterops_server.auth.caller import (
 )
 from clusterops_server.auth.policy import Family, Verb
 from clusterops_server.clock import Clock
-from clusterops_server.domain.errors import EtagMismatch, FailedPrecondition, NotFound
+from clusterops_server.domain.errors import (
+    EtagMismatch,
+    FailedPrecondition,
+    NotFound,
+    ResourceBusy,
+)
 from clusterops_server.domain.inventory import (
     Cluster,
     ClusterState,
@@ -129,6 +134,18 @@ async def require_node_pool(
     return pool
 
 
+async def require_no_operation(uow: UnitOfWork, resource_id: str) -> None:
+    """ABORTED naming the blocking work request when the resource is busy.
+
+    Checked before state rules, so a caller racing an operation learns which one to
+    wait for rather than that the cluster is UPDATING. The lock insert in
+    `work_requests.add` stays the real guard against races.
+    """
+    holder = await uow.work_requests.lock_holder(resource_id)
+    if holder is not None:
+        raise ResourceBusy(resource_id, holder)
+
+
 def require_active_cluster(cluster: Cluster, action: str) -> None:
     if cluster.lifecycle_state is not ClusterState.ACTIVE:
         raise FailedPrecondition(
@@ -220,6 +237,7 @@ class InventoryService:
                 return await get_work_request(uow, prior["work_request_id"])
             cluster = await require_cluster(uow, cmd.resource_id, for_update=True, verb=Verb.MANAGE)
             _check_etag("cluster", cluster.id, cluster.etag, cmd.etag)
+            await require_no_operation(uow, cluster.id)
             if cluster.lifecycle_state not in {ClusterState.ACTIVE, ClusterState.FAILED}:
                 require_active_cluster(cluster, "deleting it")
             pools = await uow.inventory.live_node_pools(cluster.id)
@@ -254,6 +272,7 @@ class InventoryService:
                 assert pool is not None
                 return pool, await get_work_request(uow, prior["work_request_id"])
             cluster = await require_cluster(uow, cmd.cluster_id, for_update=True, verb=Verb.MANAGE)
+            await require_no_operation(uow, cluster.id)
             require_active_cluster(cluster, "adding a node pool")
             version = cmd.kubernetes_version or cluster.kubernetes_version
             if cmd.kubernetes_version:
@@ -283,23 +302,8 @@ class InventoryService:
                 )
                 for i in range(cmd.node_count)
             ]
-            resources = [
-                _cluster_resource(cluster.id, ActionType.RELATED),
-                WorkRequestResource(
-                    EntityType.NODE_POOL,
-                    ActionType.IN_PROGRESS,
-                    pool.id,
-                    node_pool_uri(cluster.id, pool.id),
-                ),
-            ] + [
-                WorkRequestResource(
-                    EntityType.NODE,
-                    ActionType.IN_PROGRESS,
-                    n.id,
-                    node_uri(cluster.id, pool.id, n.id),
-                )
-                for n in nodes
-            ]
+            resources = [_cluster_resource(cluster.id, ActionType.RELATED)]
+            resources += _pool_resources(pool, nodes)
             wr = new_work_request(
                 cluster.compartment_id, OperationType.NODEPOOL_CREATE, now, resources
             )
@@ -343,30 +347,18 @@ class InventoryService:
             pool = await require_node_pool(uow, cmd.resource_id, verb=Verb.MANAGE)
             _check_etag("node pool", pool.id, pool.etag, cmd.etag)
             cluster = await require_cluster(uow, pool.cluster_id, for_update=True)
+            await require_no_operation(uow, cluster.id)
             nodes = [
                 n
                 for n in await uow.inventory.nodes_of(pool.id)
                 if n.lifecycle_state is not NodeState.DELETED
             ]
             now = self.clock.now()
-            resources = [
-                WorkRequestResource(
-                    EntityType.NODE_POOL,
-                    ActionType.IN_PROGRESS,
-                    pool.id,
-                    node_pool_uri(cluster.id, pool.id),
-                )
-            ] + [
-                WorkRequestResource(
-                    EntityType.NODE,
-                    ActionType.IN_PROGRESS,
-                    n.id,
-                    node_uri(cluster.id, pool.id, n.id),
-                )
-                for n in nodes
-            ]
             wr = new_work_request(
-                pool.compartment_id, OperationType.NODEPOOL_DELETE, now, resources
+                pool.compartment_id,
+                OperationType.NODEPOOL_DELETE,
+                now,
+                _pool_resources(pool, nodes),
             )
             await uow.work_requests.add(
                 wr,
@@ -380,6 +372,23 @@ class InventoryService:
             await uow.commit()
         self.engine.wake()
         return wr
+
+
+def _pool_resources(pool: NodePool, nodes: list[Node]) -> list[WorkRequestResource]:
+    """The pool and each of its nodes, as resources an operation is working on."""
+    return [
+        WorkRequestResource(
+            EntityType.NODE_POOL,
+            ActionType.IN_PROGRESS,
+            pool.id,
+            node_pool_uri(pool.cluster_id, pool.id),
+        )
+    ] + [
+        WorkRequestResource(
+            EntityType.NODE, ActionType.IN_PROGRESS, n.id, node_uri(pool.cluster_id, pool.id, n.id)
+        )
+        for n in nodes
+    ]
 
 
 def _cluster_resource(cluster_id: str, action: ActionType) -> WorkRequestResource:
