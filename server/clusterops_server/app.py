@@ -38,6 +38,7 @@ from clusterops_server.engine.engine import Engine, OperationHandler
 from clusterops_server.engine.operations.clusters import CreateCluster, DeleteCluster
 from clusterops_server.engine.operations.node_pools import CreateNodePool, DeleteNodePool
 from clusterops_server.engine.operations.upgrades import UpgradeCluster
+from clusterops_server.metrics import Metrics
 from clusterops_server.providers.base import Provider
 from clusterops_server.providers.simulated import SimulatedProvider, SimulationSettings
 from clusterops_server.services.idempotency import RETENTION
@@ -98,6 +99,8 @@ class ServerConfig:
     # Bearer tokens and policies; None serves without authentication (local demos only).
     tokens: TokenStore | None = None
     tls: TlsConfig | None = None
+    # Serve Prometheus metrics over HTTP on this port (0: any free port).
+    metrics_port: int | None = None
     upgrades: UpgradeSettings = field(default_factory=UpgradeSettings)
 
 
@@ -147,8 +150,23 @@ class App:
             self.store, self.clock, self.engine, self.versions
         )
         self.health = health_aio.HealthServicer()
+        self.metrics = Metrics()
+        self.metrics.gauge(
+            "clusterops_operations_running",
+            "Operations this server is running now.",
+            lambda: len(self.engine.running),
+        )
+        self.metrics.gauge(
+            "clusterops_watchers", "Open WatchWorkRequest streams.", lambda: self.hub.watchers
+        )
+        self.metrics.gauge(
+            "clusterops_watch_revision",
+            "The last revision fanned out to watchers.",
+            lambda: self.hub.cursor,
+        )
         self.server: grpc.aio.Server | None = None
         self.port = 0
+        self.metrics_port = 0
         self._maintenance: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
@@ -157,7 +175,7 @@ class App:
         await self.hub.start()
         await self.engine.start()
         server = grpc.aio.server(
-            interceptors=[GuardInterceptor(self.config.tokens)],
+            interceptors=[GuardInterceptor(self.config.tokens, self.metrics)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -191,6 +209,8 @@ class App:
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
+        if self.config.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(self.config.host, self.config.metrics_port)
         log.info("serving on %s:%d", self.config.host, self.port)
         return self.port
 
@@ -206,6 +226,7 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
         await self.engine.stop()
+        self.metrics.close()
         await self.database.dispose()
 
     async def compact(self) -> int:

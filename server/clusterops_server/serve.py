@@ -95,6 +95,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(env CLUSTEROPS_PRE_CHECK_VALIDITY_MINUTES; default 60)",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_int(env("CLUSTEROPS_METRICS_PORT")),
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (env CLUSTEROPS_METRICS_PORT)",
+    )
+    parser.add_argument(
         "--grace-seconds",
         type=float,
         default=10.0,
@@ -105,6 +111,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value else None
 
 
 class ConfigError(Exception):
@@ -147,6 +157,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         event_retention=timedelta(hours=args.event_retention_hours),
         tokens=_tokens(args),
         tls=_tls(args),
+        metrics_port=args.metrics_port,
         upgrades=UpgradeSettings(
             pre_check_validity=timedelta(minutes=args.pre_check_validity_minutes)
         ),

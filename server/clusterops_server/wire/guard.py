@@ -10,7 +10,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -19,6 +22,7 @@ from google.protobuf.message import DecodeError
 from clusterops_server.auth.caller import SYSTEM, Caller, acting_as
 from clusterops_server.auth.tokens import TokenStore
 from clusterops_server.domain.errors import FieldViolation, InvalidArgument, Unauthenticated
+from clusterops_server.metrics import Metrics
 from clusterops_server.wire.errors import abort, to_rpc_status
 
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -52,8 +56,9 @@ def bearer_token(metadata: Any) -> str | None:
 
 
 class GuardInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, tokens: TokenStore | None) -> None:
+    def __init__(self, tokens: TokenStore | None, metrics: Metrics) -> None:
         self.tokens = tokens
+        self.metrics = metrics
 
     # Handlers are typed Any: grpc's stubs type them per request/response pair.
     async def intercept_service(
@@ -64,8 +69,9 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        open_method = handler_call_details.method.startswith(OPEN_SERVICES)
-        return self._wrap(handler, authenticate=self.tokens is not None and not open_method)
+        method = handler_call_details.method
+        open_method = method.startswith(OPEN_SERVICES)
+        return self._wrap(handler, method, authenticate=self.tokens is not None and not open_method)
 
     def _caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> Caller | None:
         assert self.tokens is not None
@@ -83,15 +89,16 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         assert caller is not None
         return caller
 
-    def _wrap(self, handler: Any, *, authenticate: bool) -> Any:
+    def _wrap(self, handler: Any, method: str, *, authenticate: bool) -> Any:
         decode = _tolerant(handler.request_deserializer)
         if handler.unary_unary is not None:
             inner: Callable[..., Awaitable[Any]] = handler.unary_unary
 
             async def unary(request: Any, context: Any) -> Any:
-                caller = await self._admit(request, context, authenticate)
-                with acting_as(caller):
-                    return await inner(request, context)
+                with self._measured(method, context):
+                    caller = await self._admit(request, context, authenticate)
+                    with acting_as(caller):
+                        return await inner(request, context)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary, request_deserializer=decode, response_serializer=handler.response_serializer
@@ -100,10 +107,11 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
             inner_stream: Callable[..., AsyncIterator[Any]] = handler.unary_stream
 
             async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
-                caller = await self._admit(request, context, authenticate)
-                with acting_as(caller):
-                    async for item in inner_stream(request, context):
-                        yield item
+                with self._measured(method, context):
+                    caller = await self._admit(request, context, authenticate)
+                    with acting_as(caller):
+                        async for item in inner_stream(request, context):
+                            yield item
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, request_deserializer=decode, response_serializer=handler.response_serializer
@@ -111,6 +119,21 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         # Client- and bidi-streaming methods: this API has none of its own (reflection's
         # bidi stream is open and decodes its own messages).
         return handler
+
+    @contextmanager
+    def _measured(self, method: str, context: Any) -> Iterator[None]:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            yield
+        except grpc.aio.AbortError:
+            code = context.code() or grpc.StatusCode.UNKNOWN
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            code = grpc.StatusCode.CANCELLED
+            raise
+        finally:
+            self.metrics.observe(method, code.name, time.perf_counter() - started)
 
 
 def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
