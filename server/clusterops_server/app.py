@@ -12,10 +12,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 from clusterops.v1 import (
     addons_pb2,
+    addons_pb2_grpc,
     clusters_pb2,
     clusters_pb2_grpc,
     orchestrations_pb2,
@@ -28,13 +30,23 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from clusterops_server.clock import Clock, SystemClock
+from clusterops_server.domain.addon_catalogue import CatalogueFile
+from clusterops_server.domain.addons import ReconcileSettings
 from clusterops_server.domain.versions import VersionCatalogue
 from clusterops_server.engine.context import EngineSettings
 from clusterops_server.engine.engine import Engine, OperationHandler
+from clusterops_server.engine.operations.addons import (
+    DisableAddon,
+    EnableAddon,
+    ReconcileAddon,
+    UpdateAddon,
+)
 from clusterops_server.engine.operations.clusters import CreateCluster, DeleteCluster
 from clusterops_server.engine.operations.node_pools import CreateNodePool, DeleteNodePool
+from clusterops_server.engine.reconciler import AddonReconciler
 from clusterops_server.providers.base import Provider
 from clusterops_server.providers.simulated import SimulatedProvider, SimulationSettings
+from clusterops_server.services.addons import AddonService
 from clusterops_server.services.idempotency import RETENTION
 from clusterops_server.services.inventory import InventoryService
 from clusterops_server.services.work_requests import WorkRequestService
@@ -42,6 +54,7 @@ from clusterops_server.store.database import Database
 from clusterops_server.store.migrate import upgrade_to_head
 from clusterops_server.store.uow import Store
 from clusterops_server.watch import WatchHub
+from clusterops_server.wire.addons import AddonServicer
 from clusterops_server.wire.clusters import ClusterServicer
 from clusterops_server.wire.work_requests import WorkRequestServicer
 
@@ -52,10 +65,11 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 SERVICE_NAMES = (
     work_requests_pb2.DESCRIPTOR.services_by_name["WorkRequestService"].full_name,
     clusters_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
+    addons_pb2.DESCRIPTOR.services_by_name["AddonService"].full_name,
 )
 # Descriptors of the services still to be implemented are registered for reflection
 # of their messages, so grpcurl can describe the whole API.
-_ALL_API_FILES = (addons_pb2, orchestrations_pb2, upgrade_workflows_pb2)
+_ALL_API_FILES = (orchestrations_pb2, upgrade_workflows_pb2)
 
 
 @dataclass
@@ -70,6 +84,12 @@ class ServerConfig:
     # Watch events older than this are compacted away; resuming before them is OUT_OF_RANGE.
     event_retention: timedelta = timedelta(hours=24)
     maintenance_interval_seconds: float = 300.0
+    # Add-ons: the reconciler's intervals, and the operator's catalogue file (None: built in).
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    addon_catalogue_path: Path | None = None
+    # In real time: how often the reconciler looks for checks it was not woken for (a
+    # reconciliation another replica left, or one that failed without closing).
+    reconciler_poll_seconds: float = 10.0
 
 
 ProviderFactory = Callable[[Store, Clock], Provider]
@@ -96,11 +116,29 @@ class App:
             self.simulator = None
             self.provider = provider_factory(self.store, self.clock)
         self.versions = VersionCatalogue.load()
+        self.addon_catalogue = CatalogueFile(config.addon_catalogue_path)
+        self.reconciler = AddonReconciler(
+            self.store,
+            self.clock,
+            config.reconcile,
+            wake_engine=lambda: self.engine.wake(),
+            poll_seconds=config.reconciler_poll_seconds,
+        )
+        addon_parts = (
+            self.provider,
+            self.addon_catalogue,
+            config.reconcile,
+            self.reconciler.wake,
+        )
         handlers: list[OperationHandler] = [
             CreateCluster(self.provider),
             DeleteCluster(self.provider),
             CreateNodePool(self.provider),
             DeleteNodePool(self.provider),
+            EnableAddon(*addon_parts),
+            UpdateAddon(*addon_parts),
+            DisableAddon(*addon_parts),
+            ReconcileAddon(*addon_parts),
         ]
         self.engine = Engine(
             self.store,
@@ -113,6 +151,9 @@ class App:
         self.store.on_commit(self.hub.notify)
         self.work_requests = WorkRequestService(self.store, self.clock, self.engine, self.hub)
         self.inventory = InventoryService(self.store, self.clock, self.engine, self.versions)
+        self.addons = AddonService(
+            self.store, self.clock, self.engine, self.provider, self.addon_catalogue
+        )
         self.health = health_aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = 0
@@ -123,6 +164,7 @@ class App:
         await upgrade_to_head(self.database)
         await self.hub.start()
         await self.engine.start()
+        await self.reconciler.start()
         server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -135,6 +177,7 @@ class App:
         clusters_pb2_grpc.add_ClusterServiceServicer_to_server(
             ClusterServicer(self.inventory), server
         )
+        addons_pb2_grpc.add_AddonServiceServicer_to_server(AddonServicer(self.addons), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (
@@ -164,6 +207,7 @@ class App:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
+        await self.reconciler.stop()
         await self.engine.stop()
         await self.database.dispose()
 

@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 from clusterops_server.app import App, ServerConfig
 from clusterops_server.demo import seed_demo_fleet
@@ -59,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="how long shutdown waits for in-flight calls (default 10)",
     )
+    parser.add_argument(
+        "--addon-catalogue",
+        default=env("CLUSTEROPS_ADDON_CATALOGUE", ""),
+        help="JSON file of the add-ons offered, re-read when it changes "
+        "(env CLUSTEROPS_ADDON_CATALOGUE; default: the built-in catalogue)",
+    )
     parser.add_argument("--log-level", default=env("CLUSTEROPS_LOG_LEVEL", "INFO"))
 
 
@@ -72,6 +79,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         port=args.port,
         simulation=SimulationSettings(default_seconds=step),
         event_retention=timedelta(hours=args.event_retention_hours),
+        addon_catalogue_path=Path(args.addon_catalogue) if args.addon_catalogue else None,
     )
 
 
