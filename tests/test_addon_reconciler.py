@@ -263,7 +263,9 @@ async def test_without_recovery_checks_stop_after_twelve_and_a_half_hours(
     assert addon.lifecycle_state == ad_pb.ADDON_LIFECYCLE_STATE_NEEDS_ATTENTION
     assert addon.addon_error.status == "IncorrectState"
     assert addon.work_request_id == last
-    assert time.monotonic() - started < 5  # about a second of real time for 12.5 hours
+    # About a second of real time for 12.5 hours on an idle machine; nothing waits on a
+    # real-time poll (25 checks would take minutes if one did).
+    assert time.monotonic() - started < 20
 
 
 async def test_a_reconciliation_waiting_for_its_next_check_can_be_watched(

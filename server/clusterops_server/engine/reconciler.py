@@ -113,8 +113,7 @@ class AddonReconciler:
         self._task = asyncio.create_task(self._loop(), name="addon-reconciler")
 
     async def stop(self) -> None:
-        """Stop between two rounds: a round cut short in a transaction could leave the
-        database connection holding its write lock."""
+        """Stop between two rounds rather than in the middle of one."""
         if self._task is None:
             return
         self._stopping = True
@@ -169,7 +168,7 @@ class AddonReconciler:
                 await uow.commit()
             if opened:
                 self.wake_engine()
-            if len(due) < self.settings.batch_size:
+            if len(due) < self.settings.batch_size or self._stopping:
                 return next_check
 
     async def _sleep(self, until: datetime | None) -> None:
