@@ -10,7 +10,12 @@ from typing import Any
 
 import grpc
 import pytest
-from clusterops.v1 import clusters_pb2_grpc, upgrade_workflows_pb2_grpc, work_requests_pb2_grpc
+from clusterops.v1 import (
+    addons_pb2_grpc,
+    clusters_pb2_grpc,
+    upgrade_workflows_pb2_grpc,
+    work_requests_pb2_grpc,
+)
 from clusterops_server.app import App, ServerConfig
 from clusterops_server.clock import FakeClock
 from clusterops_server.domain.inventory import Cluster, ClusterState, MaintenanceWindow
@@ -29,6 +34,7 @@ class Stubs:
         self.work_requests = work_requests_pb2_grpc.WorkRequestServiceStub(channel)
         self.clusters = clusters_pb2_grpc.ClusterServiceStub(channel)
         self.upgrade_workflows = upgrade_workflows_pb2_grpc.UpgradeWorkflowServiceStub(channel)
+        self.addons = addons_pb2_grpc.AddonServiceStub(channel)
 
 
 @pytest.fixture

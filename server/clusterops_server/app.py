@@ -17,6 +17,7 @@ from pathlib import Path
 import grpc
 from clusterops.v1 import (
     addons_pb2,
+    addons_pb2_grpc,
     clusters_pb2,
     clusters_pb2_grpc,
     orchestrations_pb2,
@@ -31,16 +32,26 @@ from grpc_reflection.v1alpha import reflection
 
 from clusterops_server.auth.tokens import TokenStore
 from clusterops_server.clock import Clock, SystemClock
+from clusterops_server.domain.addon_catalogue import CatalogueFile
+from clusterops_server.domain.addons import ReconcileSettings
 from clusterops_server.domain.upgrade_workflows import UpgradeSettings
 from clusterops_server.domain.versions import VersionCatalogue
 from clusterops_server.engine.context import EngineSettings
 from clusterops_server.engine.engine import Engine, OperationHandler
+from clusterops_server.engine.operations.addons import (
+    DisableAddon,
+    EnableAddon,
+    ReconcileAddon,
+    UpdateAddon,
+)
 from clusterops_server.engine.operations.clusters import CreateCluster, DeleteCluster
 from clusterops_server.engine.operations.node_pools import CreateNodePool, DeleteNodePool
 from clusterops_server.engine.operations.upgrades import UpgradeCluster
+from clusterops_server.engine.reconciler import AddonReconciler
 from clusterops_server.metrics import Metrics
 from clusterops_server.providers.base import Provider
 from clusterops_server.providers.simulated import SimulatedProvider, SimulationSettings
+from clusterops_server.services.addons import AddonService
 from clusterops_server.services.idempotency import RETENTION
 from clusterops_server.services.inventory import InventoryService
 from clusterops_server.services.upgrade_workflows import UpgradeWorkflowService
@@ -49,6 +60,7 @@ from clusterops_server.store.database import Database
 from clusterops_server.store.migrate import upgrade_to_head
 from clusterops_server.store.uow import Store
 from clusterops_server.watch import WatchHub
+from clusterops_server.wire.addons import AddonServicer
 from clusterops_server.wire.clusters import ClusterServicer
 from clusterops_server.wire.guard import GuardInterceptor
 from clusterops_server.wire.upgrade_workflows import UpgradeWorkflowServicer
@@ -62,10 +74,11 @@ SERVICE_NAMES = (
     work_requests_pb2.DESCRIPTOR.services_by_name["WorkRequestService"].full_name,
     clusters_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
     upgrade_workflows_pb2.DESCRIPTOR.services_by_name["UpgradeWorkflowService"].full_name,
+    addons_pb2.DESCRIPTOR.services_by_name["AddonService"].full_name,
 )
 # Descriptors of the services still to be implemented are registered for reflection
 # of their messages, so grpcurl can describe the whole API.
-_ALL_API_FILES = (addons_pb2, orchestrations_pb2)
+_ALL_API_FILES = (orchestrations_pb2,)
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,12 @@ class ServerConfig:
     # Serve Prometheus metrics over HTTP on this port (0: any free port).
     metrics_port: int | None = None
     upgrades: UpgradeSettings = field(default_factory=UpgradeSettings)
+    # Add-ons: the reconciler's intervals, and the operator's catalogue file (None: built in).
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    addon_catalogue_path: Path | None = None
+    # In real time: how often the reconciler looks for checks it was not woken for (a
+    # reconciliation another replica left, or one that failed without closing).
+    reconciler_poll_seconds: float = 10.0
 
 
 ProviderFactory = Callable[[Store, Clock], Provider]
@@ -128,12 +147,30 @@ class App:
             self.simulator = None
             self.provider = provider_factory(self.store, self.clock)
         self.versions = VersionCatalogue.load()
+        self.addon_catalogue = CatalogueFile(config.addon_catalogue_path)
+        self.reconciler = AddonReconciler(
+            self.store,
+            self.clock,
+            config.reconcile,
+            wake_engine=lambda: self.engine.wake(),
+            poll_seconds=config.reconciler_poll_seconds,
+        )
+        addon_parts = (
+            self.provider,
+            self.addon_catalogue,
+            config.reconcile,
+            self.reconciler.wake,
+        )
         handlers: list[OperationHandler] = [
             CreateCluster(self.provider),
             DeleteCluster(self.provider),
             CreateNodePool(self.provider),
             DeleteNodePool(self.provider),
             UpgradeCluster(self.provider, config.upgrades),
+            EnableAddon(*addon_parts),
+            UpdateAddon(*addon_parts),
+            DisableAddon(*addon_parts),
+            ReconcileAddon(*addon_parts),
         ]
         self.engine = Engine(
             self.store,
@@ -148,6 +185,9 @@ class App:
         self.inventory = InventoryService(self.store, self.clock, self.engine, self.versions)
         self.upgrade_workflows = UpgradeWorkflowService(
             self.store, self.clock, self.engine, self.versions
+        )
+        self.addons = AddonService(
+            self.store, self.clock, self.engine, self.provider, self.addon_catalogue
         )
         self.health = health_aio.HealthServicer()
         self.metrics = Metrics()
@@ -174,6 +214,7 @@ class App:
         await upgrade_to_head(self.database)
         await self.hub.start()
         await self.engine.start()
+        await self.reconciler.start()
         server = grpc.aio.server(
             interceptors=[GuardInterceptor(self.config.tokens, self.metrics)],
             options=[
@@ -190,6 +231,7 @@ class App:
         upgrade_workflows_pb2_grpc.add_UpgradeWorkflowServiceServicer_to_server(
             UpgradeWorkflowServicer(self.upgrade_workflows), server
         )
+        addons_pb2_grpc.add_AddonServiceServicer_to_server(AddonServicer(self.addons), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (
@@ -225,6 +267,7 @@ class App:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
+        await self.reconciler.stop()
         await self.engine.stop()
         self.metrics.close()
         await self.database.dispose()

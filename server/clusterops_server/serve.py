@@ -106,6 +106,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="how long shutdown waits for in-flight calls (default 10)",
     )
+    parser.add_argument(
+        "--addon-catalogue",
+        default=env("CLUSTEROPS_ADDON_CATALOGUE", ""),
+        help="JSON file of the add-ons offered, re-read when it changes "
+        "(env CLUSTEROPS_ADDON_CATALOGUE; default: the built-in catalogue)",
+    )
     parser.add_argument("--log-level", default=env("CLUSTEROPS_LOG_LEVEL", "INFO"))
 
 
@@ -161,6 +167,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         upgrades=UpgradeSettings(
             pre_check_validity=timedelta(minutes=args.pre_check_validity_minutes)
         ),
+        addon_catalogue_path=Path(args.addon_catalogue) if args.addon_catalogue else None,
     )
 
 

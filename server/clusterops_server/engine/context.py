@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, NoReturn
 
 from clusterops_server.clock import Clock
 from clusterops_server.domain.work_requests import (
@@ -41,6 +41,10 @@ class LeaseLost(Exception):
 
 class OperationCanceled(Exception):
     """The work request is CANCELING: stop doing and start undoing."""
+
+
+class Parked(Exception):
+    """The handler has more to do later; its work request waits, unleased, until then."""
 
 
 class StepFailed(Exception):
@@ -202,6 +206,21 @@ class OperationContext:
         await self.update(end)
         self.finished = True
         self.status = status
+
+    async def park(self, until: datetime, *, apply: Apply | None = None) -> NoReturn:
+        """Stop now and run the handler again at `until` (on the injected clock).
+
+        The work request stays non-terminal without a lease, so the engine claims it
+        when it is due, after a restart too; nothing sleeps in between. Raises Parked.
+        """
+
+        async def release(uow: UnitOfWork, wr: WorkRequest) -> None:
+            if apply is not None:
+                await apply(uow, wr)
+            await uow.leases.release(self.id, self.owner, run_after=until)
+
+        await self.update(release, cancel_check=True)
+        raise Parked(self.id)
 
     def log_entry(self, message: str) -> LogEntry:
         return LogEntry(message, self.clock.now())

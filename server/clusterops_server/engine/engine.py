@@ -23,6 +23,7 @@ from clusterops_server.engine.context import (
     LeaseLost,
     OperationCanceled,
     OperationContext,
+    Parked,
 )
 from clusterops_server.store.uow import Store, UnitOfWork
 
@@ -202,6 +203,8 @@ class Engine:
                 await handler.undo(ctx)
             if not ctx.finished:
                 raise RuntimeError(f"{type(handler).__name__} returned without finishing")
+        except Parked:
+            log.debug("work request %s parked until its next run", work_request_id)
         except LeaseLost:
             log.info("work request %s moved on without this server", work_request_id)
         except asyncio.CancelledError:

@@ -7,6 +7,8 @@ gone, succeeds).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from clusterops_server.domain.inventory import Cluster, Node, NodePool
@@ -20,6 +22,32 @@ class ProviderError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+# ---- add-ons (issue 7) ----
+
+
+@dataclass(frozen=True)
+class AddonSpec:
+    """What an add-on should be on a cluster: a version and its whole configuration."""
+
+    name: str
+    version: str
+    configurations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AddonStatus:
+    """What the provider finds of an add-on on a cluster."""
+
+    version: str
+    configurations: Mapping[str, str]
+    # False when it was installed by hand (or released by a disable that kept it).
+    managed: bool
+    # Its resources that were deleted or changed by hand, e.g. "deployment/cert-manager deleted".
+    drift: tuple[str, ...] = ()
+    # Deployments that are not ready or pods that are not healthy, with the reason.
+    not_ready: tuple[str, ...] = ()
 
 
 class Provider(Protocol):
@@ -46,3 +74,25 @@ class Provider(Protocol):
         ...
 
     # --- end upgrade workflows -----------------------------------------------------
+    # ---- add-ons (issue 7) ----
+
+    async def inspect_addon(self, cluster: Cluster, name: str) -> AddonStatus | None:
+        """The add-on as it is on the cluster (drift and readiness included); None if absent."""
+        ...
+
+    async def apply_addon(self, cluster: Cluster, spec: AddonSpec) -> AddonStatus:
+        """Install or change the add-on to `spec`, taking it over if it was installed by hand."""
+        ...
+
+    async def repair_addon(self, cluster: Cluster, spec: AddonSpec) -> AddonStatus:
+        """Restore what drifted from `spec`; returns what is there afterwards (maybe still
+        drifted: a repair can be partial)."""
+        ...
+
+    async def remove_addon(self, cluster: Cluster, name: str) -> None:
+        """Delete everything the add-on installed."""
+        ...
+
+    async def release_addon(self, cluster: Cluster, name: str) -> None:
+        """Stop managing the add-on and leave what it installed running."""
+        ...

@@ -7,17 +7,21 @@ N times". Targets are resource ids (a node, its pool or its cluster) or "*".
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, or_, select
 
 from clusterops_server.clock import Clock
 from clusterops_server.domain.inventory import Cluster, Node, NodePool
 from clusterops_server.domain.upgrade_workflows import UpgradeTaskType
-from clusterops_server.providers.base import ProviderError
-from clusterops_server.store.tables import SimulatedFaultRow
-from clusterops_server.store.uow import Store
+from clusterops_server.providers.base import AddonSpec, AddonStatus, ProviderError
+from clusterops_server.store.tables import SimulatedAddonRow, SimulatedFaultRow
+from clusterops_server.store.uow import Store, UnitOfWork
 
 ANY_TARGET = "*"
 
@@ -73,23 +77,29 @@ class SimulatedProvider:
 
     async def _take_fault(self, action: str, targets: Sequence[str]) -> str | None:
         async with self.store.write() as uow:
-            row = await uow.session.scalar(
-                select(SimulatedFaultRow)
-                .where(
-                    SimulatedFaultRow.action == action,
-                    SimulatedFaultRow.target.in_([*targets, ANY_TARGET]),
-                    or_(SimulatedFaultRow.remaining > 0, SimulatedFaultRow.remaining == -1),
-                )
-                .order_by(SimulatedFaultRow.id)
-                .limit(1)
-            )
-            if row is None:
-                return None
-            if row.remaining > 0:
-                row.remaining -= 1
-            message = row.message
-            await uow.commit()
+            message = await self._take_fault_in(uow, action, targets)
+            if message is not None:
+                await uow.commit()
             return message
+
+    @staticmethod
+    async def _take_fault_in(uow: UnitOfWork, action: str, targets: Sequence[str]) -> str | None:
+        """Use up one matching fault inside the caller's transaction; its message, if any."""
+        row = await uow.session.scalar(
+            select(SimulatedFaultRow)
+            .where(
+                SimulatedFaultRow.action == action,
+                SimulatedFaultRow.target.in_([*targets, ANY_TARGET]),
+                or_(SimulatedFaultRow.remaining > 0, SimulatedFaultRow.remaining == -1),
+            )
+            .order_by(SimulatedFaultRow.id)
+            .limit(1)
+        )
+        if row is None:
+            return None
+        if row.remaining > 0:
+            row.remaining -= 1
+        return row.message
 
     async def create_cluster(self, cluster: Cluster) -> None:
         await self.act("create_cluster", [cluster.id])
@@ -118,6 +128,181 @@ class SimulatedProvider:
             ) from None
 
     # --- end upgrade workflows -----------------------------------------------------
+    # ---- add-ons (issue 7) ----
+    # What is really on each cluster lives in table sim_addons, so a test or an operator
+    # can change it behind the service's back: delete or change resources by hand
+    # (drift), make some of them impossible to restore for a while (a partial repair),
+    # or make the pods unhealthy until some time (or for good).
+
+    @asynccontextmanager
+    async def _acting(self, action: str, cluster_id: str, name: str) -> AsyncIterator[UnitOfWork]:
+        """Spend the action's time, then one transaction to do it in, unless a fault
+        matches (then that fault is used up and raised)."""
+        seconds = self.settings.duration(action)
+        if seconds > 0:
+            await self.clock.sleep(seconds)
+        async with self.store.write() as uow:
+            message = await self._take_fault_in(uow, action, [f"{cluster_id}/{name}", cluster_id])
+            if message is not None:
+                await uow.commit()
+                raise ProviderError(f"Simulated{_camel(action)}Failure", message)
+            yield uow
+
+    async def inspect_addon(self, cluster: Cluster, name: str) -> AddonStatus | None:
+        async with self._acting("inspect_addon", cluster.id, name) as uow:
+            row = await uow.session.get(SimulatedAddonRow, (cluster.id, name))
+            return self._status(row) if row else None
+
+    async def apply_addon(self, cluster: Cluster, spec: AddonSpec) -> AddonStatus:
+        async with self._acting("apply_addon", cluster.id, spec.name) as uow:
+            return await self._converge(uow, cluster.id, spec)
+
+    async def repair_addon(self, cluster: Cluster, spec: AddonSpec) -> AddonStatus:
+        async with self._acting("repair_addon", cluster.id, spec.name) as uow:
+            return await self._converge(uow, cluster.id, spec)
+
+    async def remove_addon(self, cluster: Cluster, name: str) -> None:
+        async with self._acting("remove_addon", cluster.id, name) as uow:
+            await uow.session.execute(
+                delete(SimulatedAddonRow).where(
+                    SimulatedAddonRow.cluster_id == cluster.id, SimulatedAddonRow.name == name
+                )
+            )
+            await uow.commit()
+
+    async def release_addon(self, cluster: Cluster, name: str) -> None:
+        async with self._acting("release_addon", cluster.id, name) as uow:
+            row = await uow.session.get(SimulatedAddonRow, (cluster.id, name))
+            if row is not None:
+                row.managed = False
+                row.updated_at = self.clock.now()
+            await uow.commit()
+
+    async def _converge(self, uow: UnitOfWork, cluster_id: str, spec: AddonSpec) -> AddonStatus:
+        """Make the add-on match `spec`, except resources stuck for now."""
+        now = self.clock.now()
+        row = await uow.session.get(SimulatedAddonRow, (cluster_id, spec.name))
+        if row is None:
+            row = SimulatedAddonRow(
+                cluster_id=cluster_id,
+                name=spec.name,
+                resources={r: {"state": "ok"} for r in addon_resources(spec.name)},
+                unhealthy=None,
+            )
+            uow.session.add(row)
+        resources = {}
+        for resource, info in row.resources.items():
+            resources[resource] = info if _stuck(info, now) else {"state": "ok"}
+        row.resources = resources
+        row.version = spec.version
+        row.configurations = dict(spec.configurations)
+        row.managed = True
+        row.updated_at = now
+        status = self._status(row)
+        await uow.commit()
+        return status
+
+    def _status(self, row: SimulatedAddonRow) -> AddonStatus:
+        now = self.clock.now()
+        drift = tuple(
+            f"{resource} {info['state']}"
+            for resource, info in sorted(row.resources.items())
+            if info["state"] != "ok"
+        )
+        not_ready: tuple[str, ...] = ()
+        unhealthy = row.unhealthy
+        if unhealthy and (
+            unhealthy["until"] is None or datetime.fromisoformat(unhealthy["until"]) > now
+        ):
+            not_ready = (str(unhealthy["message"]),)
+        return AddonStatus(
+            version=row.version,
+            configurations=dict(row.configurations),
+            managed=row.managed,
+            drift=drift,
+            not_ready=not_ready,
+        )
+
+    async def install_addon_by_hand(
+        self,
+        cluster_id: str,
+        name: str,
+        version: str,
+        configurations: Mapping[str, str] | None = None,
+    ) -> None:
+        """Put an add-on on a cluster the way a person with kubectl would."""
+        async with self.store.write() as uow:
+            await uow.session.merge(
+                SimulatedAddonRow(
+                    cluster_id=cluster_id,
+                    name=name,
+                    version=version,
+                    configurations=dict(configurations or {}),
+                    managed=False,
+                    resources={r: {"state": "ok"} for r in addon_resources(name)},
+                    unhealthy=None,
+                    updated_at=self.clock.now(),
+                )
+            )
+            await uow.commit()
+
+    async def tamper_addon(
+        self,
+        cluster_id: str,
+        name: str,
+        *,
+        delete: Sequence[str] = (),
+        change: Sequence[str] = (),
+        stuck: Sequence[str] = (),
+        stuck_until: datetime | None = None,
+    ) -> None:
+        """Delete or change resources by hand; those in `stuck` cannot be restored until
+        `stuck_until` (never, if None)."""
+        async with self.store.write() as uow:
+            row = await uow.session.get(SimulatedAddonRow, (cluster_id, name))
+            assert row is not None, f"{name} is not on cluster {cluster_id}"
+            resources: dict[str, Any] = {k: dict(v) for k, v in row.resources.items()}
+            for resource, state in [(r, "deleted") for r in delete] + [
+                (r, "changed") for r in change
+            ]:
+                assert resource in resources, f"{name} has no {resource}: {sorted(resources)}"
+                resources[resource] = {"state": state}
+                if resource in stuck:
+                    resources[resource].update(
+                        stuck=True, stuck_until=stuck_until.isoformat() if stuck_until else None
+                    )
+            row.resources = resources
+            row.updated_at = self.clock.now()
+            await uow.commit()
+
+    async def make_addon_unhealthy(
+        self, cluster_id: str, name: str, message: str, *, until: datetime | None = None
+    ) -> None:
+        """Its pods stay unhealthy until `until` (for good, if None)."""
+        async with self.store.write() as uow:
+            row = await uow.session.get(SimulatedAddonRow, (cluster_id, name))
+            assert row is not None, f"{name} is not on cluster {cluster_id}"
+            row.unhealthy = {"message": message, "until": until.isoformat() if until else None}
+            await uow.commit()
+
+    async def addon_on_cluster(self, cluster_id: str, name: str) -> AddonStatus | None:
+        """What is on the cluster, without spending simulated time or taking faults."""
+        async with self.store.read() as uow:
+            row = await uow.session.get(SimulatedAddonRow, (cluster_id, name))
+            return self._status(row) if row else None
+
+
+def addon_resources(name: str) -> list[str]:
+    """The Kubernetes objects the simulator pretends an add-on is made of."""
+    slug = re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+    return [f"deployment/{slug}", f"service/{slug}", f"configmap/{slug}-config"]
+
+
+def _stuck(info: Mapping[str, Any], now: datetime) -> bool:
+    if info["state"] == "ok" or not info.get("stuck"):
+        return False
+    until = info.get("stuck_until")
+    return until is None or datetime.fromisoformat(until) > now
 
 
 def _camel(action: str) -> str:

@@ -7,6 +7,7 @@ tries to upgrade its lock; read transactions stay deferred and never block write
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +84,12 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     def _on_begin(connection: Any) -> None:
         write = connection.get_execution_options().get(_WRITE_OPTION, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    @event.listens_for(engine.sync_engine, "invalidate")
+    def _on_invalidate(dbapi_connection: Any, _record: Any, _error: Any) -> None:
+        # A statement interrupted by a cancelled task invalidates its connection without a
+        # rollback, and SQLite keeps a closed connection alive while a statement of it is
+        # still open: its write lock would outlive it and block every writer. Roll back
+        # first (queued after the interrupted statement on the driver's thread).
+        with contextlib.suppress(Exception):
+            dbapi_connection.rollback()

@@ -124,3 +124,12 @@ class LeaseRepository:
             .where(WorkRequestRow.id == work_request_id, WorkRequestRow.run_after > now)
             .values(run_after=now)
         )
+
+    async def is_leased(self, work_request_id: str, now: datetime) -> bool:
+        """Whether a server is running this work request right now."""
+        expires = await self.session.scalar(
+            select(WorkRequestRow.lease_expires_at).where(
+                WorkRequestRow.id == work_request_id, WorkRequestRow.lease_owner.is_not(None)
+            )
+        )
+        return expires is not None and expires >= now

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     Float,
@@ -286,3 +287,45 @@ class UpgradeWorkflowRow(Base):
         Index("ix_upgrade_workflows_created", "created_at", "id"),
         Index("ix_upgrade_workflows_listing", "compartment_id", "created_at", "id"),
     )
+
+
+# ---- add-ons (issue 7) ----
+
+
+class AddonRow(Base):
+    """An add-on on a cluster, and its durable reconciliation schedule."""
+
+    __tablename__ = "addons"
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    compartment_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(32))
+    current_installed_version: Mapped[str] = mapped_column(String(32))
+    configurations: Mapped[dict[str, str]] = mapped_column(JSON)
+    lifecycle_state: Mapped[str] = mapped_column(String(16))
+    error: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    work_request_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    row_version: Mapped[int] = mapped_column(Integer)
+    # The reconciler finds due checks through this index, never by one timer per add-on.
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    reconciliation_id: Mapped[str] = mapped_column(String(32))
+    attention_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attention_checks: Mapped[int] = mapped_column(Integer)
+
+
+class SimulatedAddonRow(Base):
+    """The simulated provider's view of an add-on on a cluster: what is really there."""
+
+    __tablename__ = "sim_addons"
+    cluster_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    version: Mapped[str] = mapped_column(String(32))
+    configurations: Mapped[dict[str, str]] = mapped_column(JSON)
+    managed: Mapped[bool] = mapped_column(Boolean)
+    # resource name -> {"state": "ok" | "deleted" | "changed", "stuck": bool, "stuck_until": iso}
+    resources: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # {"message": ..., "until": iso or null (never recovers)} while pods are unhealthy.
+    unhealthy: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -21,6 +21,7 @@ from clusterops_server.domain.work_requests import (
     WorkRequest,
     WorkRequestResource,
 )
+from clusterops_server.store.addons import AddonRepository
 from clusterops_server.store.database import Database
 from clusterops_server.store.events import EventRepository, event_payload
 from clusterops_server.store.idempotency import IdempotencyRepository
@@ -55,6 +56,7 @@ class UnitOfWork:
         self.steps = StepRepository(self.session)
         self.idempotency = IdempotencyRepository(self.session, self.dialect)
         self.upgrade_workflows = UpgradeWorkflowRepository(self.session, self.dialect)
+        self.addons = AddonRepository(self.session, self.dialect)
         self._staged: list[_StagedEvent] = []
         self.committed_revision = 0
 

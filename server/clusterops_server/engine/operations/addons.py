@@ -1,0 +1,553 @@
+"""Installing, updating, disabling and reconciling add-ons.
+
+A reconciliation (RECONCILE_ADDON) runs one pass per check: look at what is on the
+cluster, repair what drifted, check that its deployments are ready. An add-on that
+stays NEEDS_ATTENTION keeps its reconciliation's work request open (parked until the
+next check, so nothing sleeps) until it recovers, or until `work_request_timeout` has
+passed, when the work request FAILS with the reason; later checks open new ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from clusterops_server.domain.addon_catalogue import CatalogueFile, minor_line
+from clusterops_server.domain.addons import (
+    Addon,
+    AddonError,
+    AddonState,
+    PassReport,
+    ReconcileSettings,
+    incorrect_state,
+    not_ready,
+    provider_failure,
+)
+from clusterops_server.domain.errors import FailedPrecondition
+from clusterops_server.domain.inventory import Cluster, ClusterState
+from clusterops_server.domain.work_requests import (
+    ActionType,
+    EntityType,
+    OperationType,
+    WorkRequest,
+    WorkRequestStatus,
+)
+from clusterops_server.engine.context import Apply, OperationContext, StepFailed
+from clusterops_server.providers.base import AddonSpec, AddonStatus, Provider, ProviderError
+from clusterops_server.store.steps import StepStatus
+from clusterops_server.store.uow import UnitOfWork
+
+Wake = Callable[[], None]
+
+
+def stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def span(duration: timedelta) -> str:
+    """ "30 minutes", "12 hours 30 minutes"."""
+    hours, rest = divmod(int(duration.total_seconds()), 3600)
+    minutes = rest // 60
+    parts = [f"{hours} hours"] if hours else []
+    if minutes or not parts:
+        parts.append(f"{minutes} minutes")
+    return " ".join(parts)
+
+
+def desired_spec(addon: Addon, cluster: Cluster, catalogue: CatalogueFile) -> AddonSpec | None:
+    """What the add-on should be now: its version (or the newest ACTIVE one it follows) with
+    the catalogue's defaults under its configuration. None when no version can be chosen."""
+    option = catalogue.current().get(addon.name)
+    if option is None:
+        version = addon.version or addon.current_installed_version
+        return AddonSpec(addon.name, version, dict(addon.configurations)) if version else None
+    minor = minor_line(cluster.kubernetes_version) or ""
+    chosen = (
+        option.version(addon.version)
+        if addon.version
+        else option.newest_active(minor, have_keys=addon.configurations)
+        or option.version(addon.current_installed_version)
+    )
+    if chosen is None:
+        return None
+    return AddonSpec(addon.name, chosen.version_number, chosen.effective(addon.configurations))
+
+
+def differences(status: AddonStatus | None, spec: AddonSpec, *, follows_latest: bool) -> list[str]:
+    """How the add-on on the cluster differs from `spec`."""
+    if status is None:
+        return ["the add-on is missing from the cluster"]
+    found: list[str] = []
+    if status.version != spec.version:
+        found.append(
+            f"newer ACTIVE version {spec.version} to follow (installed {status.version})"
+            if follows_latest
+            else f"version {status.version} instead of {spec.version}"
+        )
+    if dict(status.configurations) != dict(spec.configurations):
+        found.append("configuration changed by hand")
+    if not status.managed:
+        found.append("not managed by clusterops")
+    found.extend(status.drift)
+    return found
+
+
+async def reconcile_once(
+    provider: Provider, cluster: Cluster, spec: AddonSpec, *, follows_latest: bool
+) -> PassReport:
+    """Look, repair what drifted, and judge the result."""
+    subject = f"{spec.name} {spec.version}"
+    try:
+        before = await provider.inspect_addon(cluster, spec.name)
+        problems = differences(before, spec, follows_latest=follows_latest)
+        after = before
+        if problems:
+            after = await provider.repair_addon(cluster, spec)
+    except ProviderError as error:
+        return PassReport(
+            False,
+            "",
+            f"Reconciliation of {subject} failed: {error.message}",
+            provider_failure(error.code, error.message),
+        )
+    installed = after.version if after else ""
+    found = f"Drift found ({'; '.join(problems)}); " if problems else ""
+    remaining = differences(after, spec, follows_latest=follows_latest)
+    if remaining:
+        detail = "; ".join(remaining)
+        return PassReport(
+            False,
+            installed,
+            f"{found}repair was partial, still: {detail}",
+            incorrect_state(detail),
+        )
+    if after is not None and after.not_ready:
+        detail = "; ".join(after.not_ready)
+        return PassReport(
+            False, installed, f"{found}{subject} is not ready: {detail}", not_ready(detail)
+        )
+    repaired = "repaired; " if problems else ""
+    return PassReport(True, installed, f"{found}{repaired}{subject} is healthy")
+
+
+def _not_after_start(wr: WorkRequest, doing: str) -> None:
+    if wr.status is not WorkRequestStatus.ACCEPTED:
+        raise FailedPrecondition(
+            f"{doing} an add-on cannot be canceled once it has started",
+            violation_type="NOT_CANCELABLE",
+            subject=wr.id,
+        )
+
+
+class _AddonOperation:
+    """What the add-on handlers share: loading, and changing the add-on with its work request."""
+
+    operation_type: OperationType
+
+    def __init__(
+        self,
+        provider: Provider,
+        catalogue: CatalogueFile,
+        settings: ReconcileSettings,
+        wake_reconciler: Wake,
+    ) -> None:
+        self.provider = provider
+        self.catalogue = catalogue
+        self.settings = settings
+        self.wake_reconciler = wake_reconciler
+
+    @staticmethod
+    async def load(ctx: OperationContext) -> tuple[Addon, Cluster]:
+        async with ctx.store.read() as uow:
+            addon = await uow.addons.get(ctx.params["cluster_id"], ctx.params["name"])
+            cluster = await uow.inventory.get_cluster(ctx.params["cluster_id"])
+        assert addon is not None, ctx.params
+        assert cluster is not None, ctx.params
+        return addon, cluster
+
+    @staticmethod
+    def change(
+        ctx: OperationContext,
+        edit: Callable[[Addon, datetime], None],
+        action: ActionType | None = None,
+    ) -> Apply:
+        async def apply(uow: UnitOfWork, wr: WorkRequest) -> None:
+            addon = await uow.addons.get(
+                ctx.params["cluster_id"], ctx.params["name"], for_update=True
+            )
+            assert addon is not None, ctx.params
+            now = ctx.clock.now()
+            edit(addon, now)
+            addon.touch(now)
+            await uow.addons.save(addon)
+            if action is not None:
+                wr.resource_action(EntityType.ADDON, addon.resource_id, action)
+
+        return apply
+
+    async def apply_desired(self, ctx: OperationContext) -> str:
+        """Apply the add-on's desired spec in one durable step; the version installed."""
+
+        async def apply() -> dict[str, object]:
+            addon, cluster = await self.load(ctx)
+            spec = desired_spec(addon, cluster, self.catalogue)
+            if spec is None:
+                raise ProviderError(
+                    "VersionUnavailable",
+                    f"no version of {addon.name} can be installed on Kubernetes "
+                    f"{cluster.kubernetes_version}",
+                )
+            status = await self.provider.apply_addon(cluster, spec)
+            return {"version": status.version}
+
+        result = await ctx.step("apply", apply)
+        return str(result["version"])
+
+
+class EnableAddon(_AddonOperation):
+    operation_type = OperationType.ENABLE_ADDON
+
+    async def check_cancel(self, uow: UnitOfWork, wr: WorkRequest) -> None:
+        _not_after_start(wr, "installing")
+
+    async def run(self, ctx: OperationContext) -> None:
+        name = ctx.params["name"]
+        try:
+            version = await self.apply_desired(ctx)
+        except StepFailed as failed:
+            error = provider_failure(failed.error.code, failed.error.message)
+
+            def broken(addon: Addon, now: datetime) -> None:
+                addon.lifecycle_state = AddonState.FAILED
+                addon.error = error
+
+            await ctx.finish(
+                WorkRequestStatus.FAILED,
+                apply=self.change(ctx, broken, ActionType.FAILED),
+                log=f"Installing {name} failed",
+                errors=[(failed.error.code, failed.error.message)],
+            )
+            return
+
+        def active(addon: Addon, now: datetime) -> None:
+            addon.record_healthy(now, self.settings, version)
+
+        await ctx.finish(
+            WorkRequestStatus.SUCCEEDED,
+            apply=self.change(ctx, active, ActionType.CREATED),
+            log=f"{name} {version} is ACTIVE",
+        )
+        self.wake_reconciler()
+
+    async def undo(self, ctx: OperationContext) -> None:
+        def gone(addon: Addon, now: datetime) -> None:
+            addon.lifecycle_state = AddonState.DELETED
+
+        await ctx.finish(
+            WorkRequestStatus.CANCELED,
+            apply=self.change(ctx, gone, ActionType.DELETED),
+            log="Canceled before it began",
+        )
+
+
+class UpdateAddon(_AddonOperation):
+    operation_type = OperationType.UPDATE_ADDON
+
+    async def check_cancel(self, uow: UnitOfWork, wr: WorkRequest) -> None:
+        _not_after_start(wr, "updating")
+
+    async def run(self, ctx: OperationContext) -> None:
+        name = ctx.params["name"]
+        try:
+            version = await self.apply_desired(ctx)
+        except StepFailed as failed:
+            error = provider_failure(failed.error.code, failed.error.message)
+
+            def attention(addon: Addon, now: datetime) -> None:
+                addon.record_unhealthy(now, self.settings, error)
+
+            await ctx.finish(
+                WorkRequestStatus.FAILED,
+                apply=self.change(ctx, attention, ActionType.FAILED),
+                log=f"Updating {name} failed; it NEEDS_ATTENTION and will be checked again",
+                errors=[(failed.error.code, failed.error.message)],
+            )
+            self.wake_reconciler()
+            return
+
+        def updated(addon: Addon, now: datetime) -> None:
+            addon.record_healthy(now, self.settings, version)
+            # Updating triggers a reconciliation at once.
+            addon.next_check_at = now
+
+        await ctx.finish(
+            WorkRequestStatus.SUCCEEDED,
+            apply=self.change(ctx, updated, ActionType.UPDATED),
+            log=f"{name} is now {version}; reconciling it",
+        )
+        self.wake_reconciler()
+
+    async def undo(self, ctx: OperationContext) -> None:
+        previous = ctx.params["previous"]
+
+        def restore(addon: Addon, now: datetime) -> None:
+            addon.version = previous["version"]
+            addon.configurations = dict(previous["configurations"])
+            addon.lifecycle_state = AddonState(previous["state"])
+            addon.next_check_at = now
+
+        await ctx.finish(
+            WorkRequestStatus.CANCELED,
+            apply=self.change(ctx, restore, ActionType.UPDATED),
+            log="Canceled before it began; the previous version and configuration stay",
+        )
+        self.wake_reconciler()
+
+
+class DisableAddon(_AddonOperation):
+    operation_type = OperationType.DISABLE_ADDON
+
+    async def check_cancel(self, uow: UnitOfWork, wr: WorkRequest) -> None:
+        _not_after_start(wr, "disabling")
+
+    async def run(self, ctx: OperationContext) -> None:
+        name = ctx.params["name"]
+        remove = bool(ctx.params["remove_existing"])
+
+        async def act() -> None:
+            _, cluster = await self.load(ctx)
+            if remove:
+                await self.provider.remove_addon(cluster, name)
+            else:
+                await self.provider.release_addon(cluster, name)
+
+        try:
+            await ctx.step("remove" if remove else "release", act)
+        except StepFailed as failed:
+            error = provider_failure(failed.error.code, failed.error.message)
+
+            def broken(addon: Addon, now: datetime) -> None:
+                addon.lifecycle_state = AddonState.FAILED
+                addon.error = error
+
+            await ctx.finish(
+                WorkRequestStatus.FAILED,
+                apply=self.change(ctx, broken, ActionType.FAILED),
+                log=f"Disabling {name} failed",
+                errors=[(failed.error.code, failed.error.message)],
+            )
+            return
+
+        def deleted(addon: Addon, now: datetime) -> None:
+            addon.lifecycle_state = AddonState.DELETED
+            addon.error = None
+            addon.next_check_at = None
+            addon.reset_attention()
+            if remove:
+                addon.current_installed_version = ""
+
+        await ctx.finish(
+            WorkRequestStatus.SUCCEEDED,
+            apply=self.change(ctx, deleted, ActionType.DELETED),
+            log=(
+                f"{name} disabled and removed from the cluster"
+                if remove
+                else f"{name} disabled; what it installed stays on the cluster, unmanaged"
+            ),
+        )
+
+    async def undo(self, ctx: OperationContext) -> None:
+        previous = AddonState(ctx.params["previous_state"])
+
+        def restore(addon: Addon, now: datetime) -> None:
+            addon.lifecycle_state = previous
+            if previous is not AddonState.FAILED:
+                addon.next_check_at = now
+
+        await ctx.finish(
+            WorkRequestStatus.CANCELED,
+            apply=self.change(ctx, restore, ActionType.UPDATED),
+            log="Canceled before it began; the add-on stays enabled",
+        )
+        self.wake_reconciler()
+
+
+class ReconcileAddon(_AddonOperation):
+    operation_type = OperationType.RECONCILE_ADDON
+
+    async def check_cancel(self, uow: UnitOfWork, wr: WorkRequest) -> None:
+        return None
+
+    async def run(self, ctx: OperationContext) -> None:
+        passes = sum(
+            1
+            for key, record in ctx.journal.items()
+            if key.startswith("pass:") and record.status is StepStatus.DONE
+        )
+        addon, cluster = await self.load(ctx)
+        if addon.reconciliation_id != ctx.id:
+            await ctx.finish(
+                WorkRequestStatus.SUCCEEDED, log="Nothing to reconcile: the add-on has moved on"
+            )
+            return
+        if cluster.lifecycle_state is ClusterState.DELETED:
+
+            def gone(addon: Addon, now: datetime) -> None:
+                addon.lifecycle_state = AddonState.DELETED
+                addon.next_check_at = None
+                addon.reconciliation_id = ""
+
+            await ctx.finish(
+                WorkRequestStatus.SUCCEEDED,
+                apply=self.change(ctx, gone, ActionType.DELETED),
+                log=f"Cluster {cluster.id} was deleted; {addon.name} went with it",
+            )
+            return
+        # A pass that finished before a restart is not repeated before its next check is due.
+        due = addon.next_check_at is not None and addon.next_check_at <= ctx.clock.now()
+        if passes == 0 or due:
+            recorded = await self._pass(ctx, passes + 1, addon, cluster)
+            if recorded is not None:
+                await self._conclude(ctx, *recorded)
+                return
+        # The last pass had been recorded before a restart: conclude from what it recorded.
+        async with ctx.store.read() as uow:
+            wr = await uow.work_requests.get(ctx.id)
+            latest = await uow.addons.get(ctx.params["cluster_id"], ctx.params["name"])
+        assert wr is not None
+        assert latest is not None
+        await self._conclude(ctx, latest, wr.time_started)
+
+    async def _pass(
+        self, ctx: OperationContext, number: int, addon: Addon, cluster: Cluster
+    ) -> tuple[Addon, datetime | None] | None:
+        """One check: look, repair, judge, and record it on the add-on and in the log.
+        Returns the add-on as recorded and when its work request started (None if the
+        step had already been recorded)."""
+        recorded: list[tuple[Addon, datetime | None]] = []
+
+        async def look_and_repair() -> dict[str, object]:
+            spec = desired_spec(addon, cluster, self.catalogue)
+            if spec is None:
+                return PassReport(
+                    False,
+                    addon.current_installed_version,
+                    f"No version of {addon.name} supports Kubernetes {cluster.kubernetes_version}",
+                    AddonError("409", "No supported version", "VersionUnavailable"),
+                ).to_json()
+            report = await reconcile_once(
+                self.provider, cluster, spec, follows_latest=addon.follows_latest
+            )
+            return dict(report.to_json())
+
+        async def record(uow: UnitOfWork, wr: WorkRequest, result: dict[str, object]) -> None:
+            report = PassReport.from_json(result)
+            addon = await uow.addons.get(
+                ctx.params["cluster_id"], ctx.params["name"], for_update=True
+            )
+            assert addon is not None
+            now = ctx.clock.now()
+            seen = (addon.lifecycle_state, addon.error, addon.current_installed_version)
+            was_attention = addon.lifecycle_state is AddonState.NEEDS_ATTENTION
+            label = (
+                f"Check {addon.attention_checks} in NEEDS_ATTENTION" if was_attention else "Check"
+            )
+            if report.healthy:
+                addon.record_healthy(now, self.settings, report.version)
+            else:
+                assert report.error is not None
+                addon.record_unhealthy(now, self.settings, report.error)
+                if report.version:
+                    addon.current_installed_version = report.version
+            if (addon.lifecycle_state, addon.error, addon.current_installed_version) != seen:
+                addon.touch(now)
+            await uow.addons.save(addon)
+            recorded.append((addon, wr.time_started))
+            if was_attention and addon.lifecycle_state is AddonState.ACTIVE:
+                label = "Recovered"
+            upcoming = (
+                f"next check at {stamp(addon.next_check_at)}"
+                if addon.next_check_at
+                else "checks stop: the add-on stays NEEDS_ATTENTION until it is updated, "
+                "or disabled and reinstalled"
+            )
+            await uow.work_requests.save(
+                wr, logs=[ctx.log_entry(f"{label}: {report.summary}; {upcoming}")]
+            )
+
+        await ctx.step(f"pass:{number}", look_and_repair, done=record)
+        return recorded[-1] if recorded else None
+
+    async def _conclude(
+        self, ctx: OperationContext, addon: Addon, started: datetime | None
+    ) -> None:
+        """Succeed, fail after the timeout or when checks stop, or wait for the next check."""
+        now = ctx.clock.now()
+        if addon.lifecycle_state is AddonState.NEEDS_ATTENTION:
+            reason = addon.error or incorrect_state()
+            errors = [(reason.status, f"{reason.message} (code {reason.code})")]
+            if addon.next_check_at is None:
+                await ctx.finish(
+                    WorkRequestStatus.FAILED,
+                    apply=self._close(ctx, ActionType.FAILED),
+                    log=f"{addon.name} did not recover in "
+                    f"{span(self.settings.attention_window)}; checks have stopped",
+                    errors=errors,
+                )
+            elif started is not None and now - started >= self.settings.work_request_timeout:
+                await ctx.finish(
+                    WorkRequestStatus.FAILED,
+                    apply=self._close(ctx, ActionType.FAILED),
+                    log=f"{addon.name} did not recover within "
+                    f"{span(self.settings.work_request_timeout)}; checks go on, the next at "
+                    f"{stamp(addon.next_check_at)}",
+                    errors=errors,
+                )
+            else:
+                await ctx.park(addon.next_check_at)
+        else:
+            await ctx.finish(
+                WorkRequestStatus.SUCCEEDED,
+                apply=self._close(ctx, ActionType.UPDATED),
+                log=f"{addon.name} is {addon.lifecycle_state.value}",
+            )
+        self.wake_reconciler()
+
+    def _close(self, ctx: OperationContext, action: ActionType) -> Apply:
+        async def close(uow: UnitOfWork, wr: WorkRequest) -> None:
+            addon = await uow.addons.get(
+                ctx.params["cluster_id"], ctx.params["name"], for_update=True
+            )
+            assert addon is not None
+            if addon.reconciliation_id == ctx.id:
+                addon.reconciliation_id = ""
+                await uow.addons.save(addon)
+            wr.resource_action(EntityType.ADDON, addon.resource_id, action)
+
+        return close
+
+    async def undo(self, ctx: OperationContext) -> None:
+        async def canceled(uow: UnitOfWork, wr: WorkRequest) -> None:
+            addon = await uow.addons.get(
+                ctx.params["cluster_id"], ctx.params["name"], for_update=True
+            )
+            if addon is None:
+                return
+            now = ctx.clock.now()
+            if addon.reconciliation_id == ctx.id:
+                addon.reconciliation_id = ""
+            # Canceling a check postpones it rather than repeating it at once.
+            if addon.next_check_at is not None and addon.next_check_at <= now:
+                addon.next_check_at = now + (
+                    self.settings.active_interval
+                    if addon.lifecycle_state is AddonState.ACTIVE
+                    else self.settings.attention_interval(addon.attention_checks)
+                )
+            await uow.addons.save(addon)
+
+        await ctx.finish(
+            WorkRequestStatus.CANCELED,
+            apply=canceled,
+            log="Reconciliation canceled; the next check stays scheduled",
+        )
+        self.wake_reconciler()

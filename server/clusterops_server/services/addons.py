@@ -1,0 +1,372 @@
+"""Add-ons: install, read, update, disable, and the catalogue of what can be installed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clusterops_server.auth.policy import Family, Verb
+from clusterops_server.clock import Clock
+from clusterops_server.domain.addon_catalogue import AddonOption, CatalogueFile
+from clusterops_server.domain.addons import (
+    SETTLED_STATES,
+    Addon,
+    AddonState,
+    addon_resource_id,
+    work_request_resources,
+)
+from clusterops_server.domain.errors import (
+    AlreadyExists,
+    EtagMismatch,
+    FailedPrecondition,
+    NotFound,
+    ResourceBusy,
+    Unavailable,
+)
+from clusterops_server.domain.inventory import Cluster
+from clusterops_server.domain.listing import (
+    Cursor,
+    Page,
+    PageRequest,
+    decode_page_token,
+    encode_page_token,
+    fingerprint,
+)
+from clusterops_server.domain.work_requests import LogEntry, OperationType, WorkRequest
+from clusterops_server.engine.engine import Engine
+from clusterops_server.engine.reconciler import open_reconciliation, supersede_reconciliation
+from clusterops_server.providers.base import Provider, ProviderError
+from clusterops_server.services.idempotency import previous_result, remember
+from clusterops_server.services.inventory import (
+    new_work_request,
+    require_active_cluster,
+    require_cluster,
+)
+from clusterops_server.services.work_requests import get_work_request
+from clusterops_server.store.uow import Store, UnitOfWork
+
+Configurations = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class InstallAddonCommand:
+    cluster_id: str
+    name: str
+    version: str = ""
+    configurations: Configurations = ()
+    override_existing: bool = False
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class UpdateAddonCommand:
+    cluster_id: str
+    name: str
+    etag: str = ""
+    version: str = ""
+    follow_latest: bool = False
+    configurations: Configurations = ()
+    replace_configurations: bool = False
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class DisableAddonCommand:
+    cluster_id: str
+    name: str
+    remove_existing: bool = False
+    etag: str = ""
+    request_id: str = ""
+
+
+async def require_addon(
+    uow: UnitOfWork, cluster_id: str, name: str, *, for_update: bool = False
+) -> Addon:
+    addon = await uow.addons.get(cluster_id, name, for_update=for_update)
+    if addon is None or addon.lifecycle_state is AddonState.DELETED:
+        raise NotFound("addon", addon_resource_id(cluster_id, name))
+    return addon
+
+
+def _check_etag(addon: Addon, given: str) -> None:
+    if given and given != addon.etag:
+        raise EtagMismatch("addon", addon.resource_id, addon.etag)
+
+
+async def _require_settled(uow: UnitOfWork, addon: Addon, action: str) -> None:
+    """An add-on with an operation in flight answers ABORTED naming its work request."""
+    if addon.lifecycle_state not in SETTLED_STATES:
+        holder = await uow.work_requests.lock_holder(addon.resource_id)
+        if holder is not None:
+            raise ResourceBusy(addon.resource_id, holder)
+        raise FailedPrecondition(
+            f"add-on {addon.name} is {addon.lifecycle_state.value}; {action} needs it ACTIVE, "
+            "NEEDS_ATTENTION or FAILED",
+            violation_type="ADDON_STATE",
+            subject=addon.resource_id,
+            metadata={"lifecycle_state": addon.lifecycle_state.value},
+        )
+
+
+class AddonService:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        engine: Engine,
+        provider: Provider,
+        catalogue: CatalogueFile,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.engine = engine
+        self.provider = provider
+        self.catalogue = catalogue
+
+    async def _replay(self, uow: UnitOfWork, prior: dict[str, str]) -> tuple[Addon, WorkRequest]:
+        addon = await uow.addons.get(prior["cluster_id"], prior["name"])
+        assert addon is not None
+        return addon, await get_work_request(uow, prior["work_request_id"])
+
+    async def _start(
+        self,
+        uow: UnitOfWork,
+        addon: Addon,
+        operation: OperationType,
+        params: dict[str, object],
+        message: str,
+    ) -> WorkRequest:
+        now = self.clock.now()
+        wr = new_work_request(
+            addon.compartment_id,
+            operation,
+            now,
+            work_request_resources(addon.cluster_id, addon.name),
+        )
+        await supersede_reconciliation(uow, addon, now, f"{operation.value} {wr.id}")
+        await uow.work_requests.add(
+            wr,
+            params={"cluster_id": addon.cluster_id, "name": addon.name, **params},
+            lock=[addon.resource_id],
+            logs=[LogEntry(message, now)],
+        )
+        addon.work_request_id = wr.id
+        # The operation sets the next check when it ends.
+        addon.next_check_at = None
+        return wr
+
+    async def install(self, cmd: InstallAddonCommand) -> tuple[Addon, WorkRequest]:
+        async with self.store.read() as uow:
+            cluster = await require_cluster(
+                uow, cmd.cluster_id, verb=Verb.MANAGE, family=Family.ADDONS
+            )
+        # Ask the cluster outside any transaction: the provider has its own.
+        try:
+            found = await self.provider.inspect_addon(cluster, cmd.name)
+        except ProviderError as error:
+            raise Unavailable(
+                f"could not look at cluster {cluster.id} for an existing {cmd.name}: "
+                f"{error.message}; retry",
+                metadata={"provider_code": error.code},
+            ) from error
+        async with self.store.write() as uow:
+            prior = await previous_result(uow, "InstallAddon", cmd.request_id, cmd)
+            if prior is not None:
+                return await self._replay(uow, prior)
+            cluster = await require_cluster(
+                uow, cmd.cluster_id, for_update=True, verb=Verb.MANAGE, family=Family.ADDONS
+            )
+            require_active_cluster(cluster, "installing an add-on")
+            keys = [k for k, _ in cmd.configurations]
+            chosen = self.catalogue.current().resolve(
+                cmd.name,
+                cmd.version,
+                cluster_id=cluster.id,
+                kubernetes_version=cluster.kubernetes_version,
+                given_keys=keys,
+                resulting_keys=keys,
+            )
+            existing = await uow.addons.get(cluster.id, cmd.name, for_update=True)
+            if existing is not None and existing.lifecycle_state is not AddonState.DELETED:
+                raise AlreadyExists(
+                    "addon",
+                    existing.resource_id,
+                    f"add-on {cmd.name} is already installed on cluster {cluster.id} "
+                    f"({existing.lifecycle_state.value}); update it, or disable it first",
+                )
+            if found is not None and not found.managed and not cmd.override_existing:
+                raise FailedPrecondition(
+                    f"{cmd.name} {found.version} was installed on cluster {cluster.id} by "
+                    "hand; set override_existing to take it over",
+                    violation_type="ADDON_INSTALLED_BY_HAND",
+                    subject=addon_resource_id(cluster.id, cmd.name),
+                    metadata={"installed_version": found.version},
+                )
+            addon = self._new_addon(cluster, cmd, existing)
+            if existing is None:
+                await uow.addons.add(addon)
+            wr = await self._start(
+                uow,
+                addon,
+                OperationType.ENABLE_ADDON,
+                {"override_existing": cmd.override_existing},
+                f"Installing {cmd.name} {cmd.version or chosen.version_number}"
+                + ("" if cmd.version else " (following the newest ACTIVE version)"),
+            )
+            await uow.addons.save(addon)
+            await remember(
+                uow,
+                "InstallAddon",
+                cmd.request_id,
+                {"cluster_id": cluster.id, "name": cmd.name, "work_request_id": wr.id},
+            )
+            await uow.commit()
+        self.engine.wake()
+        return addon, wr
+
+    def _new_addon(
+        self, cluster: Cluster, cmd: InstallAddonCommand, previous: Addon | None
+    ) -> Addon:
+        """A new add-on, or a disabled one brought back (its etags never repeat)."""
+        now = self.clock.now()
+        return Addon(
+            cluster_id=cluster.id,
+            compartment_id=cluster.compartment_id,
+            name=cmd.name,
+            version=cmd.version,
+            configurations=dict(cmd.configurations),
+            lifecycle_state=AddonState.CREATING,
+            create_time=now,
+            update_time=now,
+            row_version=previous.row_version + 1 if previous else 1,
+        )
+
+    async def get(self, cluster_id: str, name: str) -> Addon:
+        async with self.store.read() as uow:
+            await require_cluster(uow, cluster_id, verb=Verb.READ, family=Family.ADDONS)
+            return await require_addon(uow, cluster_id, name)
+
+    async def list_addons(
+        self, cluster_id: str, states: frozenset[AddonState], page: PageRequest
+    ) -> Page[Addon]:
+        async with self.store.read() as uow:
+            await require_cluster(uow, cluster_id, verb=Verb.INSPECT, family=Family.ADDONS)
+            return await uow.addons.list_addons(cluster_id, states, page)
+
+    async def update(self, cmd: UpdateAddonCommand) -> tuple[Addon, WorkRequest]:
+        async with self.store.write() as uow:
+            prior = await previous_result(uow, "UpdateAddon", cmd.request_id, cmd)
+            if prior is not None:
+                return await self._replay(uow, prior)
+            cluster = await require_cluster(
+                uow, cmd.cluster_id, verb=Verb.USE, family=Family.ADDONS
+            )
+            addon = await require_addon(uow, cmd.cluster_id, cmd.name, for_update=True)
+            _check_etag(addon, cmd.etag)
+            await _require_settled(uow, addon, "updating it")
+            version = "" if cmd.follow_latest else (cmd.version or addon.version)
+            configurations = {} if cmd.replace_configurations else dict(addon.configurations)
+            configurations.update(dict(cmd.configurations))
+            self.catalogue.current().resolve(
+                addon.name,
+                version,
+                cluster_id=cluster.id,
+                kubernetes_version=cluster.kubernetes_version,
+                given_keys=[k for k, _ in cmd.configurations],
+                resulting_keys=configurations,
+            )
+            now = self.clock.now()
+            previous = {
+                "version": addon.version,
+                "configurations": dict(addon.configurations),
+                "state": addon.lifecycle_state.value,
+            }
+            # A person acted: a NEEDS_ATTENTION add-on gets a fresh 12.5 hours of checks.
+            addon.reset_attention()
+            if version == addon.version and configurations == addon.configurations:
+                # Nothing to change: updating still reconciles it at once.
+                await supersede_reconciliation(uow, addon, now, "UpdateAddon")
+                wr = await open_reconciliation(uow, addon, now, why="requested by UpdateAddon")
+            else:
+                addon.version = version
+                addon.configurations = configurations
+                addon.lifecycle_state = AddonState.UPDATING
+                wr = await self._start(
+                    uow,
+                    addon,
+                    OperationType.UPDATE_ADDON,
+                    {"previous": previous},
+                    f"Updating {addon.name} to "
+                    + (version or "the newest ACTIVE version")
+                    + (
+                        " with a new configuration"
+                        if configurations != previous["configurations"]
+                        else ""
+                    ),
+                )
+            addon.touch(now)
+            await uow.addons.save(addon)
+            await remember(
+                uow,
+                "UpdateAddon",
+                cmd.request_id,
+                {"cluster_id": addon.cluster_id, "name": addon.name, "work_request_id": wr.id},
+            )
+            await uow.commit()
+        self.engine.wake()
+        return addon, wr
+
+    async def disable(self, cmd: DisableAddonCommand) -> tuple[Addon, WorkRequest]:
+        async with self.store.write() as uow:
+            prior = await previous_result(uow, "DisableAddon", cmd.request_id, cmd)
+            if prior is not None:
+                return await self._replay(uow, prior)
+            await require_cluster(uow, cmd.cluster_id, verb=Verb.MANAGE, family=Family.ADDONS)
+            addon = await require_addon(uow, cmd.cluster_id, cmd.name, for_update=True)
+            _check_etag(addon, cmd.etag)
+            await _require_settled(uow, addon, "disabling it")
+            option = self.catalogue.current().get(addon.name)
+            if cmd.remove_existing and option is not None and option.is_essential:
+                raise FailedPrecondition(
+                    f"{addon.name} is essential and cannot be removed from the cluster; "
+                    "disable it without remove_existing to stop managing it",
+                    violation_type="ADDON_ESSENTIAL",
+                    subject=addon.resource_id,
+                )
+            wr = await self._start(
+                uow,
+                addon,
+                OperationType.DISABLE_ADDON,
+                {
+                    "remove_existing": cmd.remove_existing,
+                    "previous_state": addon.lifecycle_state.value,
+                },
+                f"Disabling {addon.name}"
+                + (" and removing it from the cluster" if cmd.remove_existing else ""),
+            )
+            addon.lifecycle_state = AddonState.DELETING
+            addon.touch(self.clock.now())
+            await uow.addons.save(addon)
+            await remember(
+                uow,
+                "DisableAddon",
+                cmd.request_id,
+                {"cluster_id": addon.cluster_id, "name": addon.name, "work_request_id": wr.id},
+            )
+            await uow.commit()
+        self.engine.wake()
+        return addon, wr
+
+    def list_options(
+        self, kubernetes_minor: str, name: str, page: PageRequest
+    ) -> Page[AddonOption]:
+        """The catalogue, by name, narrowed to a Kubernetes minor version and an add-on."""
+        query = fingerprint("addon_options", kubernetes_minor, name)
+        cursor = decode_page_token(page.token, query, 1)
+        options = self.catalogue.current().filtered(kubernetes_minor, name)
+        if cursor is not None:
+            options = [o for o in options if o.name > str(cursor.key[0])]
+        items = options[: page.size]
+        token = ""
+        if len(options) > page.size:
+            token = encode_page_token(Cursor((items[-1].name,)), query)
+        return Page(items, token)
