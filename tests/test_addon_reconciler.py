@@ -23,10 +23,9 @@ from clusterops_server.app import App, ServerConfig
 from clusterops_server.clock import FakeClock
 from clusterops_server.domain.addons import Addon, AddonState
 from clusterops_server.domain.listing import PageRequest
-from clusterops_server.domain.work_requests import OperationType
+from clusterops_server.domain.work_requests import OperationType, WorkRequestQuery
 from clusterops_server.providers.simulated import addon_resources
 from clusterops_server.store.database import default_sqlite_url
-from clusterops_server.store.work_requests import WorkRequestQuery
 
 from tests.addon_helpers import (
     get_addon,

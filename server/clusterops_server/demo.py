@@ -6,10 +6,14 @@ import logging
 from datetime import time
 
 from clusterops_server.app import App
-from clusterops_server.domain.inventory import Cluster, ClusterState, MaintenanceWindow
+from clusterops_server.domain.inventory import (
+    Cluster,
+    ClusterQuery,
+    ClusterState,
+    MaintenanceWindow,
+)
 from clusterops_server.ids import IdKind, new_id
 from clusterops_server.services.inventory import CreateNodePoolCommand
-from clusterops_server.store.inventory import ClusterQuery
 
 log = logging.getLogger(__name__)
 

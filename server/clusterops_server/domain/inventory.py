@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, time
 from enum import StrEnum
 
+from clusterops_server.domain.filtering import Expression
+from clusterops_server.domain.listing import OrderBy, fingerprint
+
 
 class ClusterState(StrEnum):
     CREATING = "CREATING"
@@ -130,3 +133,15 @@ def node_pool_uri(cluster_id: str, node_pool_id: str) -> str:
 
 def node_uri(cluster_id: str, node_pool_id: str, node_id: str) -> str:
     return f"{node_pool_uri(cluster_id, node_pool_id)}/nodes/{node_id}"
+
+
+@dataclass(frozen=True)
+class ClusterQuery:
+    compartment_id: str = ""
+    filter: Expression | None = None
+    order: OrderBy = field(default_factory=lambda: OrderBy("name", False))
+    include_deleted: bool = False
+    visible_compartments: frozenset[str] | None = None
+
+    def fingerprint(self) -> str:
+        return fingerprint("clusters", self.compartment_id, self.filter, self.order)

@@ -14,6 +14,7 @@ from itertools import pairwise
 
 from clusterops_server.domain.errors import FailedPrecondition, ResourceBusy
 from clusterops_server.domain.inventory import etag_of
+from clusterops_server.domain.listing import fingerprint
 from clusterops_server.domain.versions import KubernetesVersion, VersionCatalogue
 
 
@@ -253,3 +254,17 @@ def check_upgrade_path(
             metadata={"current_version": str(parsed), "oldest_supported": str(oldest)},
         )
     return catalogue.check_upgrade(cluster_id, current, target)
+
+
+@dataclass(frozen=True)
+class UpgradeWorkflowQuery:
+    compartment_id: str = ""
+    cluster_id: str = ""
+    phases: frozenset[UpgradePhase] = frozenset()
+    # Compartments the caller may see; None means all.
+    visible_compartments: frozenset[str] | None = None
+
+    def fingerprint(self) -> str:
+        return fingerprint(
+            "upgrade_workflows", self.compartment_id, self.cluster_id, sorted(self.phases)
+        )

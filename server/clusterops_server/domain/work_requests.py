@@ -7,6 +7,8 @@ from datetime import datetime
 from enum import StrEnum
 
 from clusterops_server.domain.errors import FailedPrecondition
+from clusterops_server.domain.filtering import Expression
+from clusterops_server.domain.listing import OrderBy, fingerprint
 
 
 class WorkRequestStatus(StrEnum):
@@ -177,3 +179,27 @@ class WorkRequestEvent:
     @property
     def is_terminal(self) -> bool:
         return self.work_request.status.is_terminal
+
+
+@dataclass(frozen=True)
+class WorkRequestQuery:
+    compartment_id: str = ""
+    resource_id: str = ""
+    resource_type: EntityType | None = None
+    statuses: frozenset[WorkRequestStatus] = frozenset()
+    filter: Expression | None = None
+    order: OrderBy = field(default_factory=lambda: OrderBy("time_accepted", True))
+    # What the caller may see; None means everything.
+    visibility: WorkRequestVisibility | None = None
+
+    def fingerprint(self) -> str:
+        """Identifies the query across processes (set order varies with hash seeds)."""
+        return fingerprint(
+            "work_requests",
+            self.compartment_id,
+            self.resource_id,
+            self.resource_type,
+            sorted(self.statuses),
+            self.filter,
+            self.order,
+        )

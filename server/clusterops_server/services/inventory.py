@@ -21,6 +21,7 @@ from clusterops_server.domain.errors import (
 )
 from clusterops_server.domain.inventory import (
     Cluster,
+    ClusterQuery,
     ClusterState,
     MaintenanceWindow,
     Node,
@@ -46,7 +47,6 @@ from clusterops_server.engine.engine import Engine
 from clusterops_server.ids import IdKind, new_id
 from clusterops_server.services.idempotency import previous_result, remember
 from clusterops_server.services.work_requests import get_work_request
-from clusterops_server.store.inventory import ClusterQuery
 from clusterops_server.store.uow import Store, UnitOfWork
 
 DEFAULT_NODE_SHAPE = "VM.Standard.E4.Flex"

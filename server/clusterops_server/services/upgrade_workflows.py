@@ -16,6 +16,7 @@ from clusterops_server.domain.upgrade_workflows import (
     UpgradePhase,
     UpgradeTaskType,
     UpgradeWorkflow,
+    UpgradeWorkflowQuery,
     check_upgrade_path,
     fresh_points,
 )
@@ -39,7 +40,6 @@ from clusterops_server.services.inventory import (
 )
 from clusterops_server.services.work_requests import get_work_request
 from clusterops_server.store.uow import Store, UnitOfWork
-from clusterops_server.store.upgrade_workflows import UpgradeWorkflowQuery
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ from clusterops_server.domain.work_requests import (
     LogEntry,
     WorkRequest,
     WorkRequestEvent,
+    WorkRequestQuery,
     WorkRequestStatus,
 )
 from clusterops_server.engine.engine import Engine
 from clusterops_server.store.uow import Store, UnitOfWork
-from clusterops_server.store.work_requests import WorkRequestQuery
 from clusterops_server.watch import SubscriptionClosed, WatchHub
 
 _HISTORY_BATCH = 500

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import time
 
 from sqlalchemy import ColumnElement, select
@@ -11,9 +10,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clusterops_server.domain.errors import AlreadyExists
-from clusterops_server.domain.filtering import Expression
 from clusterops_server.domain.inventory import (
     Cluster,
+    ClusterQuery,
     ClusterState,
     MaintenanceWindow,
     Node,
@@ -21,7 +20,7 @@ from clusterops_server.domain.inventory import (
     NodePoolState,
     NodeState,
 )
-from clusterops_server.domain.listing import OrderBy, Page, PageRequest, fingerprint
+from clusterops_server.domain.listing import Page, PageRequest, fingerprint
 from clusterops_server.store.filters import compile_filter
 from clusterops_server.store.paging import Keyset, paginate
 from clusterops_server.store.tables import ClusterRow, NodePoolRow, NodeRow
@@ -38,18 +37,6 @@ CLUSTER_FILTER_COLUMNS = {
     "compartment_id": ClusterRow.compartment_id,
 }
 _CLUSTER_ORDER = {"name": ClusterRow.name, "create_time": ClusterRow.created_at}
-
-
-@dataclass(frozen=True)
-class ClusterQuery:
-    compartment_id: str = ""
-    filter: Expression | None = None
-    order: OrderBy = field(default_factory=lambda: OrderBy("name", False))
-    include_deleted: bool = False
-    visible_compartments: frozenset[str] | None = None
-
-    def fingerprint(self) -> str:
-        return fingerprint("clusters", self.compartment_id, self.filter, self.order)
 
 
 def _window(row: ClusterRow) -> MaintenanceWindow | None:

@@ -2,37 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from clusterops_server.domain.listing import Page, PageRequest, fingerprint
+from clusterops_server.domain.listing import Page, PageRequest
 from clusterops_server.domain.upgrade_workflows import (
     TaskPoint,
     UpgradePhase,
     UpgradeTaskStatus,
     UpgradeTaskType,
     UpgradeWorkflow,
+    UpgradeWorkflowQuery,
 )
 from clusterops_server.store.paging import Keyset, paginate
 from clusterops_server.store.tables import UpgradeWorkflowRow
-
-
-@dataclass(frozen=True)
-class UpgradeWorkflowQuery:
-    compartment_id: str = ""
-    cluster_id: str = ""
-    phases: frozenset[UpgradePhase] = frozenset()
-    # Compartments the caller may see; None means all.
-    visible_compartments: frozenset[str] | None = None
-
-    def fingerprint(self) -> str:
-        return fingerprint(
-            "upgrade_workflows", self.compartment_id, self.cluster_id, sorted(self.phases)
-        )
 
 
 def _time(value: datetime | None) -> str | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -12,8 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clusterops_server.domain.errors import ResourceBusy
-from clusterops_server.domain.filtering import Expression
-from clusterops_server.domain.listing import OrderBy, Page, PageRequest, fingerprint
+from clusterops_server.domain.listing import Page, PageRequest, fingerprint
 from clusterops_server.domain.work_requests import (
     ActionType,
     EntityType,
@@ -21,6 +19,7 @@ from clusterops_server.domain.work_requests import (
     LogEntry,
     OperationType,
     WorkRequest,
+    WorkRequestQuery,
     WorkRequestResource,
     WorkRequestStatus,
     WorkRequestVisibility,
@@ -45,30 +44,6 @@ FILTER_COLUMNS = {
     "time_accepted": WorkRequestRow.accepted_at,
     "percent_complete": WorkRequestRow.percent_complete,
 }
-
-
-@dataclass(frozen=True)
-class WorkRequestQuery:
-    compartment_id: str = ""
-    resource_id: str = ""
-    resource_type: EntityType | None = None
-    statuses: frozenset[WorkRequestStatus] = frozenset()
-    filter: Expression | None = None
-    order: OrderBy = field(default_factory=lambda: OrderBy("time_accepted", True))
-    # What the caller may see; None means everything.
-    visibility: WorkRequestVisibility | None = None
-
-    def fingerprint(self) -> str:
-        """Identifies the query across processes (set order varies with hash seeds)."""
-        return fingerprint(
-            "work_requests",
-            self.compartment_id,
-            self.resource_id,
-            self.resource_type,
-            sorted(self.statuses),
-            self.filter,
-            self.order,
-        )
 
 
 def _visible(visibility: WorkRequestVisibility) -> ColumnElement[bool]:

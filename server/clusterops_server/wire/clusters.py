@@ -12,6 +12,7 @@ from clusterops.v1 import clusters_pb2_grpc as pb_grpc
 from clusterops_server.domain.filtering import FieldKind, FilterField
 from clusterops_server.domain.inventory import (
     Cluster,
+    ClusterQuery,
     ClusterState,
     MaintenanceWindow,
     Node,
@@ -27,7 +28,6 @@ from clusterops_server.services.inventory import (
     DeleteCommand,
     InventoryService,
 )
-from clusterops_server.store.inventory import ClusterQuery
 from clusterops_server.wire.convert import EnumMap, timestamp
 from clusterops_server.wire.errors import servicer
 from clusterops_server.wire.validate import Validator

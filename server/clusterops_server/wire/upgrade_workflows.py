@@ -16,6 +16,7 @@ from clusterops_server.domain.upgrade_workflows import (
     UpgradeTaskStatus,
     UpgradeTaskType,
     UpgradeWorkflow,
+    UpgradeWorkflowQuery,
 )
 from clusterops_server.ids import IdKind
 from clusterops_server.services.upgrade_workflows import (
@@ -23,7 +24,6 @@ from clusterops_server.services.upgrade_workflows import (
     CreateUpgradeWorkflowCommand,
     UpgradeWorkflowService,
 )
-from clusterops_server.store.upgrade_workflows import UpgradeWorkflowQuery
 from clusterops_server.wire.convert import EnumMap, timestamp
 from clusterops_server.wire.errors import servicer
 from clusterops_server.wire.validate import Validator

@@ -18,12 +18,12 @@ from clusterops_server.domain.work_requests import (
     OperationType,
     WorkRequest,
     WorkRequestEvent,
+    WorkRequestQuery,
     WorkRequestResource,
     WorkRequestStatus,
 )
 from clusterops_server.ids import IdKind
 from clusterops_server.services.work_requests import WorkRequestService
-from clusterops_server.store.work_requests import WorkRequestQuery
 from clusterops_server.wire.convert import EnumMap, timestamp
 from clusterops_server.wire.errors import servicer
 from clusterops_server.wire.validate import Validator
