@@ -1,4 +1,5 @@
-"""The blocking Client: every verb of work_requests and clusters, run from a worker thread while
+"""The blocking Client: every verb of work_requests and clusters, and a representative few of
+upgrade_workflows and addons (the same async methods, borrowed), run from a worker thread while
 the in-process server keeps serving on the test's event loop."""
 
 from __future__ import annotations
@@ -9,19 +10,23 @@ import threading
 import pytest
 from clusterops import (
     Client,
+    EtagMismatch,
     FailedPrecondition,
     NotFound,
     Operation,
+    OperationFailed,
     Pager,
     WatchEvent,
 )
+from clusterops.v1 import addons_pb2 as ad_pb
 from clusterops.v1 import clusters_pb2 as cl_pb
+from clusterops.v1 import upgrade_workflows_pb2 as uw_pb
 from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import App
 from clusterops_server.clock import FakeClock
 from clusterops_server.providers.simulated import SimulationSettings
 
-from tests.conftest import AppFactory, seed_cluster
+from tests.conftest import AppFactory, seed_cluster, simulator
 from tests.sdk_support import QUICK_RETRY, target
 
 
@@ -87,6 +92,53 @@ async def test_the_blocking_client_offers_every_cluster_and_work_request_verb(ap
             assert deleting.wait(timeout=20).status == wr_pb.WORK_REQUEST_STATUS_SUCCEEDED
             with pytest.raises(NotFound):
                 client.clusters.get(cluster.id)
+
+    await asyncio.to_thread(scenario)
+
+
+async def test_the_blocking_client_upgrades_a_cluster_and_manages_its_addons(app: App) -> None:
+    cluster = await seed_cluster(app, version="v1.29.8")
+    failing = await seed_cluster(app, version="v1.29.8")
+    await simulator(app).inject_fault("upgrade:PostCheck", failing.id, times=1)
+
+    def scenario() -> None:
+        with connect(app) as client:
+            versions = client.upgrade_workflows.list_kubernetes_versions()
+            target = max(next(v for v in versions if v.version == "v1.29.8").upgrade_targets)
+            upgrading = client.upgrade_workflows.create(cluster.id, target_version=target)
+            assert isinstance(upgrading, Operation)
+            workflow = upgrading.result(timeout=20)
+            assert workflow.status.phase == uw_pb.UPGRADE_WORKFLOW_PHASE_SUCCESS
+            assert client.upgrade_workflows.get(workflow.metadata.uid) == workflow
+            assert client.clusters.get(cluster.id).kubernetes_version == target
+            with pytest.raises(FailedPrecondition) as finished:
+                client.upgrade_workflows.cancel(workflow.metadata.uid)
+            assert finished.value.precondition_violations[0].type == "UPGRADE_WORKFLOW_PHASE"
+            with pytest.raises(OperationFailed, match="PostCheckFailed"):
+                client.upgrade_workflows.create(failing.id, target_version=target).result(
+                    timeout=20
+                )
+            pending = client.upgrade_workflows.list(phases=["PENDING"], page_size=1)
+            assert isinstance(pending, Pager)
+            assert [w.spec.cluster_id for w in pending] == [failing.id]
+
+            options = client.addons.list_options(kubernetes_version=target, page_size=2)
+            assert "CertManager" in [o.name for o in options]
+            addon = client.addons.install(cluster.id, "CertManager").result(timeout=20)
+            assert addon.lifecycle_state == ad_pb.ADDON_LIFECYCLE_STATE_ACTIVE
+            client.addons.install(cluster.id, "KubernetesDashboard").result(timeout=20)
+            listed = client.addons.list(cluster.id, page_size=1)
+            assert [a.name for a in listed] == ["CertManager", "KubernetesDashboard"]
+            disabled = client.addons.disable(cluster.id, "KubernetesDashboard").result(timeout=20)
+            assert disabled.lifecycle_state == ad_pb.ADDON_LIFECYCLE_STATE_DELETED
+            with pytest.raises(NotFound):
+                client.addons.get(cluster.id, "KubernetesDashboard")
+            updated = client.addons.update(
+                cluster.id, "CertManager", etag=addon.etag, configurations={"numOfReplicas": "2"}
+            ).result(timeout=20)
+            assert [(c.key, c.value) for c in updated.configurations] == [("numOfReplicas", "2")]
+            with pytest.raises(EtagMismatch):
+                client.addons.update(cluster.id, "CertManager", etag=addon.etag)
 
     await asyncio.to_thread(scenario)
 

@@ -15,11 +15,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 TYPED_USER_CODE = """
+from collections.abc import Sequence
 from typing import assert_type
 
 from clusterops import (
-    AsyncClient, AsyncOperation, AsyncPager, Client, Cluster, Conflict, NodePool, Operation,
-    Pager, RetryPolicy, SyncIterator, TLSConfig, WatchEvent, WorkRequest, WorkRequestLogEntry,
+    Addon, AddonOption, AsyncClient, AsyncOperation, AsyncPager, Client, Cluster, Conflict,
+    EtagMismatch, FailedPrecondition, KubernetesVersion, NodePool, Operation, OperationFailed,
+    Pager, RetryPolicy, SyncIterator, TLSConfig, UpgradeWorkflow, WatchEvent, WorkRequest,
+    WorkRequestLogEntry,
 )
 
 
@@ -40,6 +43,33 @@ def blocking() -> None:
         except Conflict as error:
             assert_type(error.blocking_work_request_id, str)
 
+        upgrade = client.upgrade_workflows.create(
+            "cls-1", target_version="v1.30.4", annotations={"ticket": "CHG-1"}
+        )
+        assert_type(upgrade, Operation[UpgradeWorkflow])
+        try:
+            assert_type(upgrade.result(timeout=600), UpgradeWorkflow)
+        except OperationFailed as failed:
+            assert_type([e.code for e in failed.errors], list[str])
+        assert_type(client.upgrade_workflows.list(phases=["PENDING"]), Pager[UpgradeWorkflow])
+        versions = client.upgrade_workflows.list_kubernetes_versions(timeout=5)
+        assert_type(versions, Sequence[KubernetesVersion])
+        try:
+            client.upgrade_workflows.cancel(upgrade.resource.metadata.uid, etag="e")
+        except FailedPrecondition as refused:
+            assert_type(refused.precondition_violations[0].type, str)
+
+        installing = client.addons.install("cls-1", "CertManager", configurations={"k": "v"})
+        assert_type(installing, Operation[Addon])
+        addon = installing.result(timeout=60)
+        assert_type(client.addons.list("cls-1", lifecycle_states=["ACTIVE"]), Pager[Addon])
+        assert_type(client.addons.list_options(kubernetes_version="v1.30"), Pager[AddonOption])
+        try:
+            client.addons.update("cls-1", "CertManager", etag=addon.etag, version="v1.14.5")
+        except EtagMismatch as stale:
+            assert_type(stale.current_etag, str)
+        assert_type(client.addons.disable("cls-1", "CertManager").result(), Addon)
+
 
 async def asynchronous() -> None:
     async with AsyncClient(tls=TLSConfig.from_files(ca_cert="ca.pem")) as client:
@@ -55,6 +85,14 @@ async def asynchronous() -> None:
             assert_type(pool, NodePool)
         final = await client.work_requests.wait(operation.id, on_event=lambda event: None)
         assert_type(final, WorkRequest)
+        upgrade = await client.upgrade_workflows.create(cluster.id, target_version="v1.31.2")
+        assert_type(upgrade, AsyncOperation[UpgradeWorkflow])
+        workflow = await client.upgrade_workflows.get(upgrade.resource.metadata.uid)
+        assert_type(workflow, UpgradeWorkflow)
+        addons = client.addons.list(cluster.id)
+        assert_type(addons, AsyncPager[Addon])
+        updating = await client.addons.update(cluster.id, "CoreDNS", configurations={"k": "v"})
+        assert_type(await updating.result(), Addon)
 """
 
 MISUSE = """
@@ -65,6 +103,8 @@ with Client() as client:
     client.clusters.create_node_pool("cls-1", name="w", node_count="3")  # wrong type
     client.work_requests.get("wr-1", 5)  # timeout is keyword-only
     client.clusters.get_cluster("cls-1")  # no such method
+    client.addons.install("cls-1", "CertManager", configurations=[("k", "v")])  # wrong type
+    client.upgrade_workflows.create("cls-1", "v1.30.4")  # target_version is keyword-only
 """
 
 
@@ -94,11 +134,12 @@ def test_user_code_passes_mypy_strict_and_misuse_is_reported(tmp_path: Path) -> 
     typed.write_text(TYPED_USER_CODE)
     misuse = tmp_path / "misuse.py"
     misuse.write_text(MISUSE)
-    example = ROOT / "examples" / "quickstart.py"
+    examples = sorted((ROOT / "examples").glob("*.py"))
+    assert len(examples) >= 2
 
-    result = run_mypy(typed, example, misuse)
+    result = run_mypy(typed, *examples, misuse)
 
     errors = [line for line in result.stdout.splitlines() if ": error:" in line]
     assert not [e for e in errors if "misuse.py" not in e], result.stdout
     flagged = sorted({int(m.group(1)) for e in errors if (m := re.search(r":(\d+): error", e))})
-    assert flagged == [5, 6, 7, 8], result.stdout
+    assert flagged == [5, 6, 7, 8, 9, 10], result.stdout

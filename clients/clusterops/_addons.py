@@ -34,15 +34,25 @@ class AsyncAddons:
         addon: pb.Addon,
         metadata: Metadata,
         *,
-        refetch: bool = True,
+        disabling: bool = False,
     ) -> AsyncOperation[pb.Addon]:
         cluster_id, name = addon.cluster_id, addon.name
+        read = self._disabled if disabling else self.get
         return AsyncOperation(
             self._work_requests,
             work_request,
             addon,
-            (lambda: self.get(cluster_id, name, metadata=metadata)) if refetch else None,
+            lambda: read(cluster_id, name, metadata=metadata),
         )
+
+    async def _disabled(self, cluster_id: str, name: str, *, metadata: Metadata) -> pb.Addon:
+        # GetAddon answers NOT_FOUND for a DELETED add-on; ListAddons still shows it.
+        deleted = self.list(cluster_id, lifecycle_states=["DELETED"], metadata=metadata)
+        async for addon in deleted:
+            if addon.name == name:
+                return addon
+        # Installed again since it was disabled: that add-on is the one there now.
+        return await self.get(cluster_id, name, metadata=metadata)
 
     async def install(
         self,
@@ -57,7 +67,15 @@ class AsyncAddons:
         metadata: Metadata = (),
         retry: Retry = DEFAULT,
     ) -> AsyncOperation[pb.Addon]:
-        """Start installing an add-on; an empty `version` follows the newest ACTIVE one."""
+        """Start installing an add-on of the catalogue on an ACTIVE cluster.
+
+        The handle's `resource` is the add-on CREATING; `result()` returns it ACTIVE, or
+        raises OperationFailed (the add-on is then FAILED with its `addon_error`). An empty
+        `version` follows the newest ACTIVE version; `configurations` maps keys to values.
+        An unknown name, version or key, or a RECALLED version, raises InvalidArgument
+        naming the field; a version that does not run on the cluster's Kubernetes version,
+        or an add-on installed by hand (unless `override_existing`), FailedPrecondition.
+        """
         response = await self._transport.unary(
             self._stub.InstallAddon,
             pb.InstallAddonRequest(
@@ -82,7 +100,7 @@ class AsyncAddons:
         metadata: Metadata = (),
         retry: Retry = DEFAULT,
     ) -> pb.Addon:
-        """Get one add-on of a cluster."""
+        """Get one add-on of a cluster; NotFound if it is not installed (or was disabled)."""
         response = await self._transport.unary(
             self._stub.GetAddon,
             pb.GetAddonRequest(cluster_id=cluster_id, name=name),
@@ -102,7 +120,11 @@ class AsyncAddons:
         metadata: Metadata = (),
         retry: Retry = DEFAULT,
     ) -> AsyncPager[pb.Addon]:
-        """The add-ons of a cluster, fetched lazily; states are names such as "ACTIVE"."""
+        """The add-ons of a cluster by name, fetched lazily.
+
+        `lifecycle_states` are names such as "ACTIVE" or "NEEDS_ATTENTION"; without them
+        every add-on but the disabled (DELETED) ones is listed.
+        """
         return paged(
             self._transport,
             self._stub.ListAddons,
@@ -133,8 +155,16 @@ class AsyncAddons:
         metadata: Metadata = (),
         retry: Retry = DEFAULT,
     ) -> AsyncOperation[pb.Addon]:
-        """Start updating an add-on's version or configuration (merged, unless
-        `replace_configurations`); with `etag`, a stale add-on raises EtagMismatch."""
+        """Start updating an add-on's version or configuration.
+
+        `configurations` are merged into the current ones (replace them with
+        `replace_configurations`); `follow_latest` switches to the newest ACTIVE version
+        and cannot be combined with `version`. The handle's `resource` is the add-on
+        UPDATING and `result()` returns it ACTIVE. An update that changes nothing still
+        reconciles the add-on at once: the handle then follows that RECONCILE_ADDON
+        work request. With `etag`, a stale add-on raises EtagMismatch; one with an
+        operation in flight raises Conflict naming its work request.
+        """
         response = await self._transport.unary(
             self._stub.UpdateAddon,
             pb.UpdateAddonRequest(
@@ -165,7 +195,9 @@ class AsyncAddons:
         retry: Retry = DEFAULT,
     ) -> AsyncOperation[pb.Addon]:
         """Start disabling an add-on (and, with `remove_existing`, removing what it
-        installed). `result()` returns the add-on as the call returned it."""
+        installed; essential add-ons cannot be removed). The handle's `resource` is the
+        add-on DELETING; `result()` returns it DELETED, as ListAddons keeps showing it
+        (`get()` no longer finds it). With `etag`, a stale add-on raises EtagMismatch."""
         response = await self._transport.unary(
             self._stub.DisableAddon,
             pb.DisableAddonRequest(
@@ -178,7 +210,7 @@ class AsyncAddons:
             CallOptions(timeout, metadata, retry),
             read=False,
         )
-        return self._handle(response.work_request, response.addon, metadata, refetch=False)
+        return self._handle(response.work_request, response.addon, metadata, disabling=True)
 
     def list_options(
         self,
@@ -191,7 +223,12 @@ class AsyncAddons:
         metadata: Metadata = (),
         retry: Retry = DEFAULT,
     ) -> AsyncPager[pb.AddonOption]:
-        """The catalogue: add-ons, their versions and configuration keys."""
+        """The catalogue by name, fetched lazily: add-ons, their versions (ACTIVE,
+        DEPRECATED, PREVIEW, RECALLED) and configuration keys.
+
+        `kubernetes_version` ("v1.29.8" or "v1.29") keeps the versions that run on it;
+        `addon_name` keeps one add-on.
+        """
         return paged(
             self._transport,
             self._stub.ListAddonOptions,

@@ -37,8 +37,16 @@ class AsyncUpgradeWorkflows:
         metadata: Metadata = (),
         retry: Retry = DEFAULT,
     ) -> AsyncOperation[pb.UpgradeWorkflow]:
-        """Start upgrading a cluster to `target_version`; `result()` returns the finished
-        workflow."""
+        """Start upgrading a cluster to `target_version` (see list_kubernetes_versions).
+
+        The handle's `resource` is the workflow (phase INIT) and its work request the
+        CLUSTER_UPGRADE one; `result()` returns the workflow in phase SUCCESS, or raises
+        OperationFailed whose errors name the failed task ("ClusterFailed", ...), or
+        OperationCanceled. A bad target version raises InvalidArgument on
+        `target_version`; a cluster already on it, FailedPrecondition; a cluster with an
+        operation in flight, Conflict (its `metadata` names the running
+        `upgrade_workflow_id` when that operation is an upgrade).
+        """
         response = await self._transport.unary(
             self._stub.CreateUpgradeWorkflow,
             pb.CreateUpgradeWorkflowRequest(
@@ -68,7 +76,7 @@ class AsyncUpgradeWorkflows:
         metadata: Metadata = (),
         retry: Retry = DEFAULT,
     ) -> pb.UpgradeWorkflow:
-        """Get one upgrade workflow, with the status of each task and DAG edge."""
+        """Get one upgrade workflow, with the status of each task and edge of its graph."""
         response = await self._transport.unary(
             self._stub.GetUpgradeWorkflow,
             pb.GetUpgradeWorkflowRequest(upgrade_workflow_id=upgrade_workflow_id),
@@ -89,7 +97,10 @@ class AsyncUpgradeWorkflows:
         metadata: Metadata = (),
         retry: Retry = DEFAULT,
     ) -> AsyncPager[pb.UpgradeWorkflow]:
-        """Upgrade workflows, fetched lazily; `phases` are names such as "RUNNING"."""
+        """Upgrade workflows, newest first, fetched lazily.
+
+        `phases` are names such as "RUNNING" or "PENDING" (a task failed).
+        """
         return paged(
             self._transport,
             self._stub.ListUpgradeWorkflows,
@@ -114,7 +125,12 @@ class AsyncUpgradeWorkflows:
         metadata: Metadata = (),
         retry: Retry = DEFAULT,
     ) -> pb.UpgradeWorkflow:
-        """Cancel an upgrade; refused (FailedPrecondition) past its point of no return."""
+        """Cancel an upgrade whose Cluster task has not started: the workflow is in phase
+        CANCEL at once and its work request ends CANCELED after the running task.
+
+        Past the point of no return it raises FailedPrecondition (violation type
+        POINT_OF_NO_RETURN); with `etag`, a workflow changed since raises EtagMismatch.
+        """
         response = await self._transport.unary(
             self._stub.CancelUpgradeWorkflow,
             pb.CancelUpgradeWorkflowRequest(

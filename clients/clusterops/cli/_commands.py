@@ -346,6 +346,7 @@ def uw_create(client: Client, args: argparse.Namespace, out: Output) -> int:
         target_version=args.target_version,
         name=args.name,
         labels=dict(args.label),
+        annotations=dict(args.annotation),
         request_id=args.request_id,
     )
     return started(client, operation, args, out)
@@ -367,11 +368,12 @@ def uw_list(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 def uw_cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
-    out.resource(
-        client.upgrade_workflows.cancel(
-            args.upgrade_workflow_id, etag=args.etag, request_id=args.request_id
-        )
+    workflow = client.upgrade_workflows.cancel(
+        args.upgrade_workflow_id, etag=args.etag, request_id=args.request_id
     )
+    out.resource(workflow)
+    if args.watch:
+        return follow(client, workflow.work_request_id, args, out)
     return 0
 
 
@@ -388,21 +390,26 @@ def add_upgrade_workflows(
     verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
     p = leaf(verbs, "create", uw_create, "start upgrading a cluster")
     p.add_argument("--cluster", required=True)
-    p.add_argument("--target-version", required=True)
+    p.add_argument("--target-version", required=True, help="see: upgrade-workflows versions")
     p.add_argument("--name", default="")
     p.add_argument("--label", type=key_values, action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--annotation", type=key_values, action="append", default=[], metavar="KEY=VALUE"
+    )
     _watchable(p)
     p = leaf(verbs, "get", uw_get, "show one upgrade workflow")
     p.add_argument("upgrade_workflow_id")
     p = leaf(verbs, "list", uw_list, "list upgrade workflows")
     p.add_argument("--compartment", default="")
     p.add_argument("--cluster", default="")
-    p.add_argument("--phase", action="append", default=[], help="INIT, RUNNING, ... (repeatable)")
+    p.add_argument(
+        "--phase", action="append", default=[], help="INIT, RUNNING, PENDING, ... (repeatable)"
+    )
     _limit(p)
     p = leaf(verbs, "cancel", uw_cancel, "cancel an upgrade before its point of no return")
     p.add_argument("upgrade_workflow_id")
     p.add_argument("--etag", default="")
-    p.add_argument("--request-id")
+    _watchable(p)
     leaf(verbs, "versions", uw_versions, "list Kubernetes versions and their upgrade targets")
 
 
@@ -460,7 +467,9 @@ def addon_disable(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 def addon_options(client: Client, args: argparse.Namespace, out: Output) -> int:
     items = client.addons.list_options(
-        kubernetes_version=args.kubernetes_version, addon_name=args.name
+        kubernetes_version=args.kubernetes_version,
+        addon_name=args.name,
+        page_size=min(args.limit, 1000),
     )
     return _listed(AddonOption, first(items, args.limit), out)
 
@@ -480,7 +489,12 @@ def add_addons(commands: Subparsers, leaf: Callable[..., argparse.ArgumentParser
     p.add_argument("name")
     p = leaf(verbs, "list", addon_list, "list the add-ons of a cluster")
     p.add_argument("cluster_id")
-    p.add_argument("--state", action="append", default=[], help="ACTIVE, ... (repeatable)")
+    p.add_argument(
+        "--state",
+        action="append",
+        default=[],
+        help="ACTIVE, NEEDS_ATTENTION, DELETED, ... (repeatable)",
+    )
     _limit(p)
     p = leaf(verbs, "update", addon_update, "start updating an add-on")
     p.add_argument("cluster_id")
@@ -498,8 +512,10 @@ def add_addons(commands: Subparsers, leaf: Callable[..., argparse.ArgumentParser
     p.add_argument("--etag", default="")
     _watchable(p)
     p = leaf(verbs, "options", addon_options, "list the add-on catalogue")
-    p.add_argument("--kubernetes-version", default="")
-    p.add_argument("--name", default="")
+    p.add_argument(
+        "--kubernetes-version", default="", help="only versions that run on it, e.g. v1.29"
+    )
+    p.add_argument("--name", default="", help="only this add-on")
     _limit(p)
 
 

@@ -80,9 +80,15 @@ COLUMNS: dict[type[Message], Sequence[tuple[str, str]]] = {
         ("VERSION", "version"),
         ("INSTALLED", "current_installed_version"),
         ("STATE", "lifecycle_state"),
+        ("ERROR", "addon_error.status"),
         ("CLUSTER", "cluster_id"),
     ),
-    AddonOption: (("NAME", "name"), ("ESSENTIAL", "is_essential"), ("DESCRIPTION", "description")),
+    AddonOption: (
+        ("NAME", "name"),
+        ("ESSENTIAL", "is_essential"),
+        ("VERSIONS", "versions.version_number"),
+        ("DESCRIPTION", "description"),
+    ),
     Orchestration: (
         ("ID", "id"),
         ("STATE", "state"),
@@ -129,15 +135,34 @@ def scalar_label(descriptor: FieldDescriptor, value: Any) -> str:
 
 
 def cell(message: Message, path: str) -> str:
-    target: Any = message
-    parts = path.split(".")
-    for part in parts[:-1]:
-        target = getattr(target, part)
-    descriptor = target.DESCRIPTOR.fields_by_name[parts[-1]]
-    value = getattr(target, parts[-1])
-    if descriptor.is_repeated:
-        return ", ".join(scalar_label(descriptor, v) for v in value) or "-"
-    return scalar_label(descriptor, value)
+    """The value at a dotted path; a repeated field on the way collects from each item
+    ("versions.version_number" lists every version's number)."""
+    *steps, last = path.split(".")
+    targets: list[Any] = [message]
+    listed = False
+    for step in steps:
+        found: list[Any] = []
+        for target in targets:
+            value = getattr(target, step)
+            if target.DESCRIPTOR.fields_by_name[step].is_repeated:
+                found.extend(value)
+                listed = True
+            else:
+                found.append(value)
+        targets = found
+    if not targets:
+        return "-"
+    descriptor = targets[0].DESCRIPTOR.fields_by_name[last]
+    if not (listed or descriptor.is_repeated):
+        return scalar_label(descriptor, getattr(targets[0], last))
+    values: list[Any] = []
+    for target in targets:
+        value = getattr(target, last)
+        if descriptor.is_repeated:
+            values.extend(value)
+        else:
+            values.append(value)
+    return ", ".join(scalar_label(descriptor, v) for v in values) or "-"
 
 
 def to_json(message: Message) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from clusterops import (
     ClusteropsError,
     Conflict,
     DeadlineExceeded,
+    EtagMismatch,
     RetryPolicy,
     TLSConfig,
     Unavailable,
@@ -162,9 +163,12 @@ def _report(error: ClusteropsError, server: str, say: Callable[[str], None]) -> 
     for field in error.field_violations:
         say(f"  {field.field}: {field.description}")
     for violation in error.precondition_violations:
-        say(f"  {violation.subject}: {violation.description}")
+        if violation.description != error.message:  # the first line already said it
+            say(f"  {violation.subject}: {violation.description}")
     if isinstance(error, Conflict) and error.blocking_work_request_id:
         say(f"  watch it with: clusterops work-requests watch {error.blocking_work_request_id}")
+    if isinstance(error, EtagMismatch) and error.current_etag:
+        say(f"  its current etag is {error.current_etag}")
     return EXIT_TIMEOUT if isinstance(error, DeadlineExceeded) else EXIT_ERROR
 
 
