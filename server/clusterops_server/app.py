@@ -20,6 +20,7 @@ from clusterops.v1 import (
     clusters_pb2,
     clusters_pb2_grpc,
     orchestrations_pb2,
+    orchestrations_pb2_grpc,
     upgrade_workflows_pb2,
     upgrade_workflows_pb2_grpc,
     work_requests_pb2,
@@ -31,17 +32,20 @@ from grpc_reflection.v1alpha import reflection
 
 from clusterops_server.auth.tokens import TokenStore
 from clusterops_server.clock import Clock, SystemClock
+from clusterops_server.domain.orchestrations import OrchestrationSettings
 from clusterops_server.domain.upgrade_workflows import UpgradeSettings
 from clusterops_server.domain.versions import VersionCatalogue
 from clusterops_server.engine.context import EngineSettings
 from clusterops_server.engine.engine import Engine, OperationHandler
 from clusterops_server.engine.operations.clusters import CreateCluster, DeleteCluster
 from clusterops_server.engine.operations.node_pools import CreateNodePool, DeleteNodePool
+from clusterops_server.engine.operations.orchestrations import RunOrchestration
 from clusterops_server.engine.operations.upgrades import UpgradeCluster
 from clusterops_server.providers.base import Provider
 from clusterops_server.providers.simulated import SimulatedProvider, SimulationSettings
 from clusterops_server.services.idempotency import RETENTION
 from clusterops_server.services.inventory import InventoryService
+from clusterops_server.services.orchestrations import OrchestrationService
 from clusterops_server.services.upgrade_workflows import UpgradeWorkflowService
 from clusterops_server.services.work_requests import WorkRequestService
 from clusterops_server.store.database import Database
@@ -50,6 +54,7 @@ from clusterops_server.store.uow import Store
 from clusterops_server.watch import WatchHub
 from clusterops_server.wire.clusters import ClusterServicer
 from clusterops_server.wire.guard import GuardInterceptor
+from clusterops_server.wire.orchestrations import OrchestrationServicer
 from clusterops_server.wire.upgrade_workflows import UpgradeWorkflowServicer
 from clusterops_server.wire.work_requests import WorkRequestServicer
 
@@ -61,10 +66,11 @@ SERVICE_NAMES = (
     work_requests_pb2.DESCRIPTOR.services_by_name["WorkRequestService"].full_name,
     clusters_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
     upgrade_workflows_pb2.DESCRIPTOR.services_by_name["UpgradeWorkflowService"].full_name,
+    orchestrations_pb2.DESCRIPTOR.services_by_name["OrchestrationService"].full_name,
 )
 # Descriptors of the services still to be implemented are registered for reflection
 # of their messages, so grpcurl can describe the whole API.
-_ALL_API_FILES = (addons_pb2, orchestrations_pb2)
+_ALL_API_FILES = (addons_pb2,)
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class ServerConfig:
     tokens: TokenStore | None = None
     tls: TlsConfig | None = None
     upgrades: UpgradeSettings = field(default_factory=UpgradeSettings)
+    orchestrations: OrchestrationSettings = field(default_factory=OrchestrationSettings)
 
 
 ProviderFactory = Callable[[Store, Clock], Provider]
@@ -131,6 +138,7 @@ class App:
             CreateNodePool(self.provider),
             DeleteNodePool(self.provider),
             UpgradeCluster(self.provider, config.upgrades),
+            RunOrchestration(self.versions, config.orchestrations),
         ]
         self.engine = Engine(
             self.store,
@@ -144,6 +152,9 @@ class App:
         self.work_requests = WorkRequestService(self.store, self.clock, self.engine, self.hub)
         self.inventory = InventoryService(self.store, self.clock, self.engine, self.versions)
         self.upgrade_workflows = UpgradeWorkflowService(
+            self.store, self.clock, self.engine, self.versions
+        )
+        self.orchestrations = OrchestrationService(
             self.store, self.clock, self.engine, self.versions
         )
         self.health = health_aio.HealthServicer()
@@ -171,6 +182,9 @@ class App:
         )
         upgrade_workflows_pb2_grpc.add_UpgradeWorkflowServiceServicer_to_server(
             UpgradeWorkflowServicer(self.upgrade_workflows), server
+        )
+        orchestrations_pb2_grpc.add_OrchestrationServiceServicer_to_server(
+            OrchestrationServicer(self.orchestrations), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(

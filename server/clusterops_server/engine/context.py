@@ -5,6 +5,12 @@ changes it causes) is committed before the next step begins. A step that finishe
 is never run again, so a handler resumed after a crash skips straight to the first
 unfinished step; a step that had started is run again, which is why provider
 actions must be safe to repeat.
+
+A handler that waits for something outside itself (a time, or other work requests)
+parks instead of finishing: `park(until)` gives up the lease and makes the work
+request due again at `until`, so waiting costs a row, not a task. A work request
+whose params name a `parent_work_request_id` makes that parent due at once when it
+finishes, so a parent parked on its children hears about each of them.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from clusterops_server.clock import Clock
@@ -33,6 +39,8 @@ OnStart = Callable[[UnitOfWork, WorkRequest], Awaitable[None]]
 OnDone = Callable[[UnitOfWork, WorkRequest, Json], Awaitable[None]]
 OnFailed = Callable[[UnitOfWork, WorkRequest, ProviderError], Awaitable[None]]
 Apply = Callable[[UnitOfWork, WorkRequest], Awaitable[None]]
+Recheck = Callable[[UnitOfWork, WorkRequest], Awaitable[bool]]
+PARENT_PARAM = "parent_work_request_id"
 
 
 class LeaseLost(Exception):
@@ -71,6 +79,7 @@ class OperationContext:
         self.journal: dict[str, StepRecord] = {}
         self.undoing = False
         self.finished = False
+        self.parked = False
 
     async def load(self) -> WorkRequest:
         async with self.store.read() as uow:
@@ -198,10 +207,33 @@ class OperationContext:
                 errors=[ErrorEntry(code, message, now) for code, message in errors],
             )
             await uow.leases.release(self.id, self.owner)
+            parent = self.params.get(PARENT_PARAM)
+            if isinstance(parent, str) and parent:
+                await uow.leases.wake(parent, now)
 
         await self.update(end)
         self.finished = True
         self.status = status
+
+    async def park(self, until: datetime, *, recheck: Recheck | None = None) -> None:
+        """Stop without finishing; the engine runs the handler again from the top at `until`
+        (or sooner, when something wakes the work request).
+
+        `recheck` runs in the same transaction, after the lease is given up: if it says
+        something changed since the handler last looked, the work request is due at once.
+        Because a waker (`leases.wake`) either commits before this transaction, and
+        `recheck` sees its change, or after it, and finds the new run_after to move, no
+        wake-up is lost.
+        """
+
+        async def release(uow: UnitOfWork, wr: WorkRequest) -> None:
+            now = self.clock.now()
+            await uow.leases.release(self.id, self.owner, run_after=max(until, now))
+            if recheck is not None and await recheck(uow, wr):
+                await uow.leases.wake(self.id, now)
+
+        await self.update(release)
+        self.parked = True
 
     def log_entry(self, message: str) -> LogEntry:
         return LogEntry(message, self.clock.now())
