@@ -18,25 +18,30 @@ from tests.orchestration_helpers import by_runtime, create
 from tests.test_fuzz import row_counts
 
 
-def cluster(cluster_id: str, **fields: str) -> Cluster:
+def cluster(
+    cluster_id: str,
+    *,
+    region: str = "eu-frankfurt-1",
+    plan: str = "standard",
+    global_account_id: str = "ga-acme",
+    sub_account_id: str = "sa-dev",
+    shoot_name: str = "",
+) -> Cluster:
     now = datetime(2026, 1, 5, tzinfo=UTC)
-    values = {
-        "name": cluster_id,
-        "region": "eu-frankfurt-1",
-        "plan": "standard",
-        "global_account_id": "ga-acme",
-        "sub_account_id": "sa-dev",
-        "shoot_name": f"shoot-{cluster_id}",
-    } | fields
     return Cluster(
         id=cluster_id,
         compartment_id="dev",
+        name=cluster_id,
         kubernetes_version="v1.29.8",
+        region=region,
+        plan=plan,
+        global_account_id=global_account_id,
+        sub_account_id=sub_account_id,
+        shoot_name=shoot_name or f"shoot-{cluster_id}",
         lifecycle_state=ClusterState.ACTIVE,
         create_time=now,
         update_time=now,
         maintenance_window=MaintenanceWindow(time(22), time(2)),
-        **values,
     )
 
 
