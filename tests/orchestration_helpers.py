@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from clusterops.v1 import orchestrations_pb2 as orc_pb
+from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import App
 from clusterops_server.clock import Clock
 from clusterops_server.domain.inventory import Cluster
@@ -179,3 +180,37 @@ class GatedProvider(SimulatedProvider):
 def gated(app: App) -> GatedProvider:
     assert isinstance(app.provider, GatedProvider)
     return app.provider
+
+
+async def watch_until(
+    stubs: Stubs,
+    work_request_id: str,
+    predicate: Callable[[wr_pb.WatchWorkRequestResponse], bool],
+    *,
+    within: float = 10.0,
+) -> wr_pb.WatchWorkRequestResponse:
+    """Follow a work request's events until one satisfies `predicate`."""
+
+    async def follow() -> wr_pb.WatchWorkRequestResponse:
+        call = stubs.work_requests.WatchWorkRequest(
+            wr_pb.WatchWorkRequestRequest(work_request_id=work_request_id)
+        )
+        async for event in call:
+            if predicate(event):
+                call.cancel()
+                return event
+        raise AssertionError(f"work request {work_request_id} ended before the event came")
+
+    return await asyncio.wait_for(follow(), within)
+
+
+def logged(text: str) -> Callable[[wr_pb.WatchWorkRequestResponse], bool]:
+    return lambda event: any(text in entry.message for entry in event.log_entries)
+
+
+async def assert_counts_match_the_operations(app: App, orchestration_id: str) -> None:
+    """The counts an orchestration keeps agree with its operation rows."""
+    kept = (await app.orchestrations.get(orchestration_id)).counts.by_state
+    assert (await stored_counts(app, orchestration_id)).by_state == {
+        state: n for state, n in kept.items() if n
+    }

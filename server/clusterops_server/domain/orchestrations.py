@@ -438,7 +438,7 @@ class Orchestration:
         canceled = c.of(OrchestrationState.CANCELED)
         done = [f"{succeeded} succeeded"] + ([f"{failed} failed"] if failed else [])
         if self.state is OrchestrationState.SUCCEEDED:
-            return f"All {_operations(total)} succeeded"
+            return f"{succeeded} of {_operations(total)} succeeded"
         if self.state is OrchestrationState.FAILED:
             return f"{failed} of {_operations(total)} failed; {succeeded} succeeded"
         if self.state is OrchestrationState.CANCELED:
