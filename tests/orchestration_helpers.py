@@ -22,6 +22,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import func, select
 
 from tests.conftest import Stubs
+from tests.helpers import watch_to_end
 
 ALL = ({"target": "all"},)
 STATE = orc_pb.OrchestrationState
@@ -63,13 +64,18 @@ def parameters(
 async def create(
     stubs: Stubs, *, compartment: str = "dev", request_id: str = "", **options: object
 ) -> orc_pb.CreateOrchestrationResponse:
-    return await stubs.orchestrations.CreateOrchestration(
+    """Create an orchestration; a dry run, which ends at once, is waited for, so that a test
+    never stops the server in the middle of its run."""
+    created = await stubs.orchestrations.CreateOrchestration(
         orc_pb.CreateOrchestrationRequest(
             compartment_id=compartment,
             parameters=parameters(**options),  # type: ignore[arg-type]
             request_id=request_id,
         )
     )
+    if options.get("dry_run"):
+        await watch_to_end(stubs, created.work_request.id)
+    return created
 
 
 async def get(stubs: Stubs, orchestration_id: str) -> orc_pb.Orchestration:

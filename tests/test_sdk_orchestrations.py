@@ -73,6 +73,7 @@ async def test_operation_pages_carry_the_total_count(app: App, client: AsyncClie
     operation = await client.orchestrations.create(
         "dev", include=[{"target": "all"}], kubernetes_version="v1.30.4", dry_run=True
     )
+    await operation.wait(timeout=20)
     pages = [
         page
         async for page in client.orchestrations.list_operations(
