@@ -373,7 +373,7 @@ class OrchestrationService:
                 due = now if operation.dry_run else strategy.due(operation.maintenance_window, now)
                 operation.retry(now, due)
                 orchestration.counts.move(before, operation.state)
-                await uow.orchestrations.save_operation(operation)
+            await uow.orchestrations.save_operations(operations)
             note = f"Retrying {len(operations)} failed operation(s)"
             wr = await uow.work_requests.get(orchestration.work_request_id, for_update=True)
             assert wr is not None, orchestration.work_request_id

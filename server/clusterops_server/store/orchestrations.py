@@ -304,12 +304,13 @@ class OrchestrationRepository:
         )
         return [_operation(r) for r in rows]
 
-    async def save_operation(self, operation: OrchestrationOperation) -> None:
-        await self.session.execute(
-            update(OrchestrationOperationRow)
-            .where(OrchestrationOperationRow.id == operation.id)
-            .values(**_operation_values(operation))
-        )
+    async def save_operations(self, operations: Sequence[OrchestrationOperation]) -> None:
+        """One bulk UPDATE by primary key for the lot."""
+        if operations:
+            await self.session.execute(
+                update(OrchestrationOperationRow),
+                [{"id": op.id, **_operation_values(op)} for op in operations],
+            )
 
     async def list_operations(
         self, orchestration_id: str, states: frozenset[OrchestrationState], page: PageRequest

@@ -150,6 +150,7 @@ class RunOrchestration:
         finished = await uow.orchestrations.finished_runs(orchestration_id, limit=budget)
         for run in finished:
             await self._conclude_run(uow, orchestration, run, now, logs)
+        await uow.orchestrations.save_operations([run.operation for run in finished])
         budget -= len(finished)
         seen.more = budget == 0
 
@@ -200,9 +201,10 @@ class RunOrchestration:
                     # Its window closed while it waited for a worker: tomorrow's, then.
                     operation.due_time = strategy.due(operation.maintenance_window, now)
                     operation.update_time = now
-                    await uow.orchestrations.save_operation(operation)
                     continue
                 await self._launch(uow, wr, orchestration, operation, now, logs)
+            # Saved before the next query, which must not find these due again.
+            await uow.orchestrations.save_operations(due)
         return budget
 
     async def _launch(
@@ -261,7 +263,6 @@ class RunOrchestration:
             else:
                 operation.start(now, cluster.kubernetes_version, workflow.id, upgrade.id)
         _move(orchestration, operation, before)
-        await uow.orchestrations.save_operation(operation)
         logs.append(
             f"Operation {operation.id} on cluster {operation.runtime_id}: {operation.description}"
         )
@@ -294,7 +295,6 @@ class RunOrchestration:
             reason = "; ".join(f"{e.code}: {e.message}" for e in errors) or "no error recorded"
             operation.end(OrchestrationState.FAILED, f"Upgrade failed: {reason}", now)
         _move(orchestration, operation, before)
-        await uow.orchestrations.save_operation(operation)
         logs.append(
             f"Operation {operation.id} on cluster {operation.runtime_id}: {operation.description}"
         )
