@@ -18,6 +18,7 @@ from clusterops_server.domain.inventory import Cluster, ClusterState, Maintenanc
 from clusterops_server.domain.patterns import Pattern, PatternError
 from clusterops_server.domain.upgrade_workflows import check_upgrade_path
 from clusterops_server.domain.versions import KubernetesVersion, VersionCatalogue
+from clusterops_server.domain.work_requests import ActionType, EntityType, WorkRequestResource
 
 TARGET_ALL = "all"
 MAX_WORKERS = 1000
@@ -39,11 +40,6 @@ class OrchestrationState(StrEnum):
     def is_terminal(self) -> bool:
         return self in FINISHED_STATES
 
-    @property
-    def is_waiting(self) -> bool:
-        """An operation in this state has not started (yet, or again)."""
-        return self in WAITING_STATES
-
 
 FINISHED_STATES = frozenset(
     {OrchestrationState.SUCCEEDED, OrchestrationState.FAILED, OrchestrationState.CANCELED}
@@ -59,6 +55,17 @@ class ScheduleType(StrEnum):
     IMMEDIATE = "immediate"
     NOW = "now"
     TIME = "time"
+
+
+def orchestration_uri(orchestration_id: str) -> str:
+    return f"/orchestrations/{orchestration_id}"
+
+
+def orchestration_resource(orchestration_id: str, action: ActionType) -> WorkRequestResource:
+    """The orchestration as a resource of a work request (its run, or an upgrade it started)."""
+    return WorkRequestResource(
+        EntityType.ORCHESTRATION, action, orchestration_id, orchestration_uri(orchestration_id)
+    )
 
 
 # --- targets ---------------------------------------------------------------------------
@@ -423,11 +430,6 @@ class Orchestration:
     def touch(self, now: datetime) -> None:
         self.update_time = now
         self.version += 1
-
-    def set_state(self, operation: OrchestrationOperation, state: OrchestrationState) -> None:
-        """Change an operation's state and this orchestration's counts together."""
-        self.counts.move(operation.state, state)
-        operation.state = state
 
     def progress(self) -> str:
         """A description a person can read, from the counts."""

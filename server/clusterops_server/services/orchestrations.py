@@ -24,6 +24,7 @@ from clusterops_server.domain.orchestrations import (
     TargetSpec,
     dry_run_outcome,
     no_targets,
+    orchestration_resource,
     resolve_targets,
     scheduled_description,
 )
@@ -36,7 +37,6 @@ from clusterops_server.domain.work_requests import (
     WorkRequestStatus,
 )
 from clusterops_server.engine.engine import Engine
-from clusterops_server.engine.operations.orchestrations import orchestration_resource
 from clusterops_server.ids import IdKind, new_id
 from clusterops_server.services.idempotency import previous_result, remember
 from clusterops_server.services.inventory import new_work_request

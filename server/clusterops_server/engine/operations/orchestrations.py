@@ -25,15 +25,14 @@ from clusterops_server.domain.orchestrations import (
     OrchestrationSettings,
     OrchestrationState,
     dry_run_outcome,
+    orchestration_resource,
     runs_version,
 )
 from clusterops_server.domain.versions import VersionCatalogue
 from clusterops_server.domain.work_requests import (
     ActionType,
-    EntityType,
     OperationType,
     WorkRequest,
-    WorkRequestResource,
     WorkRequestStatus,
 )
 from clusterops_server.engine.context import OperationContext, Recheck
@@ -43,16 +42,6 @@ from clusterops_server.store.uow import UnitOfWork
 
 # Failed operations named one by one in the work request's errors; the rest are counted.
 MAX_ERROR_ENTRIES = 100
-
-
-def orchestration_uri(orchestration_id: str) -> str:
-    return f"/orchestrations/{orchestration_id}"
-
-
-def orchestration_resource(orchestration_id: str, action: ActionType) -> WorkRequestResource:
-    return WorkRequestResource(
-        EntityType.ORCHESTRATION, action, orchestration_id, orchestration_uri(orchestration_id)
-    )
 
 
 class NotDone(Exception):
@@ -77,12 +66,6 @@ FINAL_STATE = {
     WorkRequestStatus.FAILED: OrchestrationState.FAILED,
     WorkRequestStatus.SUCCEEDED: OrchestrationState.SUCCEEDED,
 }
-
-
-def _move(
-    orchestration: Orchestration, operation: OrchestrationOperation, before: OrchestrationState
-) -> None:
-    orchestration.counts.move(before, operation.state)
 
 
 class RunOrchestration:
@@ -262,7 +245,7 @@ class RunOrchestration:
                 operation.end(OrchestrationState.FAILED, f"Not started: {refused.message}", now)
             else:
                 operation.start(now, cluster.kubernetes_version, workflow.id, upgrade.id)
-        _move(orchestration, operation, before)
+        orchestration.counts.move(before, operation.state)
         logs.append(
             f"Operation {operation.id} on cluster {operation.runtime_id}: {operation.description}"
         )
@@ -294,7 +277,7 @@ class RunOrchestration:
             errors = await uow.work_requests.all_errors(operation.work_request_id)
             reason = "; ".join(f"{e.code}: {e.message}" for e in errors) or "no error recorded"
             operation.end(OrchestrationState.FAILED, f"Upgrade failed: {reason}", now)
-        _move(orchestration, operation, before)
+        orchestration.counts.move(before, operation.state)
         logs.append(
             f"Operation {operation.id} on cluster {operation.runtime_id}: {operation.description}"
         )
