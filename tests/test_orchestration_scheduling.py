@@ -109,6 +109,11 @@ async def test_operations_start_only_inside_each_clusters_maintenance_window(
         "tonight": None,
         "passed": None,
     }
+    waiting = await get(stubs, orchestration_id)
+    assert waiting.description == (
+        "3 of 6 operations finished (3 succeeded), 0 in progress, 3 pending; "
+        "the next starts at 2026-01-05T10:00:00Z"
+    )
     for moment in (at(10), at(23), at(8, day=1)):
         clock.advance_to(moment - timedelta(minutes=1))
         await app.engine.wait_idle()

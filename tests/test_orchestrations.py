@@ -226,7 +226,7 @@ async def test_cancel_mid_way_lets_running_operations_finish_and_cancels_the_res
         assert ended.state == orc_pb.ORCHESTRATION_STATE_CANCELED
         await assert_counts_match_the_operations(app, orchestration.id)
         assert ended.description == (
-            "Canceled: 1 of 4 operations finished (1 succeeded); 3 canceled before they started"
+            "Canceled: 1 of 4 operations finished (1 succeeded); 3 canceled before starting"
         )
         ops = await by_runtime(stubs, orchestration.id)
         assert ops[running].state == SUCCEEDED

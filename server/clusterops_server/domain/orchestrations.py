@@ -431,8 +431,9 @@ class Orchestration:
         self.update_time = now
         self.version += 1
 
-    def progress(self) -> str:
-        """A description a person can read, from the counts."""
+    def progress(self, next_start: datetime | None = None) -> str:
+        """A description a person can read, from the counts (and, while operations wait for
+        a time or a window, when the next one starts)."""
         c = self.counts
         total = c.total
         succeeded = c.of(OrchestrationState.SUCCEEDED)
@@ -446,15 +447,18 @@ class Orchestration:
         if self.state is OrchestrationState.CANCELED:
             return (
                 f"Canceled: {c.finished - canceled} of {_operations(total)} finished "
-                f"({', '.join(done)}); {canceled} canceled before they started"
+                f"({', '.join(done)}); {canceled} canceled before starting"
             )
         parts = [f"{c.finished} of {_operations(total)} finished ({', '.join(done)})"]
         parts.append(f"{c.running} in progress")
         if c.waiting:
             parts.append(f"{c.waiting} pending")
+        text = ", ".join(parts)
         if self.state is OrchestrationState.CANCELING:
-            return "Canceling: " + ", ".join(parts) + "; running operations finish"
-        return ", ".join(parts)
+            return f"Canceling: {text}; running operations finish"
+        if c.waiting and next_start is not None:
+            text += f"; the next starts at {_stamp(next_start)}"
+        return text
 
     def percent_complete(self) -> float:
         total = self.counts.total
@@ -464,9 +468,11 @@ class Orchestration:
         self, allowed: Sequence[OrchestrationState], action: str, violation: str
     ) -> None:
         if self.state not in allowed:
-            states = ", ".join(f'"{s.value}"' for s in allowed)
+            names = [f'"{s.value}"' for s in allowed]
+            states = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
             raise FailedPrecondition(
-                f'orchestration {self.id} is "{self.state.value}"; {action} needs it {states}',
+                f'orchestration {self.id} is "{self.state.value}"; {action} needs it to be '
+                f"{states}",
                 violation_type=violation,
                 subject=self.id,
                 metadata={"state": self.state.value},
@@ -476,8 +482,12 @@ class Orchestration:
 def scheduled_description(count: int, start: datetime | None) -> str:
     text = f"Scheduled {_operations(count)}"
     if start is not None:
-        text += f" to start at {start.isoformat().replace('+00:00', 'Z')}"
+        text += f" to start at {_stamp(start)}"
     return text
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _operations(n: int) -> str:

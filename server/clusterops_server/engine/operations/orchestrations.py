@@ -149,16 +149,16 @@ class RunOrchestration:
             budget = await self._start_due(uow, wr, orchestration, now, budget, logs)
             seen.more = budget == 0
 
+        next_start = None if seen.more else await self._decide(uow, orchestration, now, seen)
         if logs:
-            orchestration.description = orchestration.progress()
+            later = next_start if next_start is not None and next_start > now else None
+            orchestration.description = orchestration.progress(later)
             orchestration.touch(now)
             await uow.orchestrations.save(orchestration)
             wr.percent_complete = orchestration.percent_complete()
             await uow.work_requests.save(wr, logs=[ctx.log_entry(m) for m in logs])
         seen.version = orchestration.version
         seen.wr_status = wr.status
-        if not seen.more:
-            await self._decide(uow, orchestration, now, seen)
 
     async def _start_due(
         self,
@@ -284,7 +284,9 @@ class RunOrchestration:
 
     async def _decide(
         self, uow: UnitOfWork, orchestration: Orchestration, now: datetime, seen: Pass
-    ) -> None:
+    ) -> datetime | None:
+        """Finish, or park until the next operation is due (or a running one wakes us);
+        when the next waiting operation may start, if one waits."""
         counts = orchestration.counts
         if not counts.running and not counts.waiting:
             if orchestration.state is OrchestrationState.CANCELING:
@@ -293,15 +295,15 @@ class RunOrchestration:
                 seen.finish = WorkRequestStatus.FAILED
             else:
                 seen.finish = WorkRequestStatus.SUCCEEDED
-            return
+            return None
+        next_due = await uow.orchestrations.next_due(orchestration.id) if counts.waiting else None
         wake: list[datetime] = []
         if counts.running:
             wake.append(now + self.settings.poll)
-        if counts.running < orchestration.workers:
-            next_due = await uow.orchestrations.next_due(orchestration.id)
-            if next_due is not None:
-                wake.append(next_due)
+        if counts.running < orchestration.workers and next_due is not None:
+            wake.append(next_due)
         seen.wake_at = min(wake) if wake else now + self.settings.poll
+        return next_due
 
     def _changed_since(self, orchestration_id: str, seen: Pass) -> Recheck:
         async def changed(uow: UnitOfWork, wr: WorkRequest) -> bool:
