@@ -32,10 +32,9 @@ from clusterops_server.app import App, ServerConfig
 from clusterops_server.domain.inventory import ClusterState
 from clusterops_server.domain.orchestrations import (
     OrchestrationParameters,
-    RuntimeTarget,
     Strategy,
-    TargetSpec,
 )
+from clusterops_server.domain.targets import RuntimeTarget, TargetSpec
 from clusterops_server.domain.upgrade_workflows import UpgradePhase
 from clusterops_server.domain.work_requests import (
     ACTIVE_STATUSES,

@@ -10,7 +10,7 @@ import pytest
 from clusterops.v1 import orchestrations_pb2 as orc_pb
 from clusterops_server.app import App
 from clusterops_server.domain.inventory import Cluster, ClusterState, MaintenanceWindow
-from clusterops_server.domain.orchestrations import RuntimeTarget, TargetSpec, resolve_targets
+from clusterops_server.domain.targets import RuntimeTarget, TargetSpec, resolve_targets
 
 from tests.conftest import Stubs, seed_cluster
 from tests.helpers import details_of

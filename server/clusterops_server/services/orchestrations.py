@@ -21,13 +21,11 @@ from clusterops_server.domain.orchestrations import (
     OrchestrationOperation,
     OrchestrationParameters,
     OrchestrationState,
-    TargetSpec,
     dry_run_outcome,
-    no_targets,
     orchestration_resource,
-    resolve_targets,
     scheduled_description,
 )
+from clusterops_server.domain.targets import TargetSpec, no_targets, resolve_targets
 from clusterops_server.domain.versions import VersionCatalogue
 from clusterops_server.domain.work_requests import (
     ActionType,

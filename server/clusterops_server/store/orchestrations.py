@@ -25,12 +25,11 @@ from clusterops_server.domain.orchestrations import (
     OrchestrationOperation,
     OrchestrationParameters,
     OrchestrationState,
-    RuntimeTarget,
     ScheduleType,
     Strategy,
     StrategyType,
-    TargetSpec,
 )
+from clusterops_server.domain.targets import RuntimeTarget, TargetSpec
 from clusterops_server.domain.work_requests import TERMINAL_STATUSES, WorkRequestStatus
 from clusterops_server.store.paging import Keyset, paginate
 from clusterops_server.store.tables import (

@@ -16,13 +16,12 @@ from clusterops_server.domain.orchestrations import (
     OrchestrationOperation,
     OrchestrationParameters,
     OrchestrationState,
-    RuntimeTarget,
     ScheduleType,
     Strategy,
     StrategyType,
-    TargetSpec,
 )
 from clusterops_server.domain.patterns import MAX_PATTERN_LENGTH
+from clusterops_server.domain.targets import RuntimeTarget, TargetSpec
 from clusterops_server.ids import IdKind
 from clusterops_server.services.orchestrations import (
     CancelOrchestrationCommand,
