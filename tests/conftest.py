@@ -13,10 +13,11 @@ import pytest
 from clusterops.v1 import (
     addons_pb2_grpc,
     clusters_pb2_grpc,
+    orchestrations_pb2_grpc,
     upgrade_workflows_pb2_grpc,
     work_requests_pb2_grpc,
 )
-from clusterops_server.app import App, ServerConfig
+from clusterops_server.app import App, ProviderFactory, ServerConfig
 from clusterops_server.clock import FakeClock
 from clusterops_server.domain.inventory import Cluster, ClusterState, MaintenanceWindow
 from clusterops_server.ids import IdKind, new_id
@@ -35,6 +36,7 @@ class Stubs:
         self.clusters = clusters_pb2_grpc.ClusterServiceStub(channel)
         self.upgrade_workflows = upgrade_workflows_pb2_grpc.UpgradeWorkflowServiceStub(channel)
         self.addons = addons_pb2_grpc.AddonServiceStub(channel)
+        self.orchestrations = orchestrations_pb2_grpc.OrchestrationServiceStub(channel)
 
 
 @pytest.fixture
@@ -52,6 +54,7 @@ async def make_app(tmp_path: Path, clock: FakeClock) -> AsyncIterator[AppFactory
         simulation: SimulationSettings | None = None,
         database: str = "clusterops.db",
         port: int = 0,
+        provider_factory: ProviderFactory | None = None,
         **config: Any,
     ) -> App:
         app = App(
@@ -64,6 +67,7 @@ async def make_app(tmp_path: Path, clock: FakeClock) -> AsyncIterator[AppFactory
                 **config,
             ),
             clock=clock,
+            provider_factory=provider_factory,
         )
         await app.start()
         started.append(app)
@@ -105,8 +109,12 @@ async def seed_cluster(
     region: str = "eu-frankfurt-1",
     plan: str = "standard",
     window: tuple[str, str] | None = ("22:00", "02:00"),
+    global_account: str = "ga-1",
+    sub_account: str | None = None,
+    shoot_name: str | None = None,
+    state: ClusterState = ClusterState.ACTIVE,
 ) -> Cluster:
-    """Put an ACTIVE cluster straight into the inventory (no operation needed)."""
+    """Put a cluster (ACTIVE unless told) straight into the inventory (no operation needed)."""
     now = app.clock.now()
     cluster_id = new_id(IdKind.CLUSTER)
     cluster = Cluster(
@@ -116,10 +124,10 @@ async def seed_cluster(
         kubernetes_version=version,
         region=region,
         plan=plan,
-        global_account_id="ga-1",
-        sub_account_id=f"sa-{compartment}",
-        shoot_name=f"shoot-{cluster_id[-8:]}",
-        lifecycle_state=ClusterState.ACTIVE,
+        global_account_id=global_account,
+        sub_account_id=sub_account if sub_account is not None else f"sa-{compartment}",
+        shoot_name=shoot_name or f"shoot-{cluster_id[-8:]}",
+        lifecycle_state=state,
         create_time=now,
         update_time=now,
         maintenance_window=(

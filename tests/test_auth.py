@@ -11,6 +11,7 @@ import grpc
 import pytest
 from clusterops.v1 import addons_pb2 as ad_pb
 from clusterops.v1 import clusters_pb2 as cl_pb
+from clusterops.v1 import orchestrations_pb2 as orc_pb
 from clusterops.v1 import upgrade_workflows_pb2 as uw_pb
 from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import SERVICE_NAMES, App
@@ -54,6 +55,10 @@ class Tenants:
     prod_wr: str
     dev_upgrade: str
     prod_upgrade: str
+    dev_orchestration: str
+    prod_orchestration: str
+    dev_operation: str
+    prod_operation: str
 
 
 @pytest.fixture
@@ -83,6 +88,26 @@ async def tenants(make_app: AppFactory) -> AsyncIterator[Tenants]:
                 metadata=metadata(f"{who}-token"),
             )
             await watch_to_end_as(stubs, addon.work_request.id, f"{who}-token")
+            orchestration = await stubs.orchestrations.CreateOrchestration(
+                orc_pb.CreateOrchestrationRequest(
+                    compartment_id=compartment,
+                    parameters=orc_pb.OrchestrationParameters(
+                        targets=orc_pb.TargetSpec(include=[orc_pb.RuntimeTarget(target="all")]),
+                        kubernetes_version="v1.31.1",
+                        dry_run=True,
+                    ),
+                ),
+                metadata=metadata(f"{who}-token"),
+            )
+            await watch_to_end_as(stubs, orchestration.work_request.id, f"{who}-token")
+            operations = await stubs.orchestrations.ListOrchestrationOperations(
+                orc_pb.ListOrchestrationOperationsRequest(
+                    orchestration_id=orchestration.orchestration.id
+                ),
+                metadata=metadata(f"{who}-token"),
+            )
+            made[f"{compartment}_orchestration"] = orchestration.orchestration.id
+            made[f"{compartment}_operation"] = operations.data[0].id
         yield Tenants(app, stubs, **made)
 
 
@@ -201,6 +226,31 @@ CROSS_TENANT: dict[str, Call] = {
     "AddonService/DisableAddon": lambda s, t, md: s.addons.DisableAddon(
         ad_pb.DisableAddonRequest(cluster_id=t.prod_cluster, name="CertManager"), metadata=md
     ),
+    "OrchestrationService/GetOrchestration": lambda s, t, md: s.orchestrations.GetOrchestration(
+        orc_pb.GetOrchestrationRequest(orchestration_id=t.prod_orchestration), metadata=md
+    ),
+    "OrchestrationService/ListOrchestrationOperations": lambda s, t, md: (
+        s.orchestrations.ListOrchestrationOperations(
+            orc_pb.ListOrchestrationOperationsRequest(orchestration_id=t.prod_orchestration),
+            metadata=md,
+        )
+    ),
+    "OrchestrationService/GetOrchestrationOperation": lambda s, t, md: (
+        s.orchestrations.GetOrchestrationOperation(
+            orc_pb.GetOrchestrationOperationRequest(
+                orchestration_id=t.prod_orchestration, operation_id=t.prod_operation
+            ),
+            metadata=md,
+        )
+    ),
+    "OrchestrationService/CancelOrchestration": lambda s, t, md: (
+        s.orchestrations.CancelOrchestration(
+            orc_pb.CancelOrchestrationRequest(orchestration_id=t.prod_orchestration), metadata=md
+        )
+    ),
+    "OrchestrationService/RetryOrchestration": lambda s, t, md: s.orchestrations.RetryOrchestration(
+        orc_pb.RetryOrchestrationRequest(orchestration_id=t.prod_orchestration), metadata=md
+    ),
 }
 # Calls about no one's resources: any authenticated caller may make them.
 PUBLIC: dict[str, Call] = {
@@ -225,6 +275,21 @@ DENIED_IN_OTHER_COMPARTMENT: dict[str, Call] = {
         ),
         metadata=md,
     ),
+    # Targets resolve only in the orchestration's own compartment, which must be allowed.
+    "OrchestrationService/CreateOrchestration": lambda s, t, md: (
+        s.orchestrations.CreateOrchestration(
+            orc_pb.CreateOrchestrationRequest(
+                compartment_id="prod",
+                parameters=orc_pb.OrchestrationParameters(
+                    targets=orc_pb.TargetSpec(
+                        include=[orc_pb.RuntimeTarget(runtime_id=t.prod_cluster)]
+                    ),
+                    kubernetes_version="v1.31.1",
+                ),
+            ),
+            metadata=md,
+        )
+    ),
 }
 # Lists: they answer, without the other compartment's items.
 LISTS: dict[str, Call] = {
@@ -236,6 +301,9 @@ LISTS: dict[str, Call] = {
     ),
     "UpgradeWorkflowService/ListUpgradeWorkflows": lambda s, t, md: (
         s.upgrade_workflows.ListUpgradeWorkflows(uw_pb.ListUpgradeWorkflowsRequest(), metadata=md)
+    ),
+    "OrchestrationService/ListOrchestrations": lambda s, t, md: s.orchestrations.ListOrchestrations(
+        orc_pb.ListOrchestrationsRequest(), metadata=md
     ),
 }
 
@@ -350,3 +418,29 @@ async def test_request_ids_are_per_caller(tenants: Tenants) -> None:
 def test_malformed_policies_are_refused(statement: str) -> None:
     with pytest.raises(PolicyError):
         parse_statement(statement)
+
+
+async def test_orchestration_targets_never_reach_into_another_compartment(
+    tenants: Tenants,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await tenants.stubs.orchestrations.CreateOrchestration(
+            orc_pb.CreateOrchestrationRequest(
+                compartment_id="dev",
+                parameters=orc_pb.OrchestrationParameters(
+                    targets=orc_pb.TargetSpec(
+                        include=[
+                            orc_pb.RuntimeTarget(runtime_id=tenants.prod_cluster),
+                            orc_pb.RuntimeTarget(sub_account="sa-prod"),
+                        ]
+                    ),
+                    kubernetes_version="v1.31.1",
+                ),
+            ),
+            metadata=metadata("alice-token"),
+        )
+    details = details_of(refused.value)
+    assert details.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert details.error_info is not None
+    assert details.error_info.reason == "NO_TARGETS"
+    assert tenants.prod_cluster not in details.message

@@ -244,3 +244,69 @@ async def test_an_unreachable_server_gets_a_clear_message_and_exit_code_3() -> N
     assert "CLUSTEROPS_SERVER" in message
     assert "Traceback" not in message
     assert len(message.splitlines()) == 1
+
+
+async def test_orchestrations_create_list_show_operations_and_cancel(app: App, run: Run) -> None:
+    cluster = await seed_cluster(app)
+    assert (
+        await run(
+            "orc",
+            "create",
+            "--compartment",
+            "dev",
+            "--target",
+            "all",
+            "--version",
+            "v1.30.4",
+            "--dry-run",
+            "--watch",
+        )
+        == 0
+    )
+    assert await run("orc", "list", "-o", "json") == 0
+    listed = run.json()
+    assert isinstance(listed, list)
+    [orchestration] = listed
+    assert orchestration["state"] == "ORCHESTRATION_STATE_SUCCEEDED"
+    assert await run("orc", "operations", orchestration["id"]) == 0
+    header, row = run.out.splitlines()
+    assert header.split() == ["ID", "RUNTIME", "STATE", "DESCRIPTION"]
+    operation_id, runtime, state = row.split()[:3]
+    assert (runtime, state) == (cluster.id, "SUCCEEDED")
+    assert await run("orc", "operation", orchestration["id"], operation_id, "-o", "json") == 0
+    detail = run.json()
+    assert isinstance(detail, dict)
+    assert detail["cluster_config"]["target_version"] == "v1.30.4"
+
+    assert (
+        await run(
+            "orc",
+            "create",
+            "--compartment",
+            "dev",
+            "--target",
+            f"runtime_id={cluster.id}",
+            "--version",
+            "v1.30.4",
+            "--schedule-time",
+            "2026-01-05T22:00:00Z",
+            "-o",
+            "json",
+        )
+        == 0
+    )
+    created = run.json()
+    assert isinstance(created, dict)
+    scheduled = created["orchestration"]
+    assert scheduled["parameters"]["strategy"]["schedule"] == "SCHEDULE_TYPE_TIME"
+    assert scheduled["description"] == "Scheduled 1 operation to start at 2026-01-05T22:00:00Z"
+    assert await run("orc", "cancel", scheduled["id"], "-o", "json") == 0
+    canceled = run.json()
+    assert isinstance(canceled, dict)
+    assert canceled["state"] == "ORCHESTRATION_STATE_CANCELING"
+    await app.engine.wait_idle()  # it ends CANCELED at once: nothing had started
+    with pytest.raises(SystemExit) as usage:
+        await run(
+            "orc", "create", "--compartment", "dev", "--target", "all", "--schedule-time", "x"
+        )
+    assert usage.value.code == 2

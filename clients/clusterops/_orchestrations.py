@@ -151,7 +151,8 @@ class AsyncOrchestrations:
         metadata: Metadata = (),
         retry: Retry = DEFAULT,
     ) -> AsyncPager[pb.OrchestrationOperation]:
-        """The per-cluster operations of an orchestration, fetched lazily."""
+        """The per-cluster operations of an orchestration, fetched lazily (at most 100 a
+        page); each of `.pages()` has the `total_count` of operations matching `states`."""
         return paged(
             self._transport,
             self._stub.ListOrchestrationOperations,
@@ -163,6 +164,7 @@ class AsyncOrchestrations:
             ),
             CallOptions(timeout, metadata, retry),
             lambda response: response.data,
+            total=lambda response: response.total_count,
         )
 
     async def get_operation(

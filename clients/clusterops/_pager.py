@@ -30,10 +30,15 @@ Resp = TypeVar("Resp", bound=_PagedResponse)
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
-    """One page of a list: its items and the token of the next page ("" on the last)."""
+    """One page of a list: its items and the token of the next page ("" on the last).
+
+    `total_count` is how many items match across all pages, for lists that say
+    (orchestration operations, as KEB's totalCount); None for the others.
+    """
 
     items: tuple[T, ...]
     next_page_token: str
+    total_count: int | None = None
 
 
 class AsyncPager(Generic[T]):
@@ -72,13 +77,19 @@ def paged(
     request: Req,
     options: CallOptions,
     items: Callable[[Resp], Iterable[T]],
+    total: Callable[[Resp], int] | None = None,
 ) -> AsyncPager[T]:
-    """A pager over a list RPC; `request` is already validated, `items` picks the results."""
+    """A pager over a list RPC; `request` is already validated, `items` picks the results
+    (and `total` the total count, for lists that report one)."""
 
     async def fetch(token: str) -> Page[T]:
         page_request = copy.deepcopy(request)
         page_request.page_token = token
         response = await transport.unary(method, page_request, options, read=True)
-        return Page(tuple(items(response)), response.next_page_token)
+        return Page(
+            tuple(items(response)),
+            response.next_page_token,
+            total(response) if total is not None else None,
+        )
 
     return AsyncPager(fetch, request.page_token)

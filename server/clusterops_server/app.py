@@ -21,6 +21,7 @@ from clusterops.v1 import (
     clusters_pb2,
     clusters_pb2_grpc,
     orchestrations_pb2,
+    orchestrations_pb2_grpc,
     upgrade_workflows_pb2,
     upgrade_workflows_pb2_grpc,
     work_requests_pb2,
@@ -34,6 +35,7 @@ from clusterops_server.auth.tokens import TokenStore
 from clusterops_server.clock import Clock, SystemClock
 from clusterops_server.domain.addon_catalogue import CatalogueFile
 from clusterops_server.domain.addons import ReconcileSettings
+from clusterops_server.domain.orchestrations import OrchestrationSettings
 from clusterops_server.domain.upgrade_workflows import UpgradeSettings
 from clusterops_server.domain.versions import VersionCatalogue
 from clusterops_server.engine.context import EngineSettings
@@ -46,6 +48,7 @@ from clusterops_server.engine.operations.addons import (
 )
 from clusterops_server.engine.operations.clusters import CreateCluster, DeleteCluster
 from clusterops_server.engine.operations.node_pools import CreateNodePool, DeleteNodePool
+from clusterops_server.engine.operations.orchestrations import RunOrchestration
 from clusterops_server.engine.operations.upgrades import UpgradeCluster
 from clusterops_server.engine.reconciler import AddonReconciler
 from clusterops_server.metrics import Metrics
@@ -54,6 +57,7 @@ from clusterops_server.providers.simulated import SimulatedProvider, SimulationS
 from clusterops_server.services.addons import AddonService
 from clusterops_server.services.idempotency import RETENTION
 from clusterops_server.services.inventory import InventoryService
+from clusterops_server.services.orchestrations import OrchestrationService
 from clusterops_server.services.upgrade_workflows import UpgradeWorkflowService
 from clusterops_server.services.work_requests import WorkRequestService
 from clusterops_server.store.database import Database
@@ -63,6 +67,7 @@ from clusterops_server.watch import WatchHub
 from clusterops_server.wire.addons import AddonServicer
 from clusterops_server.wire.clusters import ClusterServicer
 from clusterops_server.wire.guard import GuardInterceptor
+from clusterops_server.wire.orchestrations import OrchestrationServicer
 from clusterops_server.wire.upgrade_workflows import UpgradeWorkflowServicer
 from clusterops_server.wire.work_requests import WorkRequestServicer
 
@@ -75,10 +80,8 @@ SERVICE_NAMES = (
     clusters_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
     upgrade_workflows_pb2.DESCRIPTOR.services_by_name["UpgradeWorkflowService"].full_name,
     addons_pb2.DESCRIPTOR.services_by_name["AddonService"].full_name,
+    orchestrations_pb2.DESCRIPTOR.services_by_name["OrchestrationService"].full_name,
 )
-# Descriptors of the services still to be implemented are registered for reflection
-# of their messages, so grpcurl can describe the whole API.
-_ALL_API_FILES = (orchestrations_pb2,)
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class ServerConfig:
     # In real time: how often the reconciler looks for checks it was not woken for (a
     # reconciliation another replica left, or one that failed without closing).
     reconciler_poll_seconds: float = 10.0
+    orchestrations: OrchestrationSettings = field(default_factory=OrchestrationSettings)
 
 
 ProviderFactory = Callable[[Store, Clock], Provider]
@@ -171,6 +175,7 @@ class App:
             UpdateAddon(*addon_parts),
             DisableAddon(*addon_parts),
             ReconcileAddon(*addon_parts),
+            RunOrchestration(self.versions, config.orchestrations),
         ]
         self.engine = Engine(
             self.store,
@@ -188,6 +193,9 @@ class App:
         )
         self.addons = AddonService(
             self.store, self.clock, self.engine, self.provider, self.addon_catalogue
+        )
+        self.orchestrations = OrchestrationService(
+            self.store, self.clock, self.engine, self.versions
         )
         self.health = health_aio.HealthServicer()
         self.metrics = Metrics()
@@ -232,6 +240,9 @@ class App:
             UpgradeWorkflowServicer(self.upgrade_workflows), server
         )
         addons_pb2_grpc.add_AddonServiceServicer_to_server(AddonServicer(self.addons), server)
+        orchestrations_pb2_grpc.add_OrchestrationServiceServicer_to_server(
+            OrchestrationServicer(self.orchestrations), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
@@ -52,6 +53,18 @@ def selector(text: str) -> dict[str, str]:
     if text == "all":
         return {"target": "all"}
     return dict(key_values(part) for part in text.split(","))
+
+
+def rfc3339(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an RFC 3339 time such as 2026-01-05T22:00:00Z, got {text!r}"
+        ) from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no time zone; add Z for UTC")
+    return moment
 
 
 def positive(text: str) -> int:
@@ -529,7 +542,8 @@ def orc_create(client: Client, args: argparse.Namespace, out: Output) -> int:
         exclude=args.exclude,
         kubernetes_version=args.kubernetes_version,
         workers=args.workers,
-        schedule=args.schedule,
+        schedule="TIME" if args.schedule_time and args.schedule == "IMMEDIATE" else args.schedule,
+        schedule_time=args.schedule_time,
         maintenance_window=args.maintenance_window,
         dry_run=args.dry_run,
         request_id=args.request_id,
@@ -554,6 +568,11 @@ def orc_operations(client: Client, args: argparse.Namespace, out: Output) -> int
         args.orchestration_id, states=args.state, page_size=min(args.limit, 100)
     )
     return _listed(OrchestrationOperation, first(items, args.limit), out)
+
+
+def orc_operation(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.resource(client.orchestrations.get_operation(args.orchestration_id, args.operation_id))
+    return 0
 
 
 def orc_cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -592,6 +611,13 @@ def add_orchestrations(commands: Subparsers, leaf: Callable[..., argparse.Argume
     p.add_argument("--kubernetes-version", "--version", default="")
     p.add_argument("--workers", type=positive, default=1)
     p.add_argument("--schedule", default="IMMEDIATE", help="IMMEDIATE, NOW or TIME")
+    p.add_argument(
+        "--schedule-time",
+        type=rfc3339,
+        default=None,
+        metavar="TIME",
+        help="start at this RFC 3339 time (implies --schedule TIME)",
+    )
     p.add_argument("--maintenance-window", action="store_true")
     p.add_argument("--dry-run", action="store_true")
     _watchable(p)
@@ -605,6 +631,9 @@ def add_orchestrations(commands: Subparsers, leaf: Callable[..., argparse.Argume
     p.add_argument("orchestration_id")
     p.add_argument("--state", action="append", default=[])
     _limit(p, 100)
+    p = leaf(verbs, "operation", orc_operation, "show one operation with its configuration")
+    p.add_argument("orchestration_id")
+    p.add_argument("operation_id")
     p = leaf(verbs, "cancel", orc_cancel, "cancel an orchestration")
     p.add_argument("orchestration_id")
     p.add_argument("--etag", default="")

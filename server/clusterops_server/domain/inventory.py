@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 
 from clusterops_server.domain.filtering import Expression
@@ -53,6 +53,14 @@ class MaintenanceWindow:
         if self.crosses_midnight:
             return moment >= self.start or moment < self.end
         return self.start <= moment < self.end
+
+    def next_opening(self, now: datetime) -> datetime:
+        """`now` when the window is open, else when it next opens (tomorrow if today's passed)."""
+        now = now.astimezone(UTC)
+        if self.contains(now.time()):
+            return now
+        today = datetime.combine(now.date(), self.start, tzinfo=UTC)
+        return today if today > now else today + timedelta(days=1)
 
 
 def etag_of(*parts: object) -> str:

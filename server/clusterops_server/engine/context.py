@@ -5,6 +5,12 @@ changes it causes) is committed before the next step begins. A step that finishe
 is never run again, so a handler resumed after a crash skips straight to the first
 unfinished step; a step that had started is run again, which is why provider
 actions must be safe to repeat.
+
+A handler that waits for something outside itself (a time, or other work requests)
+parks instead of finishing: `park(until)` gives up the lease and makes the work
+request due again at `until`, so waiting costs a row, not a task. A work request
+whose params name a `parent_work_request_id` makes that parent due at once when it
+finishes, so a parent parked on its children hears about each of them.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ OnStart = Callable[[UnitOfWork, WorkRequest], Awaitable[None]]
 OnDone = Callable[[UnitOfWork, WorkRequest, Json], Awaitable[None]]
 OnFailed = Callable[[UnitOfWork, WorkRequest, ProviderError], Awaitable[None]]
 Apply = Callable[[UnitOfWork, WorkRequest], Awaitable[None]]
+Recheck = Callable[[UnitOfWork, WorkRequest], Awaitable[bool]]
+PARENT_PARAM = "parent_work_request_id"
 
 
 class LeaseLost(Exception):
@@ -75,6 +83,7 @@ class OperationContext:
         self.journal: dict[str, StepRecord] = {}
         self.undoing = False
         self.finished = False
+        self.parked = False
 
     async def load(self) -> WorkRequest:
         async with self.store.read() as uow:
@@ -202,24 +211,40 @@ class OperationContext:
                 errors=[ErrorEntry(code, message, now) for code, message in errors],
             )
             await uow.leases.release(self.id, self.owner)
+            parent = self.params.get(PARENT_PARAM)
+            if isinstance(parent, str) and parent:
+                await uow.leases.wake(parent, now)
 
         await self.update(end)
         self.finished = True
         self.status = status
 
-    async def park(self, until: datetime, *, apply: Apply | None = None) -> NoReturn:
-        """Stop now and run the handler again at `until` (on the injected clock).
+    async def park(
+        self, until: datetime, *, apply: Apply | None = None, recheck: Recheck | None = None
+    ) -> NoReturn:
+        """Stop without finishing; the engine runs the handler again from the top at `until`
+        (on the injected clock), or sooner when something wakes the work request.
 
-        The work request stays non-terminal without a lease, so the engine claims it
-        when it is due, after a restart too; nothing sleeps in between. Raises Parked.
+        The work request stays non-terminal without a lease, so it is claimed when due,
+        after a restart too; nothing sleeps in between. `apply` runs in the same
+        transaction. So does `recheck`, after the lease is given up: if it says something
+        changed since the handler last looked, the work request is due at once. A waker
+        (`leases.wake`) either commits before this transaction, and `recheck` sees its
+        change, or after it, and finds the new run_after to move: no wake-up is lost.
+        Raises Parked, which the engine treats as a normal exit.
         """
 
         async def release(uow: UnitOfWork, wr: WorkRequest) -> None:
             if apply is not None:
                 await apply(uow, wr)
-            await uow.leases.release(self.id, self.owner, run_after=until)
+            now = self.clock.now()
+            await uow.leases.release(self.id, self.owner, run_after=max(until, now))
+            if recheck is not None and await recheck(uow, wr):
+                await uow.leases.wake(self.id, now)
 
+        # A CANCELING work request is not parked: it undoes now.
         await self.update(release, cancel_check=True)
+        self.parked = True
         raise Parked(self.id)
 
     def log_entry(self, message: str) -> LogEntry:

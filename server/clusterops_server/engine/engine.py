@@ -33,7 +33,8 @@ MAX_ATTEMPTS = 5
 
 
 class OperationHandler(Protocol):
-    """Runs one operation type. `run` and `undo` must end with `ctx.finish(...)`."""
+    """Runs one operation type. `run` and `undo` must end with `ctx.finish(...)`, or with
+    `ctx.park(until)` to be run again from the top later."""
 
     operation_type: OperationType
 
@@ -198,7 +199,7 @@ class Engine:
             if ctx.status is not WorkRequestStatus.CANCELING:
                 with contextlib.suppress(OperationCanceled):
                     await handler.run(ctx)
-            if not ctx.finished:
+            if not ctx.finished and not ctx.parked:
                 ctx.undoing = True
                 await handler.undo(ctx)
             if not ctx.finished:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from clusterops_server.auth.caller import require, require_visible, visible_compartments
@@ -30,6 +30,7 @@ from clusterops_server.domain.work_requests import (
     WorkRequestResource,
     WorkRequestStatus,
 )
+from clusterops_server.engine.context import PARENT_PARAM
 from clusterops_server.engine.engine import Engine
 from clusterops_server.ids import IdKind, new_id
 from clusterops_server.services.idempotency import previous_result, remember
@@ -78,9 +79,13 @@ async def start_upgrade(
     name: str = "",
     labels: Mapping[str, str] | None = None,
     annotations: Mapping[str, str] | None = None,
+    parent_work_request_id: str = "",
+    related: Sequence[WorkRequestResource] = (),
 ) -> tuple[UpgradeWorkflow, WorkRequest]:
     """Validate the path and create the workflow and its CLUSTER_UPGRADE work request
-    inside the caller's unit of work (the cluster goes UPDATING).
+    inside the caller's unit of work (the cluster goes UPDATING). A parent work request
+    (an orchestration's) is made due whenever this one finishes; `related` resources
+    (the orchestration) are listed on the work request too.
 
     Load `cluster` with `for_update=True` in the same unit of work. The caller commits,
     then wakes the engine. Raises InvalidArgument / FailedPrecondition for a bad path,
@@ -110,6 +115,7 @@ async def start_upgrade(
             WorkRequestResource(
                 EntityType.CLUSTER, ActionType.IN_PROGRESS, cluster.id, cluster_uri(cluster.id)
             ),
+            *related,
         ],
     )
     # The lock on the cluster id is the single-flight rule: one upgrade (or any other
@@ -120,6 +126,7 @@ async def start_upgrade(
             "upgrade_workflow_id": workflow_id,
             "cluster_id": cluster.id,
             "target_version": target_version,
+            **({PARENT_PARAM: parent_work_request_id} if parent_work_request_id else {}),
         },
         lock=[cluster.id],
         logs=[

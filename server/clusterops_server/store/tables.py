@@ -329,3 +329,64 @@ class SimulatedAddonRow(Base):
     # {"message": ..., "until": iso or null (never recovers)} while pods are unhealthy.
     unhealthy: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OrchestrationRow(Base):
+    """A KEB-style orchestration; its operation counts by state are kept with it."""
+
+    __tablename__ = "orchestrations"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    compartment_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # The current run; a retry of a finished orchestration starts a new one.
+    work_request_id: Mapped[str] = mapped_column(ForeignKey("work_requests.id"))
+    operation_counts: Mapped[dict[str, int]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index("ix_orchestrations_created", "created_at", "id"),
+        Index("ix_orchestrations_listing", "compartment_id", "created_at", "id"),
+    )
+
+
+class OrchestrationOperationRow(Base):
+    """One cluster's operation in an orchestration; earlier attempts are a JSON list."""
+
+    __tablename__ = "orchestration_operations"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    orchestration_id: Mapped[str] = mapped_column(ForeignKey("orchestrations.id"))
+    compartment_id: Mapped[str] = mapped_column(String(64))
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id"))
+    global_account_id: Mapped[str] = mapped_column(String(64))
+    sub_account_id: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(64))
+    plan_name: Mapped[str] = mapped_column(String(64))
+    shoot_name: Mapped[str] = mapped_column(String(63))
+    dry_run: Mapped[bool] = mapped_column(Boolean)
+    state: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text)
+    maintenance_start: Mapped[str | None] = mapped_column(String(5))
+    maintenance_end: Mapped[str | None] = mapped_column(String(5))
+    cluster_version: Mapped[str] = mapped_column(String(32))
+    target_version: Mapped[str] = mapped_column(String(32))
+    upgrade_workflow_id: Mapped[str | None] = mapped_column(ID)
+    work_request_id: Mapped[str | None] = mapped_column(ID)
+    attempt: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When a waiting operation may start; NULL once it started or ended, so the
+    # scheduler's index holds only the operations it still has to start.
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    previous_attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+    __table_args__ = (
+        Index("ix_orchestration_operations_listing", "orchestration_id", "id"),
+        Index("ix_orchestration_operations_state", "orchestration_id", "state", "id"),
+        Index("ix_orchestration_operations_due", "orchestration_id", "due_at", "id"),
+    )

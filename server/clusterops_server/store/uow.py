@@ -27,6 +27,7 @@ from clusterops_server.store.events import EventRepository, event_payload
 from clusterops_server.store.idempotency import IdempotencyRepository
 from clusterops_server.store.inventory import InventoryRepository
 from clusterops_server.store.leases import LeaseRepository
+from clusterops_server.store.orchestrations import OrchestrationRepository
 from clusterops_server.store.steps import StepRepository
 from clusterops_server.store.tables import WorkRequestRow
 from clusterops_server.store.upgrade_workflows import UpgradeWorkflowRepository
@@ -57,6 +58,7 @@ class UnitOfWork:
         self.idempotency = IdempotencyRepository(self.session, self.dialect)
         self.upgrade_workflows = UpgradeWorkflowRepository(self.session, self.dialect)
         self.addons = AddonRepository(self.session, self.dialect)
+        self.orchestrations = OrchestrationRepository(self.session, self.dialect)
         self._staged: list[_StagedEvent] = []
         self.committed_revision = 0
 

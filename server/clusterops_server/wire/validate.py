@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from enum import Enum
 from typing import TypeVar
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from clusterops_server.domain.errors import FieldViolation, InvalidArgument
 from clusterops_server.domain.filtering import Expression, FilterField, parse_filter
@@ -17,9 +20,13 @@ from clusterops_server.domain.listing import (
     parse_order_by,
 )
 from clusterops_server.ids import IdKind, id_format, is_valid_id
-from clusterops_server.wire.convert import EnumMap
+from clusterops_server.wire.convert import EnumMap, from_timestamp
 
 E = TypeVar("E", bound=Enum)
+
+# The range google.protobuf.Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_MIN_TIMESTAMP_SECONDS = -62_135_596_800
+_MAX_TIMESTAMP_SECONDS = 253_402_300_799
 
 _NAME = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")
 _COMPARTMENT = re.compile(r"[a-z][a-z0-9-]{0,62}")
@@ -83,6 +90,15 @@ class Validator:
         elif any(ord(ch) < 32 for ch in value):
             self.fail(field, "must not contain control characters")
         return value
+
+    def timestamp(self, field: str, value: Timestamp) -> datetime | None:
+        if not (
+            _MIN_TIMESTAMP_SECONDS <= value.seconds <= _MAX_TIMESTAMP_SECONDS
+            and 0 <= value.nanos <= 999_999_999
+        ):
+            self.fail(field, "is not a valid time (RFC 3339, years 0001 to 9999)")
+            return None
+        return from_timestamp(value)
 
     def request_id(self, field: str, value: str) -> str:
         if value and _REQUEST_ID.fullmatch(value) is None:

@@ -1,0 +1,442 @@
+"""Orchestrations: creating, reading, canceling and retrying fleet-wide upgrades."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+from clusterops_server.auth.caller import require, require_visible, visible_compartments
+from clusterops_server.auth.policy import Family, Verb
+from clusterops_server.clock import Clock
+from clusterops_server.domain.errors import (
+    EtagMismatch,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+from clusterops_server.domain.inventory import ClusterQuery
+from clusterops_server.domain.listing import Page, PageRequest
+from clusterops_server.domain.orchestrations import (
+    OperationCounts,
+    Orchestration,
+    OrchestrationOperation,
+    OrchestrationParameters,
+    OrchestrationQuery,
+    OrchestrationState,
+    dry_run_outcome,
+    orchestration_resource,
+    scheduled_description,
+)
+from clusterops_server.domain.targets import TargetSpec, no_targets, resolve_targets
+from clusterops_server.domain.versions import VersionCatalogue
+from clusterops_server.domain.work_requests import (
+    ActionType,
+    LogEntry,
+    OperationType,
+    WorkRequest,
+    WorkRequestStatus,
+)
+from clusterops_server.engine.engine import Engine
+from clusterops_server.ids import IdKind, new_id
+from clusterops_server.services.idempotency import previous_result, remember
+from clusterops_server.services.inventory import new_work_request
+from clusterops_server.services.work_requests import get_work_request
+from clusterops_server.store.uow import Store, UnitOfWork
+
+# How far ahead an orchestration may be scheduled.
+MAX_SCHEDULE_AHEAD = timedelta(days=366)
+
+
+@dataclass(frozen=True)
+class CreateOrchestrationCommand:
+    compartment_id: str
+    parameters: OrchestrationParameters
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class CancelOrchestrationCommand:
+    orchestration_id: str
+    etag: str = ""
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class RetryOrchestrationCommand:
+    orchestration_id: str
+    operation_ids: tuple[str, ...] = ()
+    etag: str = ""
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    kubernetes_version: str
+    target_version: str
+    region: str
+    plan_name: str
+    shoot_name: str
+
+
+@dataclass(frozen=True)
+class ComponentConfig:
+    component: str
+    version: str
+    configuration: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OperationDetail:
+    """An operation with the cluster and component configuration it works on."""
+
+    operation: OrchestrationOperation
+    cluster: ClusterConfig
+    components: list[ComponentConfig]
+
+
+async def require_orchestration(
+    uow: UnitOfWork, orchestration_id: str, *, for_update: bool = False, verb: Verb = Verb.READ
+) -> Orchestration:
+    """An orchestration the caller may see (else NOT_FOUND) and may `verb` (else
+    PERMISSION_DENIED)."""
+    orchestration = await uow.orchestrations.get(orchestration_id, for_update=for_update)
+    if orchestration is None:
+        raise NotFound("orchestration", orchestration_id)
+    require_visible(
+        Verb.READ,
+        Family.ORCHESTRATIONS,
+        orchestration.compartment_id,
+        "orchestration",
+        orchestration_id,
+    )
+    require(verb, Family.ORCHESTRATIONS, orchestration.compartment_id)
+    return orchestration
+
+
+def _plan_log(orchestration: Orchestration, start_note: str) -> str:
+    p = orchestration.parameters
+    s = p.strategy
+    text = (
+        f"Orchestration {orchestration.id}: upgrade {orchestration.counts.total} cluster(s) to "
+        f"{p.kubernetes_version}, {s.type.value} with {s.workers} worker(s), schedule "
+        f"{s.schedule.value}{start_note}"
+    )
+    if s.maintenance_window:
+        text += ", each cluster in its maintenance window"
+    if p.dry_run:
+        text += "; dry run: nothing is changed"
+    return text
+
+
+class OrchestrationService:
+    def __init__(
+        self, store: Store, clock: Clock, engine: Engine, versions: VersionCatalogue
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.engine = engine
+        self.versions = versions
+
+    async def create(self, cmd: CreateOrchestrationCommand) -> tuple[Orchestration, WorkRequest]:
+        require(Verb.MANAGE, Family.ORCHESTRATIONS, cmd.compartment_id)
+        parameters = cmd.parameters
+        self.versions.require_supported(
+            "parameters.kubernetes_version", parameters.kubernetes_version
+        )
+        now = self.clock.now()
+        strategy = parameters.strategy
+        if strategy.schedule_time is not None and strategy.schedule_time > now + MAX_SCHEDULE_AHEAD:
+            raise InvalidArgument.one(
+                "parameters.strategy.schedule_time",
+                f"must be at most {MAX_SCHEDULE_AHEAD.days} days ahead",
+            )
+        async with self.store.write() as uow:
+            prior = await previous_result(uow, "CreateOrchestration", cmd.request_id, cmd)
+            if prior is not None:
+                return (
+                    await require_orchestration(uow, prior["orchestration_id"]),
+                    await get_work_request(uow, prior["work_request_id"]),
+                )
+            # Only this compartment's clusters are ever candidates.
+            clusters = await uow.inventory.all_clusters(
+                ClusterQuery(compartment_id=cmd.compartment_id)
+            )
+            selected = resolve_targets(parameters.targets, clusters)
+            if not selected:
+                included = resolve_targets(TargetSpec(parameters.targets.include), clusters)
+                raise no_targets(cmd.compartment_id, len(clusters), len(included))
+            start = strategy.start_time(now)
+            orchestration_id = new_id(IdKind.ORCHESTRATION)
+            operations = [
+                OrchestrationOperation.for_cluster(
+                    new_id(IdKind.OPERATION), orchestration_id, cluster, parameters, now, start
+                )
+                for cluster in selected
+            ]
+            if parameters.dry_run:
+                # Nothing runs, so nothing waits: every operation is judged now.
+                start = now
+                for operation, cluster in zip(operations, selected, strict=True):
+                    state, description = dry_run_outcome(
+                        cluster, cluster.id, self.versions, parameters.kubernetes_version
+                    )
+                    operation.end(state, description, now)
+            counts = OperationCounts()
+            for operation in operations:
+                counts.move(None, operation.state)
+            later = start if start > now else None
+            wr = new_work_request(
+                cmd.compartment_id,
+                OperationType.ORCHESTRATION_RUN,
+                now,
+                [orchestration_resource(orchestration_id, ActionType.IN_PROGRESS)],
+            )
+            orchestration = Orchestration(
+                id=orchestration_id,
+                compartment_id=cmd.compartment_id,
+                state=OrchestrationState.PENDING,
+                description=scheduled_description(len(operations), later),
+                parameters=parameters,
+                work_request_id=wr.id,
+                create_time=now,
+                update_time=now,
+                counts=counts,
+            )
+            start_note = f" at {later.isoformat().replace('+00:00', 'Z')}" if later else ""
+            await uow.work_requests.add(
+                wr,
+                params={"orchestration_id": orchestration_id},
+                lock=[orchestration_id],
+                run_after=start,
+                logs=[LogEntry(_plan_log(orchestration, start_note), now)],
+            )
+            await uow.orchestrations.add(orchestration)
+            await uow.orchestrations.add_operations(operations)
+            await remember(
+                uow,
+                "CreateOrchestration",
+                cmd.request_id,
+                {"orchestration_id": orchestration_id, "work_request_id": wr.id},
+            )
+            await uow.commit()
+        self.engine.wake()
+        return orchestration, wr
+
+    async def get(self, orchestration_id: str) -> Orchestration:
+        async with self.store.read() as uow:
+            return await require_orchestration(uow, orchestration_id)
+
+    async def list_orchestrations(
+        self, query: OrchestrationQuery, page: PageRequest
+    ) -> Page[Orchestration]:
+        scoped = replace(
+            query,
+            visible_compartments=visible_compartments(Verb.INSPECT, Family.ORCHESTRATIONS),
+        )
+        async with self.store.read() as uow:
+            return await uow.orchestrations.list_orchestrations(scoped, page)
+
+    async def list_operations(
+        self,
+        orchestration_id: str,
+        states: frozenset[OrchestrationState],
+        page: PageRequest,
+    ) -> Page[OrchestrationOperation]:
+        async with self.store.read() as uow:
+            await require_orchestration(uow, orchestration_id)
+            return await uow.orchestrations.list_operations(orchestration_id, states, page)
+
+    async def get_operation(self, orchestration_id: str, operation_id: str) -> OperationDetail:
+        async with self.store.read() as uow:
+            await require_orchestration(uow, orchestration_id)
+            operation = await uow.orchestrations.get_operation(operation_id)
+            if operation is None or operation.orchestration_id != orchestration_id:
+                raise NotFound("orchestration operation", operation_id)
+            cluster = await uow.inventory.get_cluster(operation.runtime_id)
+            pools = await uow.inventory.live_node_pools(operation.runtime_id) if cluster else []
+        current = cluster.kubernetes_version if cluster else operation.cluster_version
+        components = [
+            ComponentConfig(
+                "kubernetes",
+                operation.target_version,
+                {"current_version": current, "upgrade_from": operation.cluster_version},
+            ),
+            *(
+                ComponentConfig(
+                    f"node-pool/{pool.name}",
+                    pool.kubernetes_version,
+                    {
+                        "node_pool_id": pool.id,
+                        "node_shape": pool.node_shape,
+                        "node_count": str(pool.node_count),
+                    },
+                )
+                for pool in sorted(pools, key=lambda p: p.name)
+            ),
+        ]
+        return OperationDetail(
+            operation,
+            ClusterConfig(
+                kubernetes_version=current,
+                target_version=operation.target_version,
+                region=operation.region,
+                plan_name=operation.plan_name,
+                shoot_name=operation.shoot_name,
+            ),
+            components,
+        )
+
+    async def cancel(self, cmd: CancelOrchestrationCommand) -> Orchestration:
+        """CANCELING at once; the run then cancels what has not started and ends CANCELED
+        when the running operations have finished."""
+        async with self.store.write() as uow:
+            prior = await previous_result(uow, "CancelOrchestration", cmd.request_id, cmd)
+            if prior is not None:
+                return await require_orchestration(uow, prior["orchestration_id"])
+            orchestration = await require_orchestration(
+                uow, cmd.orchestration_id, for_update=True, verb=Verb.USE
+            )
+            if cmd.etag and cmd.etag != orchestration.etag:
+                raise EtagMismatch("orchestration", orchestration.id, orchestration.etag)
+            if orchestration.state not in (
+                OrchestrationState.CANCELING,
+                OrchestrationState.CANCELED,
+            ):
+                orchestration.require_state(
+                    (
+                        OrchestrationState.PENDING,
+                        OrchestrationState.IN_PROGRESS,
+                        OrchestrationState.RETRYING,
+                    ),
+                    "canceling it",
+                    "ORCHESTRATION_STATE",
+                )
+                now = self.clock.now()
+                wr = await uow.work_requests.get(orchestration.work_request_id, for_update=True)
+                assert wr is not None, orchestration.work_request_id
+                if wr.status is not WorkRequestStatus.CANCELING:
+                    wr.transition(WorkRequestStatus.CANCELING, now)
+                    await uow.work_requests.save(
+                        wr,
+                        logs=[
+                            LogEntry(
+                                f"Cancellation of orchestration {orchestration.id} requested: "
+                                "operations that have not started are canceled, running ones "
+                                "finish",
+                                now,
+                            )
+                        ],
+                    )
+                    await uow.leases.wake(wr.id, now)
+                orchestration.state = OrchestrationState.CANCELING
+                orchestration.description = orchestration.progress()
+                orchestration.touch(now)
+                await uow.orchestrations.save(orchestration)
+            await remember(
+                uow, "CancelOrchestration", cmd.request_id, {"orchestration_id": orchestration.id}
+            )
+            await uow.commit()
+        self.engine.wake()
+        return orchestration
+
+    async def retry(self, cmd: RetryOrchestrationCommand) -> tuple[Orchestration, list[str]]:
+        """Failed operations wait to run again as new attempts (their earlier attempts are
+        kept); a finished orchestration gets a new run work request."""
+        async with self.store.write() as uow:
+            prior = await previous_result(uow, "RetryOrchestration", cmd.request_id, cmd)
+            if prior is not None:
+                return (
+                    await require_orchestration(uow, prior["orchestration_id"]),
+                    list(prior["retried_operation_ids"]),
+                )
+            orchestration = await require_orchestration(
+                uow, cmd.orchestration_id, for_update=True, verb=Verb.MANAGE
+            )
+            if cmd.etag and cmd.etag != orchestration.etag:
+                raise EtagMismatch("orchestration", orchestration.id, orchestration.etag)
+            orchestration.require_state(
+                (
+                    OrchestrationState.IN_PROGRESS,
+                    OrchestrationState.RETRYING,
+                    OrchestrationState.FAILED,
+                ),
+                "retrying its failed operations",
+                "ORCHESTRATION_STATE",
+            )
+            operations = await self._retriable(uow, orchestration, cmd.operation_ids)
+            now = self.clock.now()
+            strategy = orchestration.parameters.strategy
+            for operation in operations:
+                before = operation.state
+                due = now if operation.dry_run else strategy.due(operation.maintenance_window, now)
+                operation.retry(now, due)
+                orchestration.counts.move(before, operation.state)
+            await uow.orchestrations.save_operations(operations)
+            note = f"Retrying {len(operations)} failed operation(s)"
+            wr = await uow.work_requests.get(orchestration.work_request_id, for_update=True)
+            assert wr is not None, orchestration.work_request_id
+            if wr.status.is_terminal:
+                run = new_work_request(
+                    orchestration.compartment_id,
+                    OperationType.ORCHESTRATION_RUN,
+                    now,
+                    [orchestration_resource(orchestration.id, ActionType.IN_PROGRESS)],
+                )
+                await uow.work_requests.add(
+                    run,
+                    params={"orchestration_id": orchestration.id},
+                    lock=[orchestration.id],
+                    logs=[
+                        LogEntry(
+                            f"{note} of orchestration {orchestration.id}; its previous run was "
+                            f"work request {wr.id}",
+                            now,
+                        )
+                    ],
+                )
+                orchestration.work_request_id = run.id
+            else:
+                await uow.work_requests.save(wr, logs=[LogEntry(f"{note} requested", now)])
+                await uow.leases.wake(wr.id, now)
+            orchestration.state = OrchestrationState.RETRYING
+            orchestration.description = note
+            orchestration.touch(now)
+            await uow.orchestrations.save(orchestration)
+            retried = [op.id for op in operations]
+            await remember(
+                uow,
+                "RetryOrchestration",
+                cmd.request_id,
+                {"orchestration_id": orchestration.id, "retried_operation_ids": retried},
+            )
+            await uow.commit()
+        self.engine.wake()
+        return orchestration, retried
+
+    async def _retriable(
+        self, uow: UnitOfWork, orchestration: Orchestration, operation_ids: tuple[str, ...]
+    ) -> list[OrchestrationOperation]:
+        if not operation_ids:
+            failed = await uow.orchestrations.in_state(orchestration.id, OrchestrationState.FAILED)
+            if not failed:
+                raise FailedPrecondition(
+                    f"orchestration {orchestration.id} has no failed operations to retry",
+                    violation_type="NO_FAILED_OPERATIONS",
+                    subject=orchestration.id,
+                )
+            return failed
+        wanted = list(dict.fromkeys(operation_ids))
+        found = {op.id: op for op in await uow.orchestrations.operations(wanted)}
+        for operation_id in wanted:
+            operation = found.get(operation_id)
+            if operation is None or operation.orchestration_id != orchestration.id:
+                raise NotFound("orchestration operation", operation_id)
+            if operation.state is not OrchestrationState.FAILED:
+                raise FailedPrecondition(
+                    f'operation {operation_id} is "{operation.state.value}"; only failed '
+                    "operations can be retried",
+                    violation_type="OPERATION_STATE",
+                    subject=operation_id,
+                    metadata={"state": operation.state.value},
+                )
+        return [found[i] for i in wanted]
