@@ -19,6 +19,9 @@ from sqlalchemy import event
 from tests.conftest import AppFactory, Stubs, connect, seed_cluster
 from tests.helpers import TERMINAL, details_of, watch_to_end
 
+# Also on PostgreSQL: the same behaviour whatever the store.
+pytestmark = pytest.mark.both_backends
+
 STEP = 10
 
 

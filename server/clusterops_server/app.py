@@ -46,6 +46,7 @@ from clusterops_server.services.upgrade_workflows import UpgradeWorkflowService
 from clusterops_server.services.work_requests import WorkRequestService
 from clusterops_server.store.database import Database
 from clusterops_server.store.migrate import upgrade_to_head
+from clusterops_server.store.notify import CommitListener
 from clusterops_server.store.uow import Store
 from clusterops_server.watch import WatchHub
 from clusterops_server.wire.clusters import ClusterServicer
@@ -141,6 +142,12 @@ class App:
         )
         self.hub = WatchHub(self.store, poll_seconds=config.watch_poll_seconds)
         self.store.on_commit(self.hub.notify)
+        # Replicas sharing a PostgreSQL database hear each other's commits.
+        self.commit_listener = (
+            None
+            if self.database.is_sqlite
+            else CommitListener(self.database, self.store.notify_committed)
+        )
         self.work_requests = WorkRequestService(self.store, self.clock, self.engine, self.hub)
         self.inventory = InventoryService(self.store, self.clock, self.engine, self.versions)
         self.upgrade_workflows = UpgradeWorkflowService(
@@ -154,6 +161,8 @@ class App:
     async def start(self) -> int:
         """Migrate the schema, start the engine and serve; returns the bound port."""
         await upgrade_to_head(self.database)
+        if self.commit_listener is not None:
+            await self.commit_listener.start()
         await self.hub.start()
         await self.engine.start()
         server = grpc.aio.server(
@@ -206,6 +215,8 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
         await self.engine.stop()
+        if self.commit_listener is not None:
+            await self.commit_listener.close()
         await self.database.dispose()
 
     async def compact(self) -> int:

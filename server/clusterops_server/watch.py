@@ -98,6 +98,9 @@ class WatchHub:
                 await self._task
 
     def notify(self, revision: int = 0) -> None:
+        """A commit up to `revision` happened here or on another replica (0: unknown)."""
+        if revision and revision <= self.cursor:
+            return  # already read (a replica hears its own commits twice on PostgreSQL)
         self._wakeup.set()
 
     def subscribe(self, work_request_id: str) -> Subscription:
