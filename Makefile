@@ -1,4 +1,4 @@
-# One task runner: install, gen, fmt, lint, typecheck, test, serve, breaking.
+# One task runner: install, gen, fmt, lint, typecheck, test, serve, bench, breaking.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +6,8 @@ PY := $(BIN)/python
 BUF := node_modules/.bin/buf
 INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: install gen fmt lint typecheck test serve breaking clean
+.PHONY: install gen fmt lint typecheck postgres test serve breaking bench bench-watch bench-engine bench-orchestration clean
+	breaking clean
 
 install: $(INSTALLED)
 
@@ -35,13 +36,34 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# The whole suite: lint, types, stale stubs, unit, integration and end-to-end tests.
-test: lint typecheck
+# The PostgreSQL server the tests and benchmarks use: started if it is down.
+postgres:
+	scripts/ensure-postgres
+
+# The whole suite: lint, types, stale stubs, unit, integration and end-to-end tests
+# (on SQLite, and on PostgreSQL: several replicas, and the behaviour tests marked both_backends).
+test: lint typecheck postgres
 	$(PY) scripts/gen_protos.py --check
 	$(BIN)/pytest
 
 serve: install
 	$(BIN)/clusterops serve --demo
+
+# Benchmarks (a couple of minutes; numbers depend on the machine, compare within a run).
+bench: bench-watch bench-engine bench-orchestration
+
+# Watch fan-out against a bare grpc.aio stream: memory per watch, latency, idle queries.
+bench-watch: install postgres
+	$(PY) -m bench.watch_fanout --watchers 500
+	$(PY) -m bench.watch_fanout --watchers 500 --store postgresql
+
+# Operations per second the engine drives with zero-time steps, SQLite vs PostgreSQL.
+bench-engine: install postgres
+	$(PY) -m bench.engine_throughput
+
+# An orchestration of 10,000 targets against the same upgrades started directly.
+bench-orchestration: install
+	$(PY) -m bench.orchestration_scale
 
 breaking: install
 	$(BUF) breaking --against '.git#branch=main'

@@ -105,7 +105,7 @@ def build(directory: Path, name: str, concurrency: int, upgrades: str) -> App:
 async def seed(app: App, count: int) -> list[str]:
     now = app.clock.now()
     ids = [new_id(IdKind.CLUSTER) for _ in range(count)]
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "id": cluster_id,
             "compartment_id": COMPARTMENT,
@@ -228,7 +228,7 @@ async def orchestrated(
         passes += 1
         await one_pass(*args)
 
-    handler._pass = counted  # type: ignore[method-assign]
+    handler._pass = counted  # type: ignore[method-assign,assignment]
     try:
         await seed(app, targets)
         created = 0.0

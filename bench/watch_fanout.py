@@ -1,11 +1,13 @@
 """Watch fan-out: memory per idle watch, queries while idle, and latency of one change to N
 watchers, for clusterops and for a bare grpc.aio streaming server measured in the same run.
 
-    .venv/bin/python -m bench.watch_fanout [--watchers 2000]
+    .venv/bin/python -m bench.watch_fanout [--watchers 2000] [--store sqlite|postgresql]
 
 The baseline server keeps one asyncio.Queue per stream and publishes by putting a message
-in every queue: the least a gRPC server can do to push one event to N streams. Absolute
-numbers depend on the machine; the ratios are what to compare between runs.
+in every queue: the least a gRPC server can do to push one event to N streams. Each side
+runs in a fresh process, so neither inherits memory the other freed. Absolute numbers
+depend on the machine; the ratios are what to compare between runs. clusterops runs on a
+temporary SQLite file, or a temporary PostgreSQL database (bench/stores.py).
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import multiprocessing
 import resource
 import statistics
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import grpc
@@ -32,8 +34,9 @@ from clusterops_server.domain.inventory import Cluster, ClusterState
 from clusterops_server.engine.operations import node_pools
 from clusterops_server.ids import IdKind, new_id
 from clusterops_server.providers.simulated import SimulationSettings
-from clusterops_server.store.database import default_sqlite_url
 from sqlalchemy import event
+
+from bench.stores import STORES, temporary_database
 
 ROUNDS = 5
 
@@ -76,6 +79,14 @@ class Baseline:
             queue.put_nowait(message)
 
 
+async def settle(done: Callable[[], bool]) -> None:
+    """Let the server see the cancelled streams end before it stops (at most 10 s)."""
+    for _ in range(1000):
+        if done():
+            return
+        await asyncio.sleep(0.01)
+
+
 async def open_streams(count: int, start: Callable[[], Any]) -> list[Any]:
     calls = [start() for _ in range(count)]
     await asyncio.gather(*(c.read() for c in calls))  # every stream has its first message
@@ -106,17 +117,18 @@ async def measure_baseline(watchers: int) -> dict[str, float]:
         ]
         for call in calls:
             call.cancel()
+        await settle(lambda: not bench.queues)
     await bench.server.stop(0)
     return {"kib_per_watch": per_watch, "fanout_ms": statistics.median(latencies) * 1000}
 
 
-async def measure_clusterops(watchers: int, directory: Path) -> dict[str, float]:
+async def measure_clusterops(watchers: int, database_url: str) -> dict[str, float]:
     # One node at a time, so one clock step is one change.
     node_pools.PARALLEL_NODES = 1
     clock = FakeClock()
     app = App(
         ServerConfig(
-            database_url=default_sqlite_url(directory / "bench.db"),
+            database_url=database_url,
             port=0,
             simulation=SimulationSettings(seconds={"provision_node": 10}),
         ),
@@ -146,7 +158,9 @@ async def measure_clusterops(watchers: int, directory: Path) -> dict[str, float]
         created = await cl_grpc.ClusterServiceStub(channel).CreateNodePool(
             cl_pb.CreateNodePoolRequest(cluster_id=cluster.id, name="w", node_count=ROUNDS + 1)
         )
-        await app.engine.wait_idle()
+        # The operation is running (wait_idle would wait for its end, which needs the clock
+        # to move): start measuring once its first node is provisioning.
+        await clock.wait_for_sleepers(1)
         request = wr_pb.WatchWorkRequestRequest(work_request_id=created.work_request.id)
         before = rss_kib()
         calls = await open_streams(watchers, lambda: stub.WatchWorkRequest(request))
@@ -172,6 +186,7 @@ async def measure_clusterops(watchers: int, directory: Path) -> dict[str, float]
             latencies.append(await fan_out_latency(calls, lambda: clock.advance(10)))
         for call in calls:
             call.cancel()
+        await settle(lambda: app.hub.watchers == 0)
     await app.stop(0)
     return {
         "kib_per_watch": per_watch,
@@ -180,11 +195,24 @@ async def measure_clusterops(watchers: int, directory: Path) -> dict[str, float]
     }
 
 
-async def main(watchers: int) -> None:
-    with tempfile.TemporaryDirectory() as directory:
-        base = await measure_baseline(watchers)
-        ours = await measure_clusterops(watchers, Path(directory))
-    print(f"watchers: {watchers}")
+def _baseline(watchers: int) -> dict[str, float]:
+    return asyncio.run(measure_baseline(watchers))
+
+
+def _clusterops(watchers: int, database_url: str) -> dict[str, float]:
+    return asyncio.run(measure_clusterops(watchers, database_url))
+
+
+def in_fresh_process(function: Callable[..., dict[str, float]], *args: Any) -> dict[str, float]:
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+def main(watchers: int, store: str) -> None:
+    base = in_fresh_process(_baseline, watchers)
+    with temporary_database(store) as url:
+        ours = in_fresh_process(_clusterops, watchers, url)
+    print(f"watchers: {watchers}  store: {store}")
     print(f"{'':28}{'baseline':>12}{'clusterops':>12}{'ratio':>8}")
     for key, label in (
         ("kib_per_watch", "memory per idle watch (KiB)"),
@@ -198,4 +226,6 @@ async def main(watchers: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--watchers", type=int, default=2000)
-    asyncio.run(main(parser.parse_args().watchers))
+    parser.add_argument("--store", choices=STORES, default="sqlite")
+    arguments = parser.parse_args()
+    main(arguments.watchers, arguments.store)

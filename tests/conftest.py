@@ -1,7 +1,13 @@
-"""Fixtures: an in-process server on a free port, a real SQLite file, the injectable clock."""
+"""Fixtures: an in-process server on a free port, a real database, the injectable clock.
+
+Apps run on SQLite files by default (`pytest --db-backend postgresql` runs them on
+PostgreSQL instead). A test or module marked `both_backends` runs twice, the second time
+on a fresh PostgreSQL database of its own (tests/postgres.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import time
@@ -24,7 +30,75 @@ from clusterops_server.ids import IdKind, new_id
 from clusterops_server.providers.simulated import SimulatedProvider, SimulationSettings
 from clusterops_server.store.database import default_sqlite_url
 
+from tests import postgres
+
 AppFactory = Callable[..., Awaitable[App]]
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db-backend",
+        choices=BACKENDS,
+        default="sqlite",
+        help="database for tests that do not choose one (postgresql: run them all on it)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_backends: run the test on SQLite and again on PostgreSQL"
+    )
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    asyncio.run(postgres.drop_template())
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker(
+        "both_backends"
+    ):
+        metafunc.parametrize("db_backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """The database the test's apps use: --db-backend unless parametrized or overridden."""
+    return str(getattr(request, "param", request.config.getoption("db_backend")))
+
+
+class Databases:
+    """One test's databases by name: SQLite files in tmp_path, or fresh PostgreSQL databases."""
+
+    def __init__(self, backend: str, directory: Path) -> None:
+        self.backend = backend
+        self.directory = directory
+        self._urls: dict[str, str] = {}
+
+    async def url(self, name: str = "clusterops.db", *, migrated: bool = True) -> str:
+        """The same name gives the same database (a restarted app finds its data).
+
+        A new PostgreSQL database comes migrated unless `migrated=False`; a new SQLite
+        file is always empty (migrating it is quick)."""
+        if name not in self._urls:
+            if self.backend == "postgresql":
+                self._urls[name] = await postgres.create_database(migrated=migrated)
+            else:
+                self._urls[name] = default_sqlite_url(self.directory / name)
+        return self._urls[name]
+
+    async def drop(self) -> None:
+        if self.backend == "postgresql":
+            for url in self._urls.values():
+                await postgres.drop_database(url)
+
+
+@pytest.fixture
+async def databases(db_backend: str, tmp_path: Path) -> AsyncIterator[Databases]:
+    found = Databases(db_backend, tmp_path)
+    yield found
+    await found.drop()
 
 
 class Stubs:
@@ -45,8 +119,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def make_app(tmp_path: Path, clock: FakeClock) -> AsyncIterator[AppFactory]:
-    """Start apps on free ports over SQLite files in tmp_path; all are stopped afterwards."""
+async def make_app(databases: Databases, clock: FakeClock) -> AsyncIterator[AppFactory]:
+    """Start apps on free ports over the test's databases; all are stopped afterwards."""
     started: list[App] = []
 
     async def factory(
@@ -57,13 +131,13 @@ async def make_app(tmp_path: Path, clock: FakeClock) -> AsyncIterator[AppFactory
         provider_factory: ProviderFactory | None = None,
         **config: Any,
     ) -> App:
+        config.setdefault("engine_poll_seconds", 0.2)
+        config.setdefault("watch_poll_seconds", 0.2)
         app = App(
             ServerConfig(
-                database_url=default_sqlite_url(tmp_path / database),
+                database_url=await databases.url(database),
                 port=port,
                 simulation=simulation or SimulationSettings(),
-                engine_poll_seconds=0.2,
-                watch_poll_seconds=0.2,
                 **config,
             ),
             clock=clock,

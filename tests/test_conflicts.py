@@ -17,6 +17,9 @@ from clusterops_server.providers.simulated import SimulationSettings
 from tests.conftest import AppFactory, Stubs, connect, seed_cluster
 from tests.helpers import details_of, watch_to_end
 
+# Also on PostgreSQL: the same behaviour whatever the store.
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture
 async def slow_app(make_app: AppFactory) -> App:

@@ -12,6 +12,9 @@ from clusterops_server.clock import FakeClock
 from tests.conftest import Stubs, seed_cluster, simulator
 from tests.helpers import details_of, watch_to_end
 
+# Also on PostgreSQL: the same behaviour whatever the store.
+pytestmark = pytest.mark.both_backends
+
 
 async def make_history(app: App, stubs: Stubs, clock: FakeClock) -> dict[str, list[str]]:
     """Node pools in two compartments, one of them failed; returns work request ids by kind."""

@@ -14,6 +14,9 @@ from clusterops_server.providers.simulated import SimulationSettings
 from tests.conftest import AppFactory, Stubs, seed_cluster, simulator
 from tests.helpers import details_of, watch_to_end
 
+# Also on PostgreSQL: the same behaviour whatever the store.
+pytestmark = pytest.mark.both_backends
+
 
 async def create_pool(
     stubs: Stubs, cluster_id: str, nodes: int = 3, name: str = "workers"

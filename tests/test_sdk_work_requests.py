@@ -23,6 +23,9 @@ from clusterops_server.providers.simulated import SimulationSettings
 from tests.conftest import AppFactory, seed_cluster, simulator
 from tests.sdk_support import CallCounter, sdk_client
 
+# Also on PostgreSQL: the same behaviour whatever the store.
+pytestmark = pytest.mark.both_backends
+
 STEP = 10
 
 

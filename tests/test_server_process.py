@@ -26,7 +26,9 @@ class ServerProcess:
 
 
 @asynccontextmanager
-async def running_server(database: Path, *extra: str) -> AsyncIterator[ServerProcess]:
+async def running_server(database: Path | str, *extra: str) -> AsyncIterator[ServerProcess]:
+    """`clusterops serve` on a SQLite file (a Path) or a database URL."""
+    url = f"sqlite:///{database}" if isinstance(database, Path) else database
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -35,7 +37,7 @@ async def running_server(database: Path, *extra: str) -> AsyncIterator[ServerPro
         "--port",
         "0",
         "--database-url",
-        f"sqlite:///{database}",
+        url,
         "--grace-seconds",
         "2",
         *extra,

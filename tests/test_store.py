@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from clusterops_server.app import App
 from clusterops_server.clock import FakeClock
 from clusterops_server.services.inventory import CreateNodePoolCommand
-from clusterops_server.store.database import Database, default_sqlite_url
+from clusterops_server.store.database import Database
 from clusterops_server.store.migrate import current_revision, head_revision, upgrade_to_head
 from clusterops_server.store.tables import Base
 from sqlalchemy import Connection
 
-from tests.conftest import seed_cluster
+from tests.conftest import Databases, seed_cluster
 
 
-async def test_migrations_build_the_declared_schema(tmp_path: Path) -> None:
-    database = Database(default_sqlite_url(tmp_path / "m.db"))
+@pytest.mark.both_backends
+async def test_migrations_build_the_declared_schema(databases: Databases) -> None:
+    database = Database(await databases.url("m.db", migrated=False))
     try:
         await upgrade_to_head(database)
         assert await current_revision(database) == head_revision()
@@ -34,6 +35,7 @@ async def test_migrations_build_the_declared_schema(tmp_path: Path) -> None:
         await database.dispose()
 
 
+@pytest.mark.parametrize("db_backend", ["sqlite"])
 async def test_sqlite_file_is_created_in_wal_mode(app: App) -> None:
     async with app.store.read() as uow:
         mode = await uow.session.connection()
@@ -41,6 +43,7 @@ async def test_sqlite_file_is_created_in_wal_mode(app: App) -> None:
         assert result.scalar() == "wal"
 
 
+@pytest.mark.both_backends
 async def test_concurrent_changes_get_distinct_increasing_revisions(
     app: App, clock: FakeClock
 ) -> None:

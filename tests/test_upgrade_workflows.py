@@ -34,6 +34,9 @@ from tests.upgrade_helpers import (
     points,
 )
 
+# Also on PostgreSQL: the same behaviour whatever the store.
+pytestmark = pytest.mark.both_backends
+
 TASK_SECONDS = 60
 
 

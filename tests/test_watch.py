@@ -19,6 +19,9 @@ from sqlalchemy import event
 from tests.conftest import AppFactory, Stubs, connect, seed_cluster
 from tests.helpers import TERMINAL, details_of, watch_to_end
 
+# Also on PostgreSQL: the same behaviour whatever the store.
+pytestmark = pytest.mark.both_backends
+
 STEP = 10
 
 
@@ -99,7 +102,9 @@ async def test_resume_after_a_revision_gives_exactly_the_missed_events(
     everything = await asyncio.wait_for(complete, 20)
 
     resumed = [e.revision for e in seen] + [e.revision for e in rest]
-    assert resumed == [e.revision for e in everything]
+    # Each watch starts with a snapshot; the engine may start the work request between
+    # the two, so the interrupted one's may be newer. From there on they agree exactly.
+    assert resumed == [e.revision for e in everything if e.revision >= seen[0].revision]
     assert len(set(resumed)) == len(resumed)
     assert rest[-1].work_request.status == wr_pb.WORK_REQUEST_STATUS_SUCCEEDED
 

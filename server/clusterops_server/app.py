@@ -62,6 +62,7 @@ from clusterops_server.services.upgrade_workflows import UpgradeWorkflowService
 from clusterops_server.services.work_requests import WorkRequestService
 from clusterops_server.store.database import Database
 from clusterops_server.store.migrate import upgrade_to_head
+from clusterops_server.store.notify import CommitListener
 from clusterops_server.store.uow import Store
 from clusterops_server.watch import WatchHub
 from clusterops_server.wire.addons import AddonServicer
@@ -186,6 +187,12 @@ class App:
         )
         self.hub = WatchHub(self.store, poll_seconds=config.watch_poll_seconds)
         self.store.on_commit(self.hub.notify)
+        # Replicas sharing a PostgreSQL database hear each other's commits.
+        self.commit_listener = (
+            None
+            if self.database.is_sqlite
+            else CommitListener(self.database, self.store.notify_committed)
+        )
         self.work_requests = WorkRequestService(self.store, self.clock, self.engine, self.hub)
         self.inventory = InventoryService(self.store, self.clock, self.engine, self.versions)
         self.upgrade_workflows = UpgradeWorkflowService(
@@ -220,6 +227,8 @@ class App:
     async def start(self) -> int:
         """Migrate the schema, start the engine and serve; returns the bound port."""
         await upgrade_to_head(self.database)
+        if self.commit_listener is not None:
+            await self.commit_listener.start()
         await self.hub.start()
         await self.engine.start()
         await self.reconciler.start()
@@ -281,6 +290,8 @@ class App:
         await self.reconciler.stop()
         await self.engine.stop()
         self.metrics.close()
+        if self.commit_listener is not None:
+            await self.commit_listener.close()
         await self.database.dispose()
 
     async def compact(self) -> int:

@@ -15,6 +15,7 @@ from clusterops_server.app import App, ServerConfig, TlsConfig
 from clusterops_server.auth.tokens import TokenStore
 from clusterops_server.demo import seed_demo_fleet
 from clusterops_server.domain.upgrade_workflows import UpgradeSettings
+from clusterops_server.engine.context import EngineSettings
 from clusterops_server.providers.simulated import SimulationSettings
 from clusterops_server.store.database import default_sqlite_url
 
@@ -101,6 +102,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics at http://HOST:PORT/metrics (env CLUSTEROPS_METRICS_PORT)",
     )
     parser.add_argument(
+        "--lease-seconds",
+        type=float,
+        default=float(env("CLUSTEROPS_LEASE_SECONDS", "30")),
+        help="how long a server's claim on running work lasts unless renewed: another "
+        "replica takes over a crashed server's work this long after the crash "
+        "(env CLUSTEROPS_LEASE_SECONDS; default 30)",
+    )
+    parser.add_argument(
         "--grace-seconds",
         type=float,
         default=10.0,
@@ -152,6 +161,8 @@ def _tokens(args: argparse.Namespace) -> TokenStore | None:
 
 
 def config_from(args: argparse.Namespace) -> ServerConfig:
+    if args.lease_seconds <= 0:
+        raise ConfigError("--lease-seconds must be positive")
     step = args.sim_step_seconds
     if step < 0:
         step = 2.0 if args.demo else 0.0
@@ -160,6 +171,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         host=args.host,
         port=args.port,
         simulation=SimulationSettings(default_seconds=step),
+        engine=EngineSettings(lease_seconds=args.lease_seconds),
         event_retention=timedelta(hours=args.event_retention_hours),
         tokens=_tokens(args),
         tls=_tls(args),

@@ -98,6 +98,9 @@ class WatchHub:
                 await self._task
 
     def notify(self, revision: int = 0) -> None:
+        """A commit up to `revision` happened here or on another replica (0: unknown)."""
+        if revision and revision <= self.cursor:
+            return  # already read (a replica hears its own commits twice on PostgreSQL)
         self._wakeup.set()
 
     def subscribe(self, work_request_id: str) -> Subscription:
@@ -116,8 +119,11 @@ class WatchHub:
 
     async def _follow(self) -> None:
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancel that
+            # lands as the wake-up fires, and close() would then wait for this loop forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.poll_seconds)
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wakeup.wait()
             self._wakeup.clear()
             try:
                 await self._drain()

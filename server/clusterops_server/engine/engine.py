@@ -89,11 +89,12 @@ class Engine:
         """Stop claiming and interrupt running handlers; their journals let them resume."""
         for task in self._tasks:
             task.cancel()
+        # Taken before the handlers end: each removes itself from _running as it stops.
+        ids = list(self._running)
         running = list(self._running.values())
         for task in running:
             task.cancel()
         await asyncio.gather(*self._tasks, *running, return_exceptions=True)
-        ids = list(self._running)
         self._running.clear()
         with contextlib.suppress(Exception):
             async with self.store.write() as uow:
@@ -146,8 +147,9 @@ class Engine:
             self._running[work_request_id] = task
         if not claimed and not self._running:
             self._idle.set()
-        if claimed and len(claimed) == free:
-            return 0.0
+        if len(self._running) >= self.settings.concurrency:
+            # Full: looking again before a handler ends (it wakes the loop) would only spin.
+            return None
         if next_due is None:
             return None
         return max(0.0, (next_due - self.clock.now()).total_seconds())

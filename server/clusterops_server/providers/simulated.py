@@ -94,6 +94,8 @@ class SimulatedProvider:
             )
             .order_by(SimulatedFaultRow.id)
             .limit(1)
+            # Concurrent actions must not both spend the last remaining failure.
+            .with_for_update()
         )
         if row is None:
             return None

@@ -27,6 +27,7 @@ from clusterops_server.store.events import EventRepository, event_payload
 from clusterops_server.store.idempotency import IdempotencyRepository
 from clusterops_server.store.inventory import InventoryRepository
 from clusterops_server.store.leases import LeaseRepository
+from clusterops_server.store.notify import announce
 from clusterops_server.store.orchestrations import OrchestrationRepository
 from clusterops_server.store.steps import StepRepository
 from clusterops_server.store.tables import WorkRequestRow
@@ -101,6 +102,8 @@ class UnitOfWork:
                 .where(WorkRequestRow.id == work_request_id)
                 .values(revision=revision)
             )
+        if self.dialect == "postgresql":
+            await announce(self.session, last)  # wakes the other replicas' watch hubs
         self.committed_revision = last
 
     async def rollback(self) -> None:
