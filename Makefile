@@ -6,8 +6,8 @@ PY := $(BIN)/python
 BUF := node_modules/.bin/buf
 INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml package-lock.json | cksum | cut -d' ' -f1)
 
-.PHONY: install gen fmt lint typecheck postgres test serve breaking bench bench-watch bench-engine bench-orchestration clean
-	breaking clean
+.PHONY: install gen fmt lint typecheck postgres test serve breaking clean \
+	bench bench-watch bench-engine bench-orchestration
 
 install: $(INSTALLED)
 
