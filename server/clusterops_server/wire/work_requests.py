@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -84,6 +85,26 @@ def error_to_proto(entry: ErrorEntry) -> pb.WorkRequestError:
     )
 
 
+class _ChangeCache:
+    """The last few CHANGE events as messages. One change reaches every watcher of its
+    work request as the same event, so it is converted once, not once per stream; a
+    revision names exactly one change, so it is the key (snapshots are per watcher)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self.messages: OrderedDict[int, pb.WatchWorkRequestResponse] = OrderedDict()
+
+    def get(self, event: WorkRequestEvent) -> pb.WatchWorkRequestResponse:
+        if event.snapshot:
+            return event_to_proto(event)
+        message = self.messages.get(event.revision)
+        if message is None:
+            message = self.messages[event.revision] = event_to_proto(event)
+            if len(self.messages) > self.size:
+                self.messages.popitem(last=False)
+        return message
+
+
 def event_to_proto(event: WorkRequestEvent) -> pb.WatchWorkRequestResponse:
     return pb.WatchWorkRequestResponse(
         revision=event.revision,
@@ -105,6 +126,7 @@ def _work_request_id(request: Any) -> str:
 class WorkRequestServicer(pb_grpc.WorkRequestServiceServicer):
     def __init__(self, service: WorkRequestService) -> None:
         self.service = service
+        self._changes = _ChangeCache()
 
     async def GetWorkRequest(  # noqa: N802 (gRPC method names)
         self, request: pb.GetWorkRequestRequest, context: Any
@@ -179,7 +201,7 @@ class WorkRequestServicer(pb_grpc.WorkRequestServiceServicer):
             check.fail("after_revision", "must not be negative")
         check.check()
         async for event in self.service.watch(request.work_request_id, request.after_revision):
-            yield event_to_proto(event)
+            yield self._changes.get(event)
 
 
 def _entity_type(check: Validator, value: str) -> EntityType | None:
