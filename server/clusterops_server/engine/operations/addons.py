@@ -185,6 +185,21 @@ class _AddonOperation:
 
         return apply
 
+    async def fail(self, ctx: OperationContext, failed: StepFailed, log: str) -> None:
+        """The provider refused: the add-on is FAILED with OKE's error, and so is the work."""
+        error = provider_failure(failed.error.code, failed.error.message)
+
+        def broken(addon: Addon, now: datetime) -> None:
+            addon.lifecycle_state = AddonState.FAILED
+            addon.error = error
+
+        await ctx.finish(
+            WorkRequestStatus.FAILED,
+            apply=self.change(ctx, broken, ActionType.FAILED),
+            log=log,
+            errors=[(failed.error.code, failed.error.message)],
+        )
+
     async def apply_desired(self, ctx: OperationContext) -> str:
         """Apply the add-on's desired spec in one durable step; the version installed."""
 
@@ -215,18 +230,7 @@ class EnableAddon(_AddonOperation):
         try:
             version = await self.apply_desired(ctx)
         except StepFailed as failed:
-            error = provider_failure(failed.error.code, failed.error.message)
-
-            def broken(addon: Addon, now: datetime) -> None:
-                addon.lifecycle_state = AddonState.FAILED
-                addon.error = error
-
-            await ctx.finish(
-                WorkRequestStatus.FAILED,
-                apply=self.change(ctx, broken, ActionType.FAILED),
-                log=f"Installing {name} failed",
-                errors=[(failed.error.code, failed.error.message)],
-            )
+            await self.fail(ctx, failed, f"Installing {name} failed")
             return
 
         def active(addon: Addon, now: datetime) -> None:
@@ -324,18 +328,7 @@ class DisableAddon(_AddonOperation):
         try:
             await ctx.step("remove" if remove else "release", act)
         except StepFailed as failed:
-            error = provider_failure(failed.error.code, failed.error.message)
-
-            def broken(addon: Addon, now: datetime) -> None:
-                addon.lifecycle_state = AddonState.FAILED
-                addon.error = error
-
-            await ctx.finish(
-                WorkRequestStatus.FAILED,
-                apply=self.change(ctx, broken, ActionType.FAILED),
-                log=f"Disabling {name} failed",
-                errors=[(failed.error.code, failed.error.message)],
-            )
+            await self.fail(ctx, failed, f"Disabling {name} failed")
             return
 
         def deleted(addon: Addon, now: datetime) -> None:
