@@ -145,3 +145,34 @@ async def test_a_node_pool_on_a_cluster_being_upgraded_is_aborted_naming_the_upg
     assert details.code == grpc.StatusCode.ABORTED
     assert details.error_info is not None
     assert details.error_info.metadata["blocking_work_request_id"] == upgrade.work_request.id
+
+
+async def test_a_retried_cancel_answers_like_the_first_even_after_the_work_ended(
+    slow_app: App, slow_stubs: Stubs, clock: FakeClock
+) -> None:
+    stubs = slow_stubs
+    cluster = await seed_cluster(slow_app)
+    created = await stubs.clusters.CreateNodePool(
+        cl_pb.CreateNodePoolRequest(cluster_id=cluster.id, name="w", node_count=1)
+    )
+    await clock.wait_for_sleepers(1)  # the node is provisioning
+    cancel = wr_pb.CancelWorkRequestRequest(
+        work_request_id=created.work_request.id, request_id="cancel-once"
+    )
+    first = await stubs.work_requests.CancelWorkRequest(cancel)
+    assert first.work_request.status == wr_pb.WORK_REQUEST_STATUS_CANCELING
+    clock.advance(60)
+    await watch_to_end(stubs, created.work_request.id)
+    again = await stubs.work_requests.CancelWorkRequest(cancel)
+    assert again.work_request.id == created.work_request.id
+    assert again.work_request.status == wr_pb.WORK_REQUEST_STATUS_CANCELED
+    other = await stubs.clusters.CreateNodePool(
+        cl_pb.CreateNodePoolRequest(cluster_id=cluster.id, name="v", node_count=1)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as reused:
+        await stubs.work_requests.CancelWorkRequest(
+            wr_pb.CancelWorkRequestRequest(
+                work_request_id=other.work_request.id, request_id="cancel-once"
+            )
+        )
+    assert details_of(reused.value).fields == ["request_id"]

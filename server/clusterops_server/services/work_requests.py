@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from clusterops_server.auth.caller import current_caller
 from clusterops_server.auth.policy import Verb
@@ -25,10 +25,17 @@ from clusterops_server.domain.work_requests import (
     WorkRequestStatus,
 )
 from clusterops_server.engine.engine import Engine
+from clusterops_server.services.idempotency import previous_result, remember
 from clusterops_server.store.uow import Store, UnitOfWork
 from clusterops_server.watch import SubscriptionClosed, WatchHub
 
 _HISTORY_BATCH = 500
+
+
+@dataclass(frozen=True)
+class CancelWorkRequestCommand:
+    work_request_id: str
+    request_id: str = ""
 
 
 async def get_work_request(
@@ -78,11 +85,17 @@ class WorkRequestService:
             await get_work_request(uow, work_request_id)
             return await uow.work_requests.list_errors(work_request_id, page)
 
-    async def cancel(self, work_request_id: str) -> WorkRequest:
-        """Ask the operation to stop; a second cancel of a CANCELING request is a no-op."""
+    async def cancel(self, cmd: CancelWorkRequestCommand) -> WorkRequest:
+        """Ask the operation to stop; a second cancel of a CANCELING request is a no-op, and a
+        retry with the same request_id answers with the work request as it is now."""
         async with self.store.write() as uow:
-            wr = await get_work_request(uow, work_request_id, verb=Verb.USE, for_update=True)
+            prior = await previous_result(uow, "CancelWorkRequest", cmd.request_id, cmd)
+            if prior is not None:
+                return await get_work_request(uow, prior["work_request_id"])
+            wr = await get_work_request(uow, cmd.work_request_id, verb=Verb.USE, for_update=True)
+            await remember(uow, "CancelWorkRequest", cmd.request_id, {"work_request_id": wr.id})
             if wr.status is WorkRequestStatus.CANCELING:
+                await uow.commit()
                 return wr
             if wr.status.is_terminal:
                 raise FailedPrecondition(

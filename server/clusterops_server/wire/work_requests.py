@@ -24,7 +24,10 @@ from clusterops_server.domain.work_requests import (
     WorkRequestStatus,
 )
 from clusterops_server.ids import IdKind
-from clusterops_server.services.work_requests import WorkRequestService
+from clusterops_server.services.work_requests import (
+    CancelWorkRequestCommand,
+    WorkRequestService,
+)
 from clusterops_server.wire.convert import EnumMap, timestamp
 from clusterops_server.wire.errors import servicer
 from clusterops_server.wire.validate import Validator
@@ -189,7 +192,9 @@ class WorkRequestServicer(pb_grpc.WorkRequestServiceServicer):
         check.resource_id("work_request_id", request.work_request_id, IdKind.WORK_REQUEST)
         check.request_id("request_id", request.request_id)
         check.check()
-        wr = await self.service.cancel(request.work_request_id)
+        wr = await self.service.cancel(
+            CancelWorkRequestCommand(request.work_request_id, request.request_id)
+        )
         return pb.CancelWorkRequestResponse(work_request=work_request_to_proto(wr))
 
     async def WatchWorkRequest(  # noqa: N802
