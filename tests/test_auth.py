@@ -377,6 +377,13 @@ async def test_work_requests_inherit_the_permission_of_their_operation(tenants: 
     )
     assert {w.id for w in everything.work_requests} >= {tenants.dev_wr, tenants.prod_wr}
     assert {w.compartment_id for w in everything.work_requests} == {"dev", "prod"}
+    # Inspecting is listing: reading one is refused openly, since its existence is known.
+    with pytest.raises(grpc.aio.AioRpcError) as listed_only:
+        await stubs.work_requests.GetWorkRequest(
+            wr_pb.GetWorkRequestRequest(work_request_id=tenants.prod_wr),
+            metadata=metadata("dave-token"),
+        )
+    assert listed_only.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 async def test_request_ids_are_per_caller(tenants: Tenants) -> None:

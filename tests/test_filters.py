@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from clusterops_server.domain.errors import InvalidArgument
 from clusterops_server.domain.filtering import (
+    MAX_FILTER_DEPTH,
     AllOf,
     AnyOf,
     Comparison,
@@ -67,12 +68,20 @@ def test_empty_filter_is_none() -> None:
         "name = a AND",
         "name ~ a",
         "x" * 3000,
+        "(" * 300 + "name = a" + ")" * 300,
     ],
 )
 def test_malformed_filters_are_invalid_argument_on_the_filter_field(text: str) -> None:
     with pytest.raises(InvalidArgument) as bad:
         parse_filter(text, FIELDS)
     assert [v.field for v in bad.value.violations] == ["filter"]
+
+
+def test_parentheses_nest_up_to_the_documented_depth() -> None:
+    deepest = "(" * MAX_FILTER_DEPTH + "name = a" + ")" * MAX_FILTER_DEPTH
+    assert parse_filter(deepest, FIELDS) == parse_filter("name = a", FIELDS)
+    with pytest.raises(InvalidArgument, match="nest"):
+        parse_filter("(" + deepest + ")", FIELDS)
 
 
 @given(st.text(max_size=200))

@@ -119,9 +119,17 @@ def require(verb: Verb, family: Family, compartment: str) -> None:
 def require_visible(
     verb: Verb, family: Family, compartment: str, resource_type: str, resource_id: str
 ) -> None:
-    """NOT_FOUND, as if it did not exist, unless the caller may see the resource."""
-    if not current_caller().can(verb, family, compartment):
+    """NOT_FOUND, as if it did not exist, unless the caller may at least list the
+    resource; PERMISSION_DENIED if it may list it (so knows it exists) but not `verb` it."""
+    caller = current_caller()
+    if not caller.can(Verb.INSPECT, family, compartment):
         raise NotFound(resource_type, resource_id)
+    if not caller.can(verb, family, compartment):
+        raise PermissionDenied(
+            f"{caller.name} may not {verb.name.lower()} {resource_type} {resource_id}; "
+            "ask an administrator for a policy that allows it",
+            metadata={"verb": verb.name.lower(), "resource_type": family.value},
+        )
 
 
 def visible_compartments(verb: Verb, family: Family) -> frozenset[str] | None:

@@ -26,6 +26,8 @@ from clusterops_server.domain.errors import InvalidArgument
 
 MAX_FILTER_LENGTH = 2000
 MAX_FILTER_TERMS = 50
+# Parentheses nest at most this deep: the parser recurses once per level.
+MAX_FILTER_DEPTH = 8
 
 
 class FieldKind(Enum):
@@ -118,6 +120,7 @@ class _Parser:
         self.index = 0
         self.fields = fields
         self.comparisons = 0
+        self.depth = 0
 
     def peek(self) -> _Token | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
@@ -156,7 +159,11 @@ class _Parser:
     def simple(self) -> Expression:
         token = self.take()
         if token.kind == "lparen":
+            self.depth += 1
+            if self.depth > MAX_FILTER_DEPTH:
+                raise _bad(f"parentheses nest more than {MAX_FILTER_DEPTH} deep")
             inner = self.expression()
+            self.depth -= 1
             closing = self.take()
             if closing.kind != "rparen":
                 raise _bad(f"expected ')' at {closing.position}")

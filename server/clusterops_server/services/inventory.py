@@ -108,15 +108,15 @@ async def require_cluster(
     verb: Verb = Verb.READ,
     family: Family = Family.CLUSTERS,
 ) -> Cluster:
-    """A live cluster the caller may see; NOT_FOUND otherwise (no existence leak), and
-    PERMISSION_DENIED when they may see it but not do `verb` to `family` in its compartment."""
+    """A live cluster the caller may at least list; NOT_FOUND otherwise (no existence
+    leak), and PERMISSION_DENIED when they may list it but not do `verb` to `family`."""
     cluster = await uow.inventory.get_cluster(cluster_id, for_update=for_update)
     if cluster is None or cluster.lifecycle_state is ClusterState.DELETED:
         raise NotFound("cluster", cluster_id)
     caller = current_caller()
     if not (
-        caller.can(Verb.READ, Family.CLUSTERS, cluster.compartment_id)
-        or caller.can(Verb.READ, family, cluster.compartment_id)
+        caller.can(Verb.INSPECT, Family.CLUSTERS, cluster.compartment_id)
+        or caller.can(Verb.INSPECT, family, cluster.compartment_id)
     ):
         raise NotFound("cluster", cluster_id)
     require(verb, family, cluster.compartment_id)
@@ -129,8 +129,7 @@ async def require_node_pool(
     pool = await uow.inventory.get_node_pool(node_pool_id)
     if pool is None or pool.lifecycle_state is NodePoolState.DELETED:
         raise NotFound("node pool", node_pool_id)
-    require_visible(Verb.READ, Family.CLUSTERS, pool.compartment_id, "node pool", node_pool_id)
-    require(verb, Family.CLUSTERS, pool.compartment_id)
+    require_visible(verb, Family.CLUSTERS, pool.compartment_id, "node pool", node_pool_id)
     return pool
 
 

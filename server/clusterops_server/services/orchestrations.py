@@ -103,13 +103,12 @@ async def require_orchestration(
     if orchestration is None:
         raise NotFound("orchestration", orchestration_id)
     require_visible(
-        Verb.READ,
+        verb,
         Family.ORCHESTRATIONS,
         orchestration.compartment_id,
         "orchestration",
         orchestration_id,
     )
-    require(verb, Family.ORCHESTRATIONS, orchestration.compartment_id)
     return orchestration
 
 

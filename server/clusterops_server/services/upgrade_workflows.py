@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from clusterops_server.auth.caller import require, require_visible, visible_compartments
+from clusterops_server.auth.caller import require_visible, visible_compartments
 from clusterops_server.auth.policy import Family, Verb
 from clusterops_server.clock import Clock
 from clusterops_server.domain.errors import EtagMismatch, NotFound, ResourceBusy
@@ -168,13 +168,12 @@ async def require_workflow(
     if workflow is None:
         raise NotFound("upgrade workflow", workflow_id)
     require_visible(
-        Verb.READ,
+        verb,
         Family.UPGRADE_WORKFLOWS,
         workflow.compartment_id,
         "upgrade workflow",
         workflow_id,
     )
-    require(verb, Family.UPGRADE_WORKFLOWS, workflow.compartment_id)
     return workflow
 
 

@@ -41,17 +41,19 @@ class CancelWorkRequestCommand:
 async def get_work_request(
     uow: UnitOfWork, work_request_id: str, *, verb: Verb = Verb.READ, for_update: bool = False
 ) -> WorkRequest:
-    """The work request, if the caller may see it (with the permission of the operation
-    that spawned it); otherwise NOT_FOUND, exactly as if it did not exist."""
+    """The work request, if the caller may `verb` it (with the permission of the operation
+    that spawned it). NOT_FOUND, exactly as if it did not exist, for a caller who could
+    not even list it; PERMISSION_DENIED for one who can list it, so knows it exists."""
     wr = await uow.work_requests.get(work_request_id, for_update=for_update)
     caller = current_caller()
     if wr is None or not caller.can_see_work_request(
-        Verb.READ, wr.operation_type, wr.compartment_id
+        Verb.INSPECT, wr.operation_type, wr.compartment_id
     ):
         raise NotFound("work request", work_request_id)
     if not caller.can_see_work_request(verb, wr.operation_type, wr.compartment_id):
         raise PermissionDenied(
-            f"{caller.name} may read but not {verb.name.lower()} work request {wr.id}",
+            f"{caller.name} may not {verb.name.lower()} work request {wr.id}; "
+            "ask an administrator for a policy that allows it",
             metadata={"verb": verb.name.lower()},
         )
     return wr
