@@ -144,6 +144,22 @@ async def test_calls_without_a_valid_token_are_unauthenticated(tenants: Tenants)
     assert denied_stream.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
+async def test_a_caller_without_a_token_learns_nothing_from_malformed_bytes(
+    tenants: Tenants,
+) -> None:
+    def raw(data: bytes) -> bytes:
+        return data
+
+    get = tenants.stubs.channel.unary_unary(
+        "/clusterops.v1.WorkRequestService/GetWorkRequest",
+        request_serializer=raw,
+        response_deserializer=raw,
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as denied:
+        await get(b"\xff\xff\xff")
+    assert denied.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
 async def test_health_stays_open_without_a_token(tenants: Tenants) -> None:
     health = health_pb2_grpc.HealthStub(tenants.stubs.channel)
     reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAMES[0]))

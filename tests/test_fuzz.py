@@ -11,6 +11,7 @@ import pytest
 from clusterops.v1 import clusters_pb2 as cl_pb
 from clusterops_server.app import SERVICE_NAMES, App
 from clusterops_server.store.tables import Base
+from clusterops_server.wire.guard import MAX_REQUEST_BYTES
 from google.protobuf import descriptor_pool
 from google.protobuf.descriptor import MethodDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -20,7 +21,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import seed_cluster
 from tests.fuzzing import build, field_values
-from tests.helpers import watch_to_end
+from tests.helpers import details_of, watch_to_end
 
 FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
 METHODS: list[MethodDescriptor] = [
@@ -110,6 +111,31 @@ async def test_arbitrary_bytes_are_rejected_cleanly_and_the_server_keeps_serving
 ) -> None:
     code = await invoke(stubs.channel, method, payload)
     assert code not in FORBIDDEN
+    health = health_pb2_grpc.HealthStub(stubs.channel)
+    reply = await health.Check(health_pb2.HealthCheckRequest())
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_a_request_above_the_size_limit_is_invalid_argument_and_the_server_keeps_serving(
+    app: App, stubs: Any
+) -> None:
+    create = stubs.channel.unary_unary(
+        "/clusterops.v1.ClusterService/CreateCluster",
+        request_serializer=_raw,
+        response_deserializer=_raw,
+    )
+    payload = cl_pb.CreateClusterRequest(
+        compartment_id="dev", name="x" * (MAX_REQUEST_BYTES + 1)
+    ).SerializeToString()
+    before = await row_counts(app)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await create(payload, timeout=10)
+    details = details_of(refused.value)
+    assert details.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details.error_info is not None
+    assert details.error_info.reason == "REQUEST_TOO_LARGE"
+    assert details.bad_request is not None
+    assert await row_counts(app) == before
     health = health_pb2_grpc.HealthStub(stubs.channel)
     reply = await health.Check(health_pb2.HealthCheckRequest())
     assert reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -120,3 +120,38 @@ async def test_sigkill_mid_operation_resumes_after_restart(tmp_path: Path) -> No
             assert [p.lifecycle_state for p in pools] == [cl_pb.NODE_POOL_LIFECYCLE_STATE_ACTIVE]
         server.process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(server.process.wait(), 30) == 0
+
+
+async def serve_exit(tmp_path: Path, *argv: str, **env: str) -> tuple[int, str]:
+    """Run `clusterops serve` expecting it to refuse to start: its exit code and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "clusterops.cli.main",
+        "serve",
+        "--insecure-no-auth",
+        "--database-url",
+        f"sqlite:///{tmp_path / 'refused.db'}",
+        *argv,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "CLUSTEROPS_LOG_LEVEL": "WARNING", **env},
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    return process.returncode or 0, stderr.decode()
+
+
+async def test_a_second_server_on_a_busy_port_refuses_to_start(tmp_path: Path) -> None:
+    async with running_server(tmp_path / "first.db", "--insecure-no-auth") as first:
+        code, stderr = await serve_exit(tmp_path, "--port", str(first.port))
+        assert code == 1
+        assert f"cannot listen on 127.0.0.1:{first.port}" in stderr
+        assert "Traceback" not in stderr
+        assert first.process.returncode is None
+
+
+async def test_a_bad_environment_value_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
+    code, stderr = await serve_exit(tmp_path, CLUSTEROPS_PORT="abc")
+    assert code == 2
+    assert "argument --port: invalid int value: 'abc'" in stderr
+    assert "Traceback" not in stderr

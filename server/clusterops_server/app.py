@@ -67,14 +67,17 @@ from clusterops_server.store.uow import Store
 from clusterops_server.watch import WatchHub
 from clusterops_server.wire.addons import AddonServicer
 from clusterops_server.wire.clusters import ClusterServicer
-from clusterops_server.wire.guard import GuardInterceptor
+from clusterops_server.wire.guard import MAX_REQUEST_BYTES, GuardInterceptor
 from clusterops_server.wire.orchestrations import OrchestrationServicer
 from clusterops_server.wire.upgrade_workflows import UpgradeWorkflowServicer
 from clusterops_server.wire.work_requests import WorkRequestServicer
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# The documented request limit (MAX_REQUEST_BYTES) is enforced by the guard, which can
+# answer INVALID_ARGUMENT; grpc itself stops reading at this hard ceiling, with
+# RESOURCE_EXHAUSTED, so a huge message is never buffered.
+MAX_TRANSPORT_BYTES = 4 * MAX_REQUEST_BYTES
 # Every service this server exposes by name (reflection and health list them).
 SERVICE_NAMES = (
     work_requests_pb2.DESCRIPTOR.services_by_name["WorkRequestService"].full_name,
@@ -83,6 +86,14 @@ SERVICE_NAMES = (
     addons_pb2.DESCRIPTOR.services_by_name["AddonService"].full_name,
     orchestrations_pb2.DESCRIPTOR.services_by_name["OrchestrationService"].full_name,
 )
+
+
+class CannotListen(Exception):
+    """The address is taken (or not ours to bind)."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(f"cannot listen on {address}: is another server using it?")
+        self.address = address
 
 
 @dataclass(frozen=True)
@@ -225,18 +236,44 @@ class App:
         self._maintenance: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
-        """Migrate the schema, start the engine and serve; returns the bound port."""
+        """Migrate the schema, bind, start the engine and serve; returns the bound port.
+
+        Raises CannotListen, before any work starts, when the address is taken."""
         await upgrade_to_head(self.database)
+        server = self._build_server()
+        address = f"{self.config.host}:{self.config.port}"
+        try:
+            if self.config.tls is not None:
+                self.port = server.add_secure_port(address, self.config.tls.credentials())
+            else:
+                self.port = server.add_insecure_port(address)
+        except RuntimeError:
+            await self.database.dispose()
+            raise CannotListen(address) from None
         if self.commit_listener is not None:
             await self.commit_listener.start()
         await self.hub.start()
         await self.engine.start()
         await self.reconciler.start()
+        await server.start()
+        self.server = server
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
+        if self.config.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(self.config.host, self.config.metrics_port)
+        log.info("serving on %s:%d", self.config.host, self.port)
+        return self.port
+
+    def _build_server(self) -> grpc.aio.Server:
         server = grpc.aio.server(
             interceptors=[GuardInterceptor(self.config.tokens, self.metrics)],
             options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_TRANSPORT_BYTES),
+                ("grpc.max_send_message_length", MAX_TRANSPORT_BYTES),
+                # grpc shares ports by default: a second server on a busy port would
+                # split callers between two databases instead of failing to start.
+                ("grpc.so_reuseport", 0),
             ],
         )
         work_requests_pb2_grpc.add_WorkRequestServiceServicer_to_server(
@@ -261,20 +298,7 @@ class App:
             ),
             server,
         )
-        address = f"{self.config.host}:{self.config.port}"
-        if self.config.tls is not None:
-            self.port = server.add_secure_port(address, self.config.tls.credentials())
-        else:
-            self.port = server.add_insecure_port(address)
-        await server.start()
-        self.server = server
-        for name in ("", *SERVICE_NAMES):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
-        if self.config.metrics_port is not None:
-            self.metrics_port = self.metrics.serve(self.config.host, self.config.metrics_port)
-        log.info("serving on %s:%d", self.config.host, self.port)
-        return self.port
+        return server
 
     async def stop(self, grace: float = 5.0) -> None:
         """Health NOT_SERVING, end watches, drain in-flight calls, stop the engine."""

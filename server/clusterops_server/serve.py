@@ -11,7 +11,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from clusterops_server.app import App, ServerConfig, TlsConfig
+from clusterops_server.app import App, CannotListen, ServerConfig, TlsConfig
 from clusterops_server.auth.tokens import TokenStore
 from clusterops_server.demo import seed_demo_fleet
 from clusterops_server.domain.upgrade_workflows import UpgradeSettings
@@ -23,6 +23,8 @@ log = logging.getLogger("clusterops")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # Defaults come from the environment as strings: argparse converts them with `type`,
+    # so a bad value is a usage error naming the flag, not a traceback.
     env = os.environ.get
     parser.add_argument(
         "--host",
@@ -32,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--port",
         type=int,
-        default=int(env("CLUSTEROPS_PORT", "50051")),
+        default=env("CLUSTEROPS_PORT", "50051"),
         help="port to listen on, 0 for any free port (env CLUSTEROPS_PORT; default 50051)",
     )
     parser.add_argument(
@@ -47,15 +49,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sim-step-seconds",
         type=float,
-        default=float(env("CLUSTEROPS_SIM_STEP_SECONDS", "-1")),
+        default=env("CLUSTEROPS_SIM_STEP_SECONDS", "-1"),
         help="seconds each simulated provider action takes "
         "(env CLUSTEROPS_SIM_STEP_SECONDS; default 2 with --demo, else 0)",
     )
     parser.add_argument(
         "--event-retention-hours",
         type=float,
-        default=float(env("CLUSTEROPS_EVENT_RETENTION_HOURS", "24")),
-        help="how long watch history is kept for resuming (default 24)",
+        default=env("CLUSTEROPS_EVENT_RETENTION_HOURS", "24"),
+        help="how long watch history is kept for resuming "
+        "(env CLUSTEROPS_EVENT_RETENTION_HOURS; default 24)",
     )
     parser.add_argument(
         "--auth-config",
@@ -91,20 +94,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pre-check-validity-minutes",
         type=float,
-        default=float(env("CLUSTEROPS_PRE_CHECK_VALIDITY_MINUTES", "60")),
+        default=env("CLUSTEROPS_PRE_CHECK_VALIDITY_MINUTES", "60"),
         help="how long an upgrade PreCheck result stays valid before it must run again "
         "(env CLUSTEROPS_PRE_CHECK_VALIDITY_MINUTES; default 60)",
     )
     parser.add_argument(
         "--metrics-port",
         type=int,
-        default=_int(env("CLUSTEROPS_METRICS_PORT")),
+        default=env("CLUSTEROPS_METRICS_PORT"),
         help="serve Prometheus metrics at http://HOST:PORT/metrics (env CLUSTEROPS_METRICS_PORT)",
     )
     parser.add_argument(
         "--lease-seconds",
         type=float,
-        default=float(env("CLUSTEROPS_LEASE_SECONDS", "30")),
+        default=env("CLUSTEROPS_LEASE_SECONDS", "30"),
         help="how long a server's claim on running work lasts unless renewed: another "
         "replica takes over a crashed server's work this long after the crash "
         "(env CLUSTEROPS_LEASE_SECONDS; default 30)",
@@ -112,8 +115,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--grace-seconds",
         type=float,
-        default=10.0,
-        help="how long shutdown waits for in-flight calls (default 10)",
+        default=env("CLUSTEROPS_GRACE_SECONDS", "10"),
+        help="how long shutdown waits for in-flight calls (env CLUSTEROPS_GRACE_SECONDS; "
+        "default 10)",
     )
     parser.add_argument(
         "--addon-catalogue",
@@ -121,15 +125,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="JSON file of the add-ons offered, re-read when it changes "
         "(env CLUSTEROPS_ADDON_CATALOGUE; default: the built-in catalogue)",
     )
-    parser.add_argument("--log-level", default=env("CLUSTEROPS_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default=env("CLUSTEROPS_LOG_LEVEL", "INFO"),
+        help="(env CLUSTEROPS_LOG_LEVEL; default INFO)",
+    )
 
 
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
-
-
-def _int(value: str | None) -> int | None:
-    return int(value) if value else None
 
 
 class ConfigError(Exception):
@@ -192,7 +198,11 @@ async def serve(args: argparse.Namespace) -> int:
     if config.tokens is None:
         log.warning("serving WITHOUT authentication: anyone who can connect can do anything")
     app = App(config)
-    port = await app.start()
+    try:
+        port = await app.start()
+    except CannotListen as error:
+        print(f"clusterops serve: {error}", file=sys.stderr)
+        return 1
     if args.demo:
         await seed_demo_fleet(app)
     # Tests and scripts read this line to find a port chosen with --port 0.
@@ -210,7 +220,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

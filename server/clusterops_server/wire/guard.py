@@ -1,11 +1,12 @@
-"""The interceptor every call passes before its handler: decode safely, then authenticate.
+"""The interceptor every call passes before its handler: authenticate, then decode safely.
 
-- A request whose bytes are not a valid message answers INVALID_ARGUMENT (grpc would
-  answer UNKNOWN with the parser's exception text).
 - With a token store configured, a call without a valid bearer token answers
-  UNAUTHENTICATED; otherwise the handler runs as the token's principal. Health and
-  reflection stay open: they describe the API, not anyone's resources. Tokens are
-  never logged.
+  UNAUTHENTICATED, whatever its bytes; otherwise the handler runs as the token's
+  principal. Health and reflection stay open: they describe the API, not anyone's
+  resources. Tokens are never logged.
+- A request larger than MAX_REQUEST_BYTES, or whose bytes are not a valid message,
+  answers INVALID_ARGUMENT (grpc would answer RESOURCE_EXHAUSTED, or UNKNOWN with the
+  parser's exception text).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from clusterops_server.metrics import Metrics
 from clusterops_server.wire.errors import abort, to_rpc_status
 
 OPEN_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 _UNAUTHENTICATED = to_rpc_status(
     Unauthenticated(
@@ -42,8 +44,21 @@ _MALFORMED = to_rpc_status(
 )
 
 
+_OVERSIZED = to_rpc_status(
+    InvalidArgument(
+        [FieldViolation("", f"the request is larger than {MAX_REQUEST_BYTES} bytes")],
+        "the request is too large",
+        reason="REQUEST_TOO_LARGE",
+    )
+)
+
+
 class _Malformed:
     """Stands in for a request that did not decode."""
+
+
+class _Oversized:
+    """Stands in for a request above the size limit (never decoded)."""
 
 
 def bearer_token(metadata: Any) -> str | None:
@@ -79,13 +94,15 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         return self.tokens.authenticate(token) if token else None
 
     async def _admit(self, request: Any, context: Any, authenticate: bool) -> Caller:
+        caller: Caller | None = SYSTEM
+        if authenticate:
+            caller = self._caller(context)
+            if caller is None:
+                await abort(context, _UNAUTHENTICATED)
+        if isinstance(request, _Oversized):
+            await abort(context, _OVERSIZED)
         if isinstance(request, _Malformed):
             await abort(context, _MALFORMED)
-        if not authenticate:
-            return SYSTEM
-        caller = self._caller(context)
-        if caller is None:
-            await abort(context, _UNAUTHENTICATED)
         assert caller is not None
         return caller
 
@@ -141,6 +158,8 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
         return None
 
     def decode(data: bytes) -> Any:
+        if len(data) > MAX_REQUEST_BYTES:
+            return _Oversized()
         try:
             return deserializer(data)
         except DecodeError:
