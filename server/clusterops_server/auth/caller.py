@@ -93,6 +93,15 @@ def current_caller() -> Caller:
     return _current.get()
 
 
+def become(caller: Caller) -> None:
+    """Act as `caller` for the rest of the current task.
+
+    For streaming handlers: grpc may close an async generator from another task (a
+    finalizer), where a context manager's reset would fail; each RPC runs in its own
+    task, so setting without resetting reaches no one else."""
+    _current.set(caller)
+
+
 @contextmanager
 def acting_as(caller: Caller) -> Iterator[None]:
     token = _current.set(caller)

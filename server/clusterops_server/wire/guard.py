@@ -20,7 +20,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from clusterops_server.auth.caller import SYSTEM, Caller, acting_as
+from clusterops_server.auth.caller import SYSTEM, Caller, acting_as, become
 from clusterops_server.auth.tokens import TokenStore
 from clusterops_server.domain.errors import FieldViolation, InvalidArgument, Unauthenticated
 from clusterops_server.metrics import Metrics
@@ -125,10 +125,9 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
 
             async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
                 with self._measured(method, context):
-                    caller = await self._admit(request, context, authenticate)
-                    with acting_as(caller):
-                        async for item in inner_stream(request, context):
-                            yield item
+                    become(await self._admit(request, context, authenticate))
+                    async for item in inner_stream(request, context):
+                        yield item
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, request_deserializer=decode, response_serializer=handler.response_serializer
