@@ -95,7 +95,8 @@ Global___ScheduleType: _TypeAlias = ScheduleType  # noqa: Y015
 class RuntimeTarget(_message.Message):
     """Selects clusters. "target: all" selects every cluster of the compartment;
     otherwise every field that is set must match. global_account, sub_account
-    and region are regular expressions matched against the whole value.
+    and region are RE2 regular expressions that match anywhere in the value, as
+    in KEB; anchor them with ^ and $ to match the whole value.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

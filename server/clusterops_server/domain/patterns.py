@@ -24,7 +24,8 @@ class PatternError(ValueError):
 
 
 class Pattern:
-    """A compiled pattern that matches a whole value, as KEB anchors its target regexps."""
+    """A compiled pattern that matches anywhere in a value, as KEB's regexp.MatchString
+    does; callers anchor with ^ and $ when they mean the whole value."""
 
     def __init__(self, text: str) -> None:
         if len(text) > MAX_PATTERN_LENGTH:
@@ -35,8 +36,8 @@ class Pattern:
             raise PatternError(_reason(error)) from None
         self.text = text
 
-    def fullmatch(self, value: str) -> bool:
-        return self._compiled.fullmatch(value) is not None
+    def matches(self, value: str) -> bool:
+        return self._compiled.search(value) is not None
 
 
 def _reason(error: Exception) -> str:

@@ -1,7 +1,8 @@
 """Orchestration targets: which clusters of a compartment an orchestration selects.
 
 As in KEB, a target is "all" or a combination of fields that must all match; global
-account, sub account and region are regular expressions matched against the whole value.
+account, sub account and region are regular expressions that match anywhere in the
+value, as in KEB (anchor them with ^ and $ to match the whole value).
 Exclude wins over include.
 """
 
@@ -23,7 +24,7 @@ _EXACT_FIELDS = ("runtime_id", "plan_name", "shoot_name")
 @dataclass(frozen=True)
 class RuntimeTarget:
     """Selects clusters: "all", or every field that is set must match (the first three are
-    regular expressions matched against the whole value)."""
+    regular expressions that match anywhere in the value, as in KEB)."""
 
     target: str = ""
     global_account: str = ""
@@ -78,7 +79,7 @@ class _Selector:
 
     def matches(self, cluster: Cluster) -> bool:
         values = _target_values(cluster)
-        return all(p.fullmatch(values[name]) for name, p in self.patterns) and all(
+        return all(p.matches(values[name]) for name, p in self.patterns) and all(
             values[name] == wanted for name, wanted in self.exact
         )
 
