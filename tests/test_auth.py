@@ -467,3 +467,30 @@ async def test_orchestration_targets_never_reach_into_another_compartment(
     assert details.error_info is not None
     assert details.error_info.reason == "NO_TARGETS"
     assert tenants.prod_cluster not in details.message
+
+
+async def test_no_token_reaches_the_logs(
+    tenants: Tenants, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    stubs = tenants.stubs
+    for token in ("alice-token", "not-a-token-at-all", "carol-token"):
+        for call in (
+            stubs.work_requests.ListWorkRequests(
+                wr_pb.ListWorkRequestsRequest(), metadata=metadata(token)
+            ),
+            stubs.clusters.DeleteCluster(
+                cl_pb.DeleteClusterRequest(cluster_id=tenants.prod_cluster),
+                metadata=metadata(token),
+            ),
+            stubs.work_requests.ListWorkRequests(
+                wr_pb.ListWorkRequestsRequest(filter="no such field"), metadata=metadata(token)
+            ),
+        ):
+            await status_of(call)
+    logged = "\n".join(
+        f"{r.getMessage()} {r.exc_text or ''} {r.stack_info or ''}" for r in caplog.records
+    )
+    assert caplog.records, "the server logged nothing at DEBUG: the check would prove nothing"
+    for token in ("alice-token", "not-a-token-at-all", "carol-token"):
+        assert token not in logged
