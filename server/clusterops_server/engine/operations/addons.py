@@ -478,7 +478,7 @@ class ReconcileAddon(_AddonOperation):
         now = ctx.clock.now()
         if addon.lifecycle_state is AddonState.NEEDS_ATTENTION:
             reason = addon.error or incorrect_state()
-            errors = [(reason.status, f"{reason.message} (code {reason.code})")]
+            errors = [reason.work_request_error()]
             if addon.next_check_at is None:
                 await ctx.finish(
                     WorkRequestStatus.FAILED,
