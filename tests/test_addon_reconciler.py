@@ -354,6 +354,48 @@ async def test_disable_and_reinstall_recovers_an_addon_stuck_in_needs_attention(
     ).lifecycle_state == ad_pb.ADDON_LIFECYCLE_STATE_ACTIVE
 
 
+async def test_disable_keeping_it_then_reinstall_recovers_an_essential_addon_in_needs_attention(
+    app: App, stubs: Stubs, clock: FakeClock
+) -> None:
+    """CoreDNS is essential: it cannot be disabled with remove_existing, so disabling
+    leaves it on the cluster, and reinstalling adopts it without override_existing."""
+    cluster = await seed_cluster(app)
+    await install(stubs, cluster.id, "CoreDNS")
+    dns_service = addon_resources("CoreDNS")[1]
+    await simulator(app).tamper_addon(
+        cluster.id, "CoreDNS", delete=[dns_service], stuck=[dns_service]
+    )
+    await run_next_check(clock)
+    await next_wakeup(clock)
+    stuck = await get_addon(stubs, cluster.id, "CoreDNS")
+    assert stuck.lifecycle_state == ad_pb.ADDON_LIFECYCLE_STATE_NEEDS_ATTENTION
+    # The person fixes what kept the service from coming back, then disables and reinstalls.
+    await simulator(app).tamper_addon(cluster.id, "CoreDNS", delete=[dns_service])
+    disabled = await stubs.addons.DisableAddon(
+        ad_pb.DisableAddonRequest(cluster_id=cluster.id, name="CoreDNS", etag=stuck.etag)
+    )
+    await watch_to_end(stubs, disabled.work_request.id)
+    assert (await get_work_request(stubs, stuck.work_request_id)).status == (
+        wr_pb.WORK_REQUEST_STATUS_CANCELED
+    )
+    kept = await simulator(app).addon_on_cluster(cluster.id, "CoreDNS")
+    assert kept is not None
+    assert not kept.managed
+
+    installed_at = clock.now()
+    response = await install(stubs, cluster.id, "CoreDNS")
+    assert (await get_work_request(stubs, response.work_request.id)).status == (
+        wr_pb.WORK_REQUEST_STATUS_SUCCEEDED
+    )
+    addon = await get_addon(stubs, cluster.id, "CoreDNS")
+    assert addon.lifecycle_state == ad_pb.ADDON_LIFECYCLE_STATE_ACTIVE
+    assert not addon.HasField("addon_error")
+    assert await next_wakeup(clock) == installed_at + HOURS_12
+    on_cluster = await simulator(app).addon_on_cluster(cluster.id, "CoreDNS")
+    assert on_cluster is not None
+    assert (on_cluster.managed, on_cluster.drift) == (True, ())
+
+
 async def test_an_update_triggers_an_immediate_reconciliation(
     app: App, stubs: Stubs, clock: FakeClock
 ) -> None:

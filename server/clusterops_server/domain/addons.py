@@ -203,6 +203,16 @@ class Addon:
         self.attention_checks += 1
 
     @property
+    def left_on_cluster(self) -> str:
+        """The version of a disabled add-on that was left running on its cluster (disabled
+        without remove_existing: its current_installed_version stays), "" if none. The
+        service installed that software, so installing the add-on again adopts it
+        without override_existing."""
+        if self.lifecycle_state is AddonState.DELETED:
+            return self.current_installed_version
+        return ""
+
+    @property
     def checks_stopped(self) -> bool:
         return self.lifecycle_state is AddonState.NEEDS_ATTENTION and self.next_check_at is None
 

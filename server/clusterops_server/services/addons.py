@@ -107,6 +107,23 @@ async def _require_settled(uow: UnitOfWork, addon: Addon, action: str) -> None:
         )
 
 
+def _require_left_by_us(cluster_id: str, name: str, version: str, previous: Addon | None) -> None:
+    """Unmanaged software of the add-on's name on the cluster is adopted without
+    override_existing only if it is what an earlier disable (without remove_existing)
+    left there; anything else was installed, or changed, by hand."""
+    left = previous.left_on_cluster if previous else ""
+    if left and left == version:
+        return
+    changed = f", not the {left} it had when it was disabled" if left else ""
+    raise FailedPrecondition(
+        f"{name} {version} was installed on cluster {cluster_id} by hand{changed}; "
+        "set override_existing to take it over",
+        violation_type="ADDON_INSTALLED_BY_HAND",
+        subject=addon_resource_id(cluster_id, name),
+        metadata={"installed_version": version},
+    )
+
+
 class AddonService:
     def __init__(
         self,
@@ -194,13 +211,7 @@ class AddonService:
                     f"({existing.lifecycle_state.value}); update it, or disable it first",
                 )
             if found is not None and not found.managed and not cmd.override_existing:
-                raise FailedPrecondition(
-                    f"{cmd.name} {found.version} was installed on cluster {cluster.id} by "
-                    "hand; set override_existing to take it over",
-                    violation_type="ADDON_INSTALLED_BY_HAND",
-                    subject=addon_resource_id(cluster.id, cmd.name),
-                    metadata={"installed_version": found.version},
-                )
+                _require_left_by_us(cluster.id, cmd.name, found.version, existing)
             addon = self._new_addon(cluster, cmd, existing)
             if existing is None:
                 await uow.addons.add(addon)
@@ -226,7 +237,8 @@ class AddonService:
     def _new_addon(
         self, cluster: Cluster, cmd: InstallAddonCommand, previous: Addon | None
     ) -> Addon:
-        """A new add-on, or a disabled one brought back (its etags never repeat)."""
+        """A new add-on, or a disabled one brought back (its etags never repeat; what it
+        left on the cluster stays known until the install replaces it)."""
         now = self.clock.now()
         return Addon(
             cluster_id=cluster.id,
@@ -237,6 +249,7 @@ class AddonService:
             lifecycle_state=AddonState.CREATING,
             create_time=now,
             update_time=now,
+            current_installed_version=previous.left_on_cluster if previous else "",
             row_version=previous.row_version + 1 if previous else 1,
         )
 
