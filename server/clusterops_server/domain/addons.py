@@ -202,6 +202,16 @@ class Addon:
         self.next_check_at = min(now + settings.attention_interval(self.attention_checks), end)
         self.attention_checks += 1
 
+    def gone_with_cluster(self, now: datetime) -> None:
+        """Its cluster was deleted: DELETED, nothing left anywhere, never checked again."""
+        self.lifecycle_state = AddonState.DELETED
+        self.error = None
+        self.next_check_at = None
+        self.reconciliation_id = ""
+        self.current_installed_version = ""
+        self.reset_attention()
+        self.touch(now)
+
     @property
     def left_on_cluster(self) -> str:
         """The version of a disabled add-on that was left running on its cluster (disabled

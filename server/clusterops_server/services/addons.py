@@ -40,6 +40,7 @@ from clusterops_server.services.inventory import (
     new_work_request,
     require_active_cluster,
     require_cluster,
+    require_not_deleting,
 )
 from clusterops_server.services.work_requests import get_work_request
 from clusterops_server.store.uow import Store, UnitOfWork
@@ -192,6 +193,7 @@ class AddonService:
             cluster = await require_cluster(
                 uow, cmd.cluster_id, for_update=True, verb=Verb.MANAGE, family=Family.ADDONS
             )
+            await require_not_deleting(uow, cluster, "installing an add-on")
             require_active_cluster(cluster, "installing an add-on")
             keys = [k for k, _ in cmd.configurations]
             chosen = self.catalogue.current().resolve(
@@ -273,6 +275,7 @@ class AddonService:
             cluster = await require_cluster(
                 uow, cmd.cluster_id, verb=Verb.USE, family=Family.ADDONS
             )
+            await require_not_deleting(uow, cluster, "updating an add-on")
             addon = await require_addon(uow, cmd.cluster_id, cmd.name, for_update=True)
             _check_etag(addon, cmd.etag)
             await _require_settled(uow, addon, "updating it")
@@ -333,7 +336,10 @@ class AddonService:
             prior = await previous_result(uow, "DisableAddon", cmd.request_id, cmd)
             if prior is not None:
                 return await self._replay(uow, prior)
-            await require_cluster(uow, cmd.cluster_id, verb=Verb.MANAGE, family=Family.ADDONS)
+            cluster = await require_cluster(
+                uow, cmd.cluster_id, verb=Verb.MANAGE, family=Family.ADDONS
+            )
+            await require_not_deleting(uow, cluster, "disabling an add-on")
             addon = await require_addon(uow, cmd.cluster_id, cmd.name, for_update=True)
             _check_etag(addon, cmd.etag)
             await _require_settled(uow, addon, "disabling it")
