@@ -202,7 +202,7 @@ class Addon:
         self.next_check_at = min(now + settings.attention_interval(self.attention_checks), end)
         self.attention_checks += 1
 
-    def gone_with_cluster(self, now: datetime) -> None:
+    def gone_with_cluster(self) -> None:
         """Its cluster was deleted: DELETED, nothing left anywhere, never checked again."""
         self.lifecycle_state = AddonState.DELETED
         self.error = None
@@ -210,7 +210,6 @@ class Addon:
         self.reconciliation_id = ""
         self.current_installed_version = ""
         self.reset_attention()
-        self.touch(now)
 
     @property
     def left_on_cluster(self) -> str:

@@ -317,9 +317,7 @@ class _AddonOperation:
         if cluster.lifecycle_state is ClusterState.DELETED:
 
             def gone(addon: Addon, now: datetime) -> None:
-                addon.lifecycle_state = AddonState.DELETED
-                addon.next_check_at = None
-                addon.reconciliation_id = ""
+                addon.gone_with_cluster()
 
             await ctx.finish(
                 WorkRequestStatus.SUCCEEDED,

@@ -122,7 +122,8 @@ class DeleteCluster:
             # Its add-ons went with it: DELETED, and never checked again.
             now = ctx.clock.now()
             for addon in await uow.addons.live_on_cluster(cluster_id, for_update=True):
-                addon.gone_with_cluster(now)
+                addon.gone_with_cluster()
+                addon.touch(now)
                 await uow.addons.save(addon)
                 wr.set_resource(
                     WorkRequestResource(
