@@ -330,12 +330,54 @@ async def test_disable_without_removal_keeps_what_was_installed(app: App, stubs:
     on_cluster = await simulator(app).addon_on_cluster(cluster.id, "CertManager")
     assert on_cluster is not None
     assert (on_cluster.version, on_cluster.managed) == ("v1.14.5", False)
-    # What stayed behind is now the cluster's own: installing again needs override_existing.
+    # The service remembers what it left there: installing again adopts it.
+    reinstalled = await install(stubs, cluster.id)
+    assert reinstalled.addon.current_installed_version == "v1.14.5"
+    addon = await get_addon(stubs, cluster.id)
+    assert (addon.lifecycle_state, addon.current_installed_version) == (ACTIVE, "v1.14.5")
+    on_cluster = await simulator(app).addon_on_cluster(cluster.id, "CertManager")
+    assert on_cluster is not None
+    assert on_cluster.managed
+
+
+async def test_what_a_disable_left_behind_but_was_then_changed_by_hand_needs_override(
+    app: App, stubs: Stubs
+) -> None:
+    cluster = await seed_cluster(app)
+    await install(stubs, cluster.id)
+    response = await stubs.addons.DisableAddon(
+        ad_pb.DisableAddonRequest(cluster_id=cluster.id, name="CertManager")
+    )
+    await watch_to_end(stubs, response.work_request.id)
+    await simulator(app).install_addon_by_hand(cluster.id, "CertManager", "v1.13.3")
     with pytest.raises(grpc.aio.AioRpcError) as failure:
         await stubs.addons.InstallAddon(
             ad_pb.InstallAddonRequest(cluster_id=cluster.id, name="CertManager")
         )
-    assert failure.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    details = details_of(failure.value)
+    assert details.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert details.precondition is not None
+    assert details.precondition.violations[0].type == "ADDON_INSTALLED_BY_HAND"
+    assert "not the v1.14.5 it had when it was disabled" in details.message
+    await install(stubs, cluster.id, override_existing=True)
+    assert (await get_addon(stubs, cluster.id)).lifecycle_state == ACTIVE
+
+
+async def test_after_a_disable_that_removed_it_a_hand_install_needs_override(
+    app: App, stubs: Stubs
+) -> None:
+    cluster = await seed_cluster(app)
+    await install(stubs, cluster.id)
+    response = await stubs.addons.DisableAddon(
+        ad_pb.DisableAddonRequest(cluster_id=cluster.id, name="CertManager", remove_existing=True)
+    )
+    await watch_to_end(stubs, response.work_request.id)
+    await simulator(app).install_addon_by_hand(cluster.id, "CertManager", "v1.14.5")
+    with pytest.raises(grpc.aio.AioRpcError) as failure:
+        await stubs.addons.InstallAddon(
+            ad_pb.InstallAddonRequest(cluster_id=cluster.id, name="CertManager")
+        )
+    assert details_of(failure.value).code == grpc.StatusCode.FAILED_PRECONDITION
 
 
 async def test_an_essential_addon_cannot_be_removed(app: App, stubs: Stubs) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,9 @@ import grpc
 import pytest
 from clusterops.v1 import clusters_pb2 as cl_pb
 from clusterops.v1 import work_requests_pb2 as wr_pb
+from clusterops_server.app import ServerConfig
+from clusterops_server.domain.addons import ReconcileSettings
+from clusterops_server.serve import ConfigError, add_arguments, config_from
 
 from tests.conftest import Stubs
 
@@ -155,3 +160,46 @@ async def test_a_bad_environment_value_is_a_usage_error_not_a_traceback(tmp_path
     assert code == 2
     assert "argument --port: invalid int value: 'abc'" in stderr
     assert "Traceback" not in stderr
+
+
+def test_addon_reconcile_flags_and_environment_reach_the_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def config(*argv: str) -> ServerConfig:
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        return config_from(parser.parse_args(["--insecure-no-auth", *argv]))
+
+    assert config().reconcile == ReconcileSettings()
+    monkeypatch.setenv("CLUSTEROPS_ADDON_ATTENTION_WINDOW_HOURS", "6")
+    settings = config(
+        "--addon-check-hours",
+        "1",
+        "--addon-attention-first-minutes",
+        "0.5",
+        "--addon-attention-growth",
+        "2",
+        "--addon-attention-max-minutes",
+        "10",
+        "--addon-work-request-timeout-minutes",
+        "5",
+    ).reconcile
+    assert (
+        settings.active_interval,
+        settings.attention_first_interval,
+        settings.attention_growth,
+        settings.attention_max_interval,
+        settings.attention_window,
+        settings.work_request_timeout,
+    ) == (
+        timedelta(hours=1),
+        timedelta(seconds=30),
+        2.0,
+        timedelta(minutes=10),
+        timedelta(hours=6),
+        timedelta(minutes=5),
+    )
+    with pytest.raises(ConfigError, match="--addon-attention-growth must be at least 1"):
+        config("--addon-attention-growth", "0.5")
+    with pytest.raises(ConfigError, match="--addon-check-hours must be positive"):
+        config("--addon-check-hours", "0")

@@ -70,7 +70,8 @@ class AsyncAddons:
         """Start installing an add-on of the catalogue on an ACTIVE cluster.
 
         The handle's `resource` is the add-on CREATING; `result()` returns it ACTIVE, or
-        raises OperationFailed (the add-on is then FAILED with its `addon_error`). An empty
+        raises OperationFailed (the add-on is then FAILED with its `addon_error`, or
+        NEEDS_ATTENTION if it did not become healthy within about 30 minutes). An empty
         `version` follows the newest ACTIVE version; `configurations` maps keys to values.
         An unknown name, version or key, or a RECALLED version, raises InvalidArgument
         naming the field; a version that does not run on the cluster's Kubernetes version,
@@ -160,7 +161,8 @@ class AsyncAddons:
         `configurations` are merged into the current ones (replace them with
         `replace_configurations`); `follow_latest` switches to the newest ACTIVE version
         and cannot be combined with `version`. The handle's `resource` is the add-on
-        UPDATING and `result()` returns it ACTIVE. An update that changes nothing still
+        UPDATING and `result()` returns it ACTIVE (OperationFailed if it is not healthy
+        within about 30 minutes: it is then NEEDS_ATTENTION). An update that changes nothing still
         reconciles the add-on at once: the handle then follows that RECONCILE_ADDON
         work request. With `etag`, a stale add-on raises EtagMismatch; one with an
         operation in flight raises Conflict naming its work request.

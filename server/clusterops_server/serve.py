@@ -14,6 +14,7 @@ from pathlib import Path
 from clusterops_server.app import App, CannotListen, ServerConfig, TlsConfig
 from clusterops_server.auth.tokens import TokenStore
 from clusterops_server.demo import seed_demo_fleet
+from clusterops_server.domain.addons import ReconcileSettings
 from clusterops_server.domain.upgrade_workflows import UpgradeSettings
 from clusterops_server.engine.context import EngineSettings
 from clusterops_server.providers.simulated import SimulationSettings
@@ -125,6 +126,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="JSON file of the add-ons offered, re-read when it changes "
         "(env CLUSTEROPS_ADDON_CATALOGUE; default: the built-in catalogue)",
     )
+    # The add-on reconciler's intervals; the defaults are OKE's (ReconcileSettings).
+    oke = ReconcileSettings()
+    parser.add_argument(
+        "--addon-check-hours",
+        type=float,
+        default=env("CLUSTEROPS_ADDON_CHECK_HOURS", _in(oke.active_interval, hours=1)),
+        help="how often an ACTIVE add-on is checked for drift "
+        "(env CLUSTEROPS_ADDON_CHECK_HOURS; default 12)",
+    )
+    parser.add_argument(
+        "--addon-attention-first-minutes",
+        type=float,
+        default=env(
+            "CLUSTEROPS_ADDON_ATTENTION_FIRST_MINUTES",
+            _in(oke.attention_first_interval, minutes=1),
+        ),
+        help="when a NEEDS_ATTENTION add-on is first checked again "
+        "(env CLUSTEROPS_ADDON_ATTENTION_FIRST_MINUTES; default 2)",
+    )
+    parser.add_argument(
+        "--addon-attention-growth",
+        type=float,
+        default=env("CLUSTEROPS_ADDON_ATTENTION_GROWTH", str(oke.attention_growth)),
+        help="each further NEEDS_ATTENTION interval is the one before times this "
+        "(env CLUSTEROPS_ADDON_ATTENTION_GROWTH; default 1.25)",
+    )
+    parser.add_argument(
+        "--addon-attention-max-minutes",
+        type=float,
+        default=env(
+            "CLUSTEROPS_ADDON_ATTENTION_MAX_MINUTES", _in(oke.attention_max_interval, minutes=1)
+        ),
+        help="the longest interval between NEEDS_ATTENTION checks "
+        "(env CLUSTEROPS_ADDON_ATTENTION_MAX_MINUTES; default 120)",
+    )
+    parser.add_argument(
+        "--addon-attention-window-hours",
+        type=float,
+        default=env("CLUSTEROPS_ADDON_ATTENTION_WINDOW_HOURS", _in(oke.attention_window, hours=1)),
+        help="how long NEEDS_ATTENTION checks go on before they stop "
+        "(env CLUSTEROPS_ADDON_ATTENTION_WINDOW_HOURS; default 12.5)",
+    )
+    parser.add_argument(
+        "--addon-work-request-timeout-minutes",
+        type=float,
+        default=env(
+            "CLUSTEROPS_ADDON_WORK_REQUEST_TIMEOUT_MINUTES",
+            _in(oke.work_request_timeout, minutes=1),
+        ),
+        help="when the work request of an add-on that has not recovered FAILS (checks go on) "
+        "(env CLUSTEROPS_ADDON_WORK_REQUEST_TIMEOUT_MINUTES; default 30)",
+    )
     parser.add_argument(
         "--log-level",
         type=str.upper,
@@ -132,6 +185,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=env("CLUSTEROPS_LOG_LEVEL", "INFO"),
         help="(env CLUSTEROPS_LOG_LEVEL; default INFO)",
     )
+
+
+def _in(duration: timedelta, **unit: float) -> str:
+    """A default duration as the string of a number of `unit`, e.g. _in(2h, minutes=1) = "120"."""
+    return f"{duration / timedelta(**unit):g}"
 
 
 def _path(value: str | None) -> Path | None:
@@ -166,6 +224,28 @@ def _tokens(args: argparse.Namespace) -> TokenStore | None:
     )
 
 
+def _reconcile(args: argparse.Namespace) -> ReconcileSettings:
+    for flag in (
+        "addon_check_hours",
+        "addon_attention_first_minutes",
+        "addon_attention_max_minutes",
+        "addon_attention_window_hours",
+        "addon_work_request_timeout_minutes",
+    ):
+        if getattr(args, flag) <= 0:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be positive")
+    if args.addon_attention_growth < 1:
+        raise ConfigError("--addon-attention-growth must be at least 1")
+    return ReconcileSettings(
+        active_interval=timedelta(hours=args.addon_check_hours),
+        attention_first_interval=timedelta(minutes=args.addon_attention_first_minutes),
+        attention_growth=args.addon_attention_growth,
+        attention_max_interval=timedelta(minutes=args.addon_attention_max_minutes),
+        attention_window=timedelta(hours=args.addon_attention_window_hours),
+        work_request_timeout=timedelta(minutes=args.addon_work_request_timeout_minutes),
+    )
+
+
 def config_from(args: argparse.Namespace) -> ServerConfig:
     if args.lease_seconds <= 0:
         raise ConfigError("--lease-seconds must be positive")
@@ -185,6 +265,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         upgrades=UpgradeSettings(
             pre_check_validity=timedelta(minutes=args.pre_check_validity_minutes)
         ),
+        reconcile=_reconcile(args),
         addon_catalogue_path=Path(args.addon_catalogue) if args.addon_catalogue else None,
     )
 

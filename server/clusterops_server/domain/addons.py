@@ -9,7 +9,7 @@ stop and the state stays until a person updates, or disables and reinstalls, the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -36,30 +36,44 @@ SETTLED_STATES = frozenset({AddonState.ACTIVE, AddonState.NEEDS_ATTENTION, Addon
 
 @dataclass(frozen=True)
 class AddonError:
-    """Why an add-on is not healthy, shaped as OKE shows it."""
+    """Why an add-on is not healthy: `code`, `message` and `status` exactly as OKE shows
+    them in `addon-error`. `detail` says what exactly is wrong (which resources); it is
+    kept with the add-on but never part of `addon_error` on the wire: it goes into the
+    work request's log lines and error entries instead. Two errors that differ only in
+    detail are the same error to a client, so detail takes no part in equality."""
 
     code: str
     message: str
     status: str
+    detail: str = field(default="", compare=False)
 
     def to_json(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message, "status": self.status}
+        found = {"code": self.code, "message": self.message, "status": self.status}
+        if self.detail:
+            found["detail"] = self.detail
+        return found
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> AddonError | None:
         if not data:
             return None
-        return cls(str(data["code"]), str(data["message"]), str(data["status"]))
+        return cls(
+            str(data["code"]),
+            str(data["message"]),
+            str(data["status"]),
+            str(data.get("detail", "")),
+        )
 
-    def describe(self) -> str:
-        return f"{self.status} ({self.code}): {self.message}"
+    def work_request_error(self) -> tuple[str, str]:
+        """The (code, message) of a work request error entry: OKE's error and the detail."""
+        detail = f": {self.detail}" if self.detail else ""
+        return self.status, f"{self.message}{detail} (code {self.code})"
 
 
 def incorrect_state(detail: str = "") -> AddonError:
-    """What OKE reports when an add-on's resources are not as installed."""
-    return AddonError(
-        "409", "Incorrect state for CR" + (f": {detail}" if detail else ""), "IncorrectState"
-    )
+    """What OKE reports when an add-on's resources are not as installed (its message is
+    always exactly "Incorrect state for CR"; which resources goes into `detail`)."""
+    return AddonError("409", "Incorrect state for CR", "IncorrectState", detail)
 
 
 def not_ready(detail: str) -> AddonError:
@@ -187,6 +201,25 @@ class Addon:
             return
         self.next_check_at = min(now + settings.attention_interval(self.attention_checks), end)
         self.attention_checks += 1
+
+    def gone_with_cluster(self) -> None:
+        """Its cluster was deleted: DELETED, nothing left anywhere, never checked again."""
+        self.lifecycle_state = AddonState.DELETED
+        self.error = None
+        self.next_check_at = None
+        self.reconciliation_id = ""
+        self.current_installed_version = ""
+        self.reset_attention()
+
+    @property
+    def left_on_cluster(self) -> str:
+        """The version of a disabled add-on that was left running on its cluster (disabled
+        without remove_existing: its current_installed_version stays), "" if none. The
+        service installed that software, so installing the add-on again adopts it
+        without override_existing."""
+        if self.lifecycle_state is AddonState.DELETED:
+            return self.current_installed_version
+        return ""
 
     @property
     def checks_stopped(self) -> bool:

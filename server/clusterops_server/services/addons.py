@@ -40,6 +40,7 @@ from clusterops_server.services.inventory import (
     new_work_request,
     require_active_cluster,
     require_cluster,
+    require_not_deleting,
 )
 from clusterops_server.services.work_requests import get_work_request
 from clusterops_server.store.uow import Store, UnitOfWork
@@ -105,6 +106,23 @@ async def _require_settled(uow: UnitOfWork, addon: Addon, action: str) -> None:
             subject=addon.resource_id,
             metadata={"lifecycle_state": addon.lifecycle_state.value},
         )
+
+
+def _require_left_by_us(cluster_id: str, name: str, version: str, previous: Addon | None) -> None:
+    """Unmanaged software of the add-on's name on the cluster is adopted without
+    override_existing only if it is what an earlier disable (without remove_existing)
+    left there; anything else was installed, or changed, by hand."""
+    left = previous.left_on_cluster if previous else ""
+    if left and left == version:
+        return
+    changed = f", not the {left} it had when it was disabled" if left else ""
+    raise FailedPrecondition(
+        f"{name} {version} was installed on cluster {cluster_id} by hand{changed}; "
+        "set override_existing to take it over",
+        violation_type="ADDON_INSTALLED_BY_HAND",
+        subject=addon_resource_id(cluster_id, name),
+        metadata={"installed_version": version},
+    )
 
 
 class AddonService:
@@ -175,6 +193,7 @@ class AddonService:
             cluster = await require_cluster(
                 uow, cmd.cluster_id, for_update=True, verb=Verb.MANAGE, family=Family.ADDONS
             )
+            await require_not_deleting(uow, cluster, "installing an add-on")
             require_active_cluster(cluster, "installing an add-on")
             keys = [k for k, _ in cmd.configurations]
             chosen = self.catalogue.current().resolve(
@@ -194,13 +213,7 @@ class AddonService:
                     f"({existing.lifecycle_state.value}); update it, or disable it first",
                 )
             if found is not None and not found.managed and not cmd.override_existing:
-                raise FailedPrecondition(
-                    f"{cmd.name} {found.version} was installed on cluster {cluster.id} by "
-                    "hand; set override_existing to take it over",
-                    violation_type="ADDON_INSTALLED_BY_HAND",
-                    subject=addon_resource_id(cluster.id, cmd.name),
-                    metadata={"installed_version": found.version},
-                )
+                _require_left_by_us(cluster.id, cmd.name, found.version, existing)
             addon = self._new_addon(cluster, cmd, existing)
             if existing is None:
                 await uow.addons.add(addon)
@@ -226,7 +239,8 @@ class AddonService:
     def _new_addon(
         self, cluster: Cluster, cmd: InstallAddonCommand, previous: Addon | None
     ) -> Addon:
-        """A new add-on, or a disabled one brought back (its etags never repeat)."""
+        """A new add-on, or a disabled one brought back (its etags never repeat; what it
+        left on the cluster stays known until the install replaces it)."""
         now = self.clock.now()
         return Addon(
             cluster_id=cluster.id,
@@ -237,6 +251,7 @@ class AddonService:
             lifecycle_state=AddonState.CREATING,
             create_time=now,
             update_time=now,
+            current_installed_version=previous.left_on_cluster if previous else "",
             row_version=previous.row_version + 1 if previous else 1,
         )
 
@@ -260,6 +275,7 @@ class AddonService:
             cluster = await require_cluster(
                 uow, cmd.cluster_id, verb=Verb.USE, family=Family.ADDONS
             )
+            await require_not_deleting(uow, cluster, "updating an add-on")
             addon = await require_addon(uow, cmd.cluster_id, cmd.name, for_update=True)
             _check_etag(addon, cmd.etag)
             await _require_settled(uow, addon, "updating it")
@@ -320,7 +336,10 @@ class AddonService:
             prior = await previous_result(uow, "DisableAddon", cmd.request_id, cmd)
             if prior is not None:
                 return await self._replay(uow, prior)
-            await require_cluster(uow, cmd.cluster_id, verb=Verb.MANAGE, family=Family.ADDONS)
+            cluster = await require_cluster(
+                uow, cmd.cluster_id, verb=Verb.MANAGE, family=Family.ADDONS
+            )
+            await require_not_deleting(uow, cluster, "disabling an add-on")
             addon = await require_addon(uow, cmd.cluster_id, cmd.name, for_update=True)
             _check_etag(addon, cmd.etag)
             await _require_settled(uow, addon, "disabling it")

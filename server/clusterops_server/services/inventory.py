@@ -44,6 +44,7 @@ from clusterops_server.domain.work_requests import (
     WorkRequestStatus,
 )
 from clusterops_server.engine.engine import Engine
+from clusterops_server.engine.reconciler import supersede_reconciliation
 from clusterops_server.ids import IdKind, new_id
 from clusterops_server.services.idempotency import previous_result, remember
 from clusterops_server.services.work_requests import get_work_request
@@ -145,6 +146,14 @@ async def require_no_operation(uow: UnitOfWork, resource_id: str) -> None:
         raise ResourceBusy(resource_id, holder)
 
 
+async def require_not_deleting(uow: UnitOfWork, cluster: Cluster, action: str) -> None:
+    """A cluster being deleted takes no new work: ABORTED naming the deletion's work
+    request (FAILED_PRECONDITION if, oddly, none holds the cluster)."""
+    if cluster.lifecycle_state is ClusterState.DELETING:
+        await require_no_operation(uow, cluster.id)
+        require_active_cluster(cluster, action)
+
+
 def require_active_cluster(cluster: Cluster, action: str) -> None:
     if cluster.lifecycle_state is not ClusterState.ACTIVE:
         raise FailedPrecondition(
@@ -237,6 +246,13 @@ class InventoryService:
             cluster = await require_cluster(uow, cmd.resource_id, for_update=True, verb=Verb.MANAGE)
             _check_etag("cluster", cluster.id, cluster.etag, cmd.etag)
             await require_no_operation(uow, cluster.id)
+            addons = await uow.addons.live_on_cluster(cluster.id, for_update=True)
+            for addon in addons:
+                # An add-on operation in flight blocks the deletion; a reconciliation waiting
+                # for its next check gives way to it (superseded below).
+                holder = await uow.work_requests.lock_holder(addon.resource_id)
+                if holder is not None and holder != addon.reconciliation_id:
+                    raise ResourceBusy(addon.resource_id, holder)
             if cluster.lifecycle_state not in {ClusterState.ACTIVE, ClusterState.FAILED}:
                 require_active_cluster(cluster, "deleting it")
             pools = await uow.inventory.live_node_pools(cluster.id)
@@ -252,9 +268,25 @@ class InventoryService:
                 cluster.compartment_id,
                 OperationType.CLUSTER_DELETE,
                 now,
-                [_cluster_resource(cluster.id, ActionType.IN_PROGRESS)],
+                [_cluster_resource(cluster.id, ActionType.IN_PROGRESS)]
+                + [
+                    WorkRequestResource(
+                        EntityType.ADDON, ActionType.IN_PROGRESS, a.resource_id, a.uri
+                    )
+                    for a in addons
+                ],
             )
-            await uow.work_requests.add(wr, params={"cluster_id": cluster.id}, lock=[cluster.id])
+            for addon in addons:
+                await supersede_reconciliation(
+                    uow, addon, now, f"{wr.operation_type.value} {wr.id}"
+                )
+                await uow.addons.save(addon)
+            # The cluster and each of its add-ons: no add-on operation starts meanwhile.
+            await uow.work_requests.add(
+                wr,
+                params={"cluster_id": cluster.id},
+                lock=[cluster.id, *(a.resource_id for a in addons)],
+            )
             cluster.lifecycle_state = ClusterState.DELETING
             cluster.touch(now)
             await uow.inventory.save_cluster(cluster)

@@ -94,6 +94,20 @@ class AddonRepository:
         )
         assert getattr(result, "rowcount", 1) == 1, addon.resource_id
 
+    async def live_on_cluster(self, cluster_id: str, *, for_update: bool = False) -> list[Addon]:
+        """The cluster's add-ons that are not DELETED, by name."""
+        stmt = (
+            select(AddonRow)
+            .where(
+                AddonRow.cluster_id == cluster_id,
+                AddonRow.lifecycle_state != AddonState.DELETED.value,
+            )
+            .order_by(AddonRow.name)
+        )
+        if for_update and self.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        return [_to_domain(r) for r in (await self.session.scalars(stmt)).all()]
+
     async def list_addons(
         self, cluster_id: str, states: Collection[AddonState], page: PageRequest
     ) -> Page[Addon]:

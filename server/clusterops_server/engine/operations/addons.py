@@ -5,11 +5,20 @@ cluster, repair what drifted, check that its deployments are ready. An add-on th
 stays NEEDS_ATTENTION keeps its reconciliation's work request open (parked until the
 next check, so nothing sleeps) until it recovers, or until `work_request_timeout` has
 passed, when the work request FAILS with the reason; later checks open new ones.
+
+Installing (ENABLE_ADDON) and updating (UPDATE_ADDON) judge what the provider reports
+after applying by the same rules. A healthy add-on is ACTIVE and the work request
+SUCCEEDS. One that is not (drift the apply could not undo, deployments not ready) is
+NEEDS_ATTENTION with its `addon_error`, and its install or update work request carries
+on exactly as a reconciliation's would: it stays IN_PROGRESS, checks the add-on on the
+NEEDS_ATTENTION schedule, SUCCEEDS if it recovers and FAILS after `work_request_timeout`,
+after which the reconciler's own checks continue. As with a waiting reconciliation, an
+update or disable of the add-on meanwhile supersedes (cancels) that work request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from clusterops_server.domain.addon_catalogue import CatalogueFile, minor_line
@@ -32,7 +41,7 @@ from clusterops_server.domain.work_requests import (
     WorkRequest,
     WorkRequestStatus,
 )
-from clusterops_server.engine.context import Apply, OperationContext, StepFailed
+from clusterops_server.engine.context import Apply, OnDone, OperationContext, StepFailed
 from clusterops_server.providers.base import AddonSpec, AddonStatus, Provider, ProviderError
 from clusterops_server.store.steps import StepStatus
 from clusterops_server.store.uow import UnitOfWork
@@ -92,11 +101,39 @@ def differences(status: AddonStatus | None, spec: AddonSpec, *, follows_latest: 
     return found
 
 
+def judge(
+    after: AddonStatus | None,
+    spec: AddonSpec,
+    *,
+    follows_latest: bool,
+    repaired: Sequence[str] = (),
+) -> PassReport:
+    """Whether the add-on the provider reports after applying `spec` (or after repairing
+    the drift in `repaired`) is healthy: nothing left to differ from `spec`, and every
+    deployment ready. The one rule for installs, updates and reconciliations."""
+    subject = f"{spec.name} {spec.version}"
+    installed = after.version if after else ""
+    found = f"Drift found ({'; '.join(repaired)}); " if repaired else ""
+    remaining = differences(after, spec, follows_latest=follows_latest)
+    if remaining:
+        detail = "; ".join(remaining)
+        partial = "repair was partial" if repaired else f"{subject} was applied only in part"
+        return PassReport(
+            False, installed, f"{found}{partial}, still: {detail}", incorrect_state(detail)
+        )
+    if after is not None and after.not_ready:
+        detail = "; ".join(after.not_ready)
+        return PassReport(
+            False, installed, f"{found}{subject} is not ready: {detail}", not_ready(detail)
+        )
+    fixed = "repaired; " if repaired else ""
+    return PassReport(True, installed, f"{found}{fixed}{subject} is healthy")
+
+
 async def reconcile_once(
     provider: Provider, cluster: Cluster, spec: AddonSpec, *, follows_latest: bool
 ) -> PassReport:
     """Look, repair what drifted, and judge the result."""
-    subject = f"{spec.name} {spec.version}"
     try:
         before = await provider.inspect_addon(cluster, spec.name)
         problems = differences(before, spec, follows_latest=follows_latest)
@@ -107,27 +144,10 @@ async def reconcile_once(
         return PassReport(
             False,
             "",
-            f"Reconciliation of {subject} failed: {error.message}",
+            f"Reconciliation of {spec.name} {spec.version} failed: {error.message}",
             provider_failure(error.code, error.message),
         )
-    installed = after.version if after else ""
-    found = f"Drift found ({'; '.join(problems)}); " if problems else ""
-    remaining = differences(after, spec, follows_latest=follows_latest)
-    if remaining:
-        detail = "; ".join(remaining)
-        return PassReport(
-            False,
-            installed,
-            f"{found}repair was partial, still: {detail}",
-            incorrect_state(detail),
-        )
-    if after is not None and after.not_ready:
-        detail = "; ".join(after.not_ready)
-        return PassReport(
-            False, installed, f"{found}{subject} is not ready: {detail}", not_ready(detail)
-        )
-    repaired = "repaired; " if problems else ""
-    return PassReport(True, installed, f"{found}{repaired}{subject} is healthy")
+    return judge(after, spec, follows_latest=follows_latest, repaired=problems)
 
 
 def _not_after_start(wr: WorkRequest, doing: str) -> None:
@@ -139,10 +159,22 @@ def _not_after_start(wr: WorkRequest, doing: str) -> None:
         )
 
 
+# The step that applies the desired spec and judges the result. (A journal written before
+# applies were judged has an "apply" step instead: resuming it runs this step, so the
+# apply again, which is safe to repeat.)
+APPLY_STEP = "apply-and-check"
+Recorded = list[tuple[Addon, datetime | None]]
+
+
 class _AddonOperation:
-    """What the add-on handlers share: loading, and changing the add-on with its work request."""
+    """What the add-on handlers share: loading, changing the add-on with its work request,
+    recording what a look at the add-on found, and following a NEEDS_ATTENTION add-on
+    check by check (a reconciliation, or an install or update whose add-on came up
+    unhealthy)."""
 
     operation_type: OperationType
+    # What the add-on becomes on the work request when the operation ends with it healthy.
+    healthy_action = ActionType.UPDATED
 
     def __init__(
         self,
@@ -200,8 +232,58 @@ class _AddonOperation:
             errors=[(failed.error.code, failed.error.message)],
         )
 
-    async def apply_desired(self, ctx: OperationContext) -> str:
-        """Apply the add-on's desired spec in one durable step; the version installed."""
+    def record(
+        self, ctx: OperationContext, *, label: str = "", recorded: Recorded | None = None
+    ) -> OnDone:
+        """Record a look's PassReport on the add-on, in its step's transaction, with one log
+        line: healthy is ACTIVE and checked in 12 hours, anything else NEEDS_ATTENTION on
+        its schedule, followed by this work request. `label` names an apply ("Installed");
+        without one the line is a reconciliation's check."""
+
+        async def done(uow: UnitOfWork, wr: WorkRequest, result: dict[str, object]) -> None:
+            report = PassReport.from_json(result)
+            addon = await uow.addons.get(
+                ctx.params["cluster_id"], ctx.params["name"], for_update=True
+            )
+            assert addon is not None
+            now = ctx.clock.now()
+            seen = (addon.lifecycle_state, addon.error, addon.current_installed_version)
+            was_attention = addon.lifecycle_state is AddonState.NEEDS_ATTENTION
+            line = label or (
+                f"Check {addon.attention_checks} in NEEDS_ATTENTION" if was_attention else "Check"
+            )
+            if report.healthy:
+                addon.record_healthy(now, self.settings, report.version)
+            else:
+                assert report.error is not None
+                addon.record_unhealthy(now, self.settings, report.error)
+                if report.version:
+                    addon.current_installed_version = report.version
+                # This work request follows the add-on until it recovers or times out.
+                addon.reconciliation_id = ctx.id
+            if (addon.lifecycle_state, addon.error, addon.current_installed_version) != seen:
+                addon.touch(now)
+            await uow.addons.save(addon)
+            if recorded is not None:
+                recorded.append((addon, wr.time_started))
+            if was_attention and addon.lifecycle_state is AddonState.ACTIVE:
+                line = "Recovered"
+            line = f"{line}: {report.summary}"
+            # A healthy apply's work request ends at once and says what comes next itself.
+            if not (label and report.healthy):
+                line += "; " + (
+                    f"next check at {stamp(addon.next_check_at)}"
+                    if addon.next_check_at
+                    else "checks stop: the add-on stays NEEDS_ATTENTION until it is updated, "
+                    "or disabled and reinstalled"
+                )
+            await uow.work_requests.save(wr, logs=[ctx.log_entry(line)])
+
+        return done
+
+    async def apply_desired(self, ctx: OperationContext, label: str) -> PassReport:
+        """Apply the add-on's desired spec and judge what the provider reports afterwards,
+        by the reconciler's rules, in one durable step that records the verdict."""
 
         async def apply() -> dict[str, object]:
             addon, cluster = await self.load(ctx)
@@ -213,14 +295,129 @@ class _AddonOperation:
                     f"{cluster.kubernetes_version}",
                 )
             status = await self.provider.apply_addon(cluster, spec)
-            return {"version": status.version}
+            return judge(status, spec, follows_latest=addon.follows_latest).to_json()
 
-        result = await ctx.step("apply", apply)
-        return str(result["version"])
+        result = await ctx.step(APPLY_STEP, apply, done=self.record(ctx, label=label))
+        return PassReport.from_json(result)
+
+    async def follow(self, ctx: OperationContext) -> None:
+        """Follow the add-on as its reconciliation: look now if this work request has not
+        looked yet, else when the next check is due; then conclude or wait."""
+        passes = sum(
+            1
+            for key, record in ctx.journal.items()
+            if key.startswith("pass:") and record.status is StepStatus.DONE
+        )
+        addon, cluster = await self.load(ctx)
+        if addon.reconciliation_id != ctx.id:
+            await ctx.finish(
+                WorkRequestStatus.SUCCEEDED, log="Nothing to reconcile: the add-on has moved on"
+            )
+            return
+        if cluster.lifecycle_state is ClusterState.DELETED:
+
+            def gone(addon: Addon, now: datetime) -> None:
+                addon.gone_with_cluster()
+
+            await ctx.finish(
+                WorkRequestStatus.SUCCEEDED,
+                apply=self.change(ctx, gone, ActionType.DELETED),
+                log=f"Cluster {cluster.id} was deleted; {addon.name} went with it",
+            )
+            return
+        looked = passes > 0 or ctx.done(APPLY_STEP)
+        # A pass that finished before a restart is not repeated before its next check is due.
+        due = addon.next_check_at is not None and addon.next_check_at <= ctx.clock.now()
+        if not looked or due:
+            recorded = await self._pass(ctx, passes + 1, addon, cluster)
+            if recorded is not None:
+                await self._conclude(ctx, *recorded)
+                return
+        # The last look had been recorded before a restart: conclude from what it recorded.
+        async with ctx.store.read() as uow:
+            wr = await uow.work_requests.get(ctx.id)
+            latest = await uow.addons.get(ctx.params["cluster_id"], ctx.params["name"])
+        assert wr is not None
+        assert latest is not None
+        await self._conclude(ctx, latest, wr.time_started)
+
+    async def _pass(
+        self, ctx: OperationContext, number: int, addon: Addon, cluster: Cluster
+    ) -> tuple[Addon, datetime | None] | None:
+        """One check: look, repair, judge, and record it on the add-on and in the log.
+        Returns the add-on as recorded and when its work request started (None if the
+        step had already been recorded)."""
+        recorded: Recorded = []
+
+        async def look_and_repair() -> dict[str, object]:
+            spec = desired_spec(addon, cluster, self.catalogue)
+            if spec is None:
+                return PassReport(
+                    False,
+                    addon.current_installed_version,
+                    f"No version of {addon.name} supports Kubernetes {cluster.kubernetes_version}",
+                    AddonError("409", "No supported version", "VersionUnavailable"),
+                ).to_json()
+            report = await reconcile_once(
+                self.provider, cluster, spec, follows_latest=addon.follows_latest
+            )
+            return dict(report.to_json())
+
+        await ctx.step(f"pass:{number}", look_and_repair, done=self.record(ctx, recorded=recorded))
+        return recorded[-1] if recorded else None
+
+    async def _conclude(
+        self, ctx: OperationContext, addon: Addon, started: datetime | None
+    ) -> None:
+        """Succeed, fail after the timeout or when checks stop, or wait for the next check."""
+        now = ctx.clock.now()
+        if addon.lifecycle_state is AddonState.NEEDS_ATTENTION:
+            reason = addon.error or incorrect_state()
+            errors = [reason.work_request_error()]
+            if addon.next_check_at is None:
+                await ctx.finish(
+                    WorkRequestStatus.FAILED,
+                    apply=self._close(ctx, ActionType.FAILED),
+                    log=f"{addon.name} did not recover in "
+                    f"{span(self.settings.attention_window)}; checks have stopped",
+                    errors=errors,
+                )
+            elif started is not None and now - started >= self.settings.work_request_timeout:
+                await ctx.finish(
+                    WorkRequestStatus.FAILED,
+                    apply=self._close(ctx, ActionType.FAILED),
+                    log=f"{addon.name} did not recover within "
+                    f"{span(self.settings.work_request_timeout)}; checks go on, the next at "
+                    f"{stamp(addon.next_check_at)}",
+                    errors=errors,
+                )
+            else:
+                await ctx.park(addon.next_check_at)
+        else:
+            await ctx.finish(
+                WorkRequestStatus.SUCCEEDED,
+                apply=self._close(ctx, self.healthy_action),
+                log=f"{addon.name} is {addon.lifecycle_state.value}",
+            )
+        self.wake_reconciler()
+
+    def _close(self, ctx: OperationContext, action: ActionType) -> Apply:
+        async def close(uow: UnitOfWork, wr: WorkRequest) -> None:
+            addon = await uow.addons.get(
+                ctx.params["cluster_id"], ctx.params["name"], for_update=True
+            )
+            assert addon is not None
+            if addon.reconciliation_id == ctx.id:
+                addon.reconciliation_id = ""
+                await uow.addons.save(addon)
+            wr.resource_action(EntityType.ADDON, addon.resource_id, action)
+
+        return close
 
 
 class EnableAddon(_AddonOperation):
     operation_type = OperationType.ENABLE_ADDON
+    healthy_action = ActionType.CREATED
 
     async def check_cancel(self, uow: UnitOfWork, wr: WorkRequest) -> None:
         _not_after_start(wr, "installing")
@@ -228,18 +425,18 @@ class EnableAddon(_AddonOperation):
     async def run(self, ctx: OperationContext) -> None:
         name = ctx.params["name"]
         try:
-            version = await self.apply_desired(ctx)
+            report = await self.apply_desired(ctx, "Installed")
         except StepFailed as failed:
             await self.fail(ctx, failed, f"Installing {name} failed")
             return
-
-        def active(addon: Addon, now: datetime) -> None:
-            addon.record_healthy(now, self.settings, version)
-
+        if not report.healthy:
+            # NEEDS_ATTENTION: this work request follows it as a reconciliation would.
+            await self.follow(ctx)
+            return
         await ctx.finish(
             WorkRequestStatus.SUCCEEDED,
-            apply=self.change(ctx, active, ActionType.CREATED),
-            log=f"{name} {version} is ACTIVE",
+            apply=self._close(ctx, ActionType.CREATED),
+            log=f"{name} {report.version} is ACTIVE",
         )
         self.wake_reconciler()
 
@@ -263,7 +460,7 @@ class UpdateAddon(_AddonOperation):
     async def run(self, ctx: OperationContext) -> None:
         name = ctx.params["name"]
         try:
-            version = await self.apply_desired(ctx)
+            report = await self.apply_desired(ctx, "Updated")
         except StepFailed as failed:
             error = provider_failure(failed.error.code, failed.error.message)
 
@@ -278,16 +475,26 @@ class UpdateAddon(_AddonOperation):
             )
             self.wake_reconciler()
             return
+        if not report.healthy:
+            # NEEDS_ATTENTION: this work request follows it as a reconciliation would.
+            await self.follow(ctx)
+            return
 
-        def updated(addon: Addon, now: datetime) -> None:
-            addon.record_healthy(now, self.settings, version)
-            # Updating triggers a reconciliation at once.
-            addon.next_check_at = now
+        async def reconcile_now(uow: UnitOfWork, wr: WorkRequest) -> None:
+            addon = await uow.addons.get(
+                ctx.params["cluster_id"], ctx.params["name"], for_update=True
+            )
+            assert addon is not None
+            # Updating triggers a reconciliation at once (set as the lock is released, so
+            # the reconciler cannot find the add-on due but busy in between).
+            addon.next_check_at = ctx.clock.now()
+            await uow.addons.save(addon)
+            wr.resource_action(EntityType.ADDON, addon.resource_id, ActionType.UPDATED)
 
         await ctx.finish(
             WorkRequestStatus.SUCCEEDED,
-            apply=self.change(ctx, updated, ActionType.UPDATED),
-            log=f"{name} is now {version}; reconciling it",
+            apply=reconcile_now,
+            log=f"{name} is now {report.version}; reconciling it",
         )
         self.wake_reconciler()
 
@@ -372,152 +579,7 @@ class ReconcileAddon(_AddonOperation):
         return None
 
     async def run(self, ctx: OperationContext) -> None:
-        passes = sum(
-            1
-            for key, record in ctx.journal.items()
-            if key.startswith("pass:") and record.status is StepStatus.DONE
-        )
-        addon, cluster = await self.load(ctx)
-        if addon.reconciliation_id != ctx.id:
-            await ctx.finish(
-                WorkRequestStatus.SUCCEEDED, log="Nothing to reconcile: the add-on has moved on"
-            )
-            return
-        if cluster.lifecycle_state is ClusterState.DELETED:
-
-            def gone(addon: Addon, now: datetime) -> None:
-                addon.lifecycle_state = AddonState.DELETED
-                addon.next_check_at = None
-                addon.reconciliation_id = ""
-
-            await ctx.finish(
-                WorkRequestStatus.SUCCEEDED,
-                apply=self.change(ctx, gone, ActionType.DELETED),
-                log=f"Cluster {cluster.id} was deleted; {addon.name} went with it",
-            )
-            return
-        # A pass that finished before a restart is not repeated before its next check is due.
-        due = addon.next_check_at is not None and addon.next_check_at <= ctx.clock.now()
-        if passes == 0 or due:
-            recorded = await self._pass(ctx, passes + 1, addon, cluster)
-            if recorded is not None:
-                await self._conclude(ctx, *recorded)
-                return
-        # The last pass had been recorded before a restart: conclude from what it recorded.
-        async with ctx.store.read() as uow:
-            wr = await uow.work_requests.get(ctx.id)
-            latest = await uow.addons.get(ctx.params["cluster_id"], ctx.params["name"])
-        assert wr is not None
-        assert latest is not None
-        await self._conclude(ctx, latest, wr.time_started)
-
-    async def _pass(
-        self, ctx: OperationContext, number: int, addon: Addon, cluster: Cluster
-    ) -> tuple[Addon, datetime | None] | None:
-        """One check: look, repair, judge, and record it on the add-on and in the log.
-        Returns the add-on as recorded and when its work request started (None if the
-        step had already been recorded)."""
-        recorded: list[tuple[Addon, datetime | None]] = []
-
-        async def look_and_repair() -> dict[str, object]:
-            spec = desired_spec(addon, cluster, self.catalogue)
-            if spec is None:
-                return PassReport(
-                    False,
-                    addon.current_installed_version,
-                    f"No version of {addon.name} supports Kubernetes {cluster.kubernetes_version}",
-                    AddonError("409", "No supported version", "VersionUnavailable"),
-                ).to_json()
-            report = await reconcile_once(
-                self.provider, cluster, spec, follows_latest=addon.follows_latest
-            )
-            return dict(report.to_json())
-
-        async def record(uow: UnitOfWork, wr: WorkRequest, result: dict[str, object]) -> None:
-            report = PassReport.from_json(result)
-            addon = await uow.addons.get(
-                ctx.params["cluster_id"], ctx.params["name"], for_update=True
-            )
-            assert addon is not None
-            now = ctx.clock.now()
-            seen = (addon.lifecycle_state, addon.error, addon.current_installed_version)
-            was_attention = addon.lifecycle_state is AddonState.NEEDS_ATTENTION
-            label = (
-                f"Check {addon.attention_checks} in NEEDS_ATTENTION" if was_attention else "Check"
-            )
-            if report.healthy:
-                addon.record_healthy(now, self.settings, report.version)
-            else:
-                assert report.error is not None
-                addon.record_unhealthy(now, self.settings, report.error)
-                if report.version:
-                    addon.current_installed_version = report.version
-            if (addon.lifecycle_state, addon.error, addon.current_installed_version) != seen:
-                addon.touch(now)
-            await uow.addons.save(addon)
-            recorded.append((addon, wr.time_started))
-            if was_attention and addon.lifecycle_state is AddonState.ACTIVE:
-                label = "Recovered"
-            upcoming = (
-                f"next check at {stamp(addon.next_check_at)}"
-                if addon.next_check_at
-                else "checks stop: the add-on stays NEEDS_ATTENTION until it is updated, "
-                "or disabled and reinstalled"
-            )
-            await uow.work_requests.save(
-                wr, logs=[ctx.log_entry(f"{label}: {report.summary}; {upcoming}")]
-            )
-
-        await ctx.step(f"pass:{number}", look_and_repair, done=record)
-        return recorded[-1] if recorded else None
-
-    async def _conclude(
-        self, ctx: OperationContext, addon: Addon, started: datetime | None
-    ) -> None:
-        """Succeed, fail after the timeout or when checks stop, or wait for the next check."""
-        now = ctx.clock.now()
-        if addon.lifecycle_state is AddonState.NEEDS_ATTENTION:
-            reason = addon.error or incorrect_state()
-            errors = [(reason.status, f"{reason.message} (code {reason.code})")]
-            if addon.next_check_at is None:
-                await ctx.finish(
-                    WorkRequestStatus.FAILED,
-                    apply=self._close(ctx, ActionType.FAILED),
-                    log=f"{addon.name} did not recover in "
-                    f"{span(self.settings.attention_window)}; checks have stopped",
-                    errors=errors,
-                )
-            elif started is not None and now - started >= self.settings.work_request_timeout:
-                await ctx.finish(
-                    WorkRequestStatus.FAILED,
-                    apply=self._close(ctx, ActionType.FAILED),
-                    log=f"{addon.name} did not recover within "
-                    f"{span(self.settings.work_request_timeout)}; checks go on, the next at "
-                    f"{stamp(addon.next_check_at)}",
-                    errors=errors,
-                )
-            else:
-                await ctx.park(addon.next_check_at)
-        else:
-            await ctx.finish(
-                WorkRequestStatus.SUCCEEDED,
-                apply=self._close(ctx, ActionType.UPDATED),
-                log=f"{addon.name} is {addon.lifecycle_state.value}",
-            )
-        self.wake_reconciler()
-
-    def _close(self, ctx: OperationContext, action: ActionType) -> Apply:
-        async def close(uow: UnitOfWork, wr: WorkRequest) -> None:
-            addon = await uow.addons.get(
-                ctx.params["cluster_id"], ctx.params["name"], for_update=True
-            )
-            assert addon is not None
-            if addon.reconciliation_id == ctx.id:
-                addon.reconciliation_id = ""
-                await uow.addons.save(addon)
-            wr.resource_action(EntityType.ADDON, addon.resource_id, action)
-
-        return close
+        await self.follow(ctx)
 
     async def undo(self, ctx: OperationContext) -> None:
         async def canceled(uow: UnitOfWork, wr: WorkRequest) -> None:

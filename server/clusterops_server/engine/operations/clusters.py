@@ -9,6 +9,7 @@ from clusterops_server.domain.work_requests import (
     EntityType,
     OperationType,
     WorkRequest,
+    WorkRequestResource,
     WorkRequestStatus,
 )
 from clusterops_server.engine.context import Apply, OperationContext, StepFailed
@@ -114,11 +115,23 @@ class DeleteCluster:
                 errors=[(failed.error.code, failed.error.message)],
             )
             return
-        await ctx.finish(
-            WorkRequestStatus.SUCCEEDED,
-            apply=_set_state(ctx, ClusterState.DELETED, ActionType.DELETED),
-            log="Cluster deleted",
-        )
+        deleted = _set_state(ctx, ClusterState.DELETED, ActionType.DELETED)
+
+        async def with_addons(uow: UnitOfWork, wr: WorkRequest) -> None:
+            await deleted(uow, wr)
+            # Its add-ons went with it: DELETED, and never checked again.
+            now = ctx.clock.now()
+            for addon in await uow.addons.live_on_cluster(cluster_id, for_update=True):
+                addon.gone_with_cluster()
+                addon.touch(now)
+                await uow.addons.save(addon)
+                wr.set_resource(
+                    WorkRequestResource(
+                        EntityType.ADDON, ActionType.DELETED, addon.resource_id, addon.uri
+                    )
+                )
+
+        await ctx.finish(WorkRequestStatus.SUCCEEDED, apply=with_addons, log="Cluster deleted")
 
     async def undo(self, ctx: OperationContext) -> None:
         await ctx.finish(
