@@ -1,0 +1,69 @@
+"""README's grpcurl blocks, pasted as a reader would, against `clusterops serve --demo`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from pathlib import Path
+
+import grpc
+import pytest
+from clusterops.v1 import work_requests_pb2 as wr_pb
+
+from tests.conftest import Stubs
+from tests.helpers import watch_to_end
+from tests.test_grpcurl import grpcurl_binary
+from tests.test_server_process import running_server
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+# Each block, and what its last steps show when they worked (a cancel landed mid-way...).
+SECTIONS = {
+    "## Try it with grpcurl": "WORK_REQUEST_STATUS_CANCELED",
+    "## Upgrade a cluster (upgrade workflows)": "UPGRADE_WORKFLOW_PHASE_CANCEL",
+    "## Upgrade a fleet (orchestrations)": "ORCHESTRATION_STATE_CANCEL",
+    "## Add-ons": "WORK_REQUEST_OPERATION_TYPE_DISABLE_ADDON",
+}
+
+
+def shell_block(heading: str) -> str:
+    """The first ```sh block under `heading`."""
+    text = README.read_text()
+    section = text[text.index(f"\n{heading}\n") :]
+    match = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert match, heading
+    return match.group(1)
+
+
+@pytest.mark.parametrize(("heading", "shown"), SECTIONS.items())
+async def test_a_readme_grpcurl_block_runs_as_pasted(
+    tmp_path: Path, heading: str, shown: str
+) -> None:
+    # Steps slow enough that the blocks' cancels land mid-way, as at the demo's pace.
+    async with running_server(
+        tmp_path / "readme.db", "--demo", "--sim-step-seconds", "1"
+    ) as server:
+        # A reader gets to the examples after the demo's own node pool is ready.
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stubs = Stubs(channel)
+            listed = await stubs.work_requests.ListWorkRequests(wr_pb.ListWorkRequestsRequest())
+            for wr in listed.work_requests:
+                await watch_to_end(stubs, wr.id)
+        script = shell_block(heading).replace("localhost:50051", f"localhost:{server.port}")
+        bin_dir = str(Path(grpcurl_binary()).parent)
+        process = await asyncio.create_subprocess_exec(
+            "bash",
+            "-c",
+            script,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 90)
+    stderr = err.decode()
+    # The blocks end with deliberate mistakes (bad requests); nothing else may fail.
+    codes = re.findall(r"Code: (\w+)", stderr)
+    assert set(codes) <= {"InvalidArgument"}, stderr
+    assert "Traceback" not in stderr, stderr
+    assert "command not found" not in stderr, stderr
+    assert shown in out.decode()
