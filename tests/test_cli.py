@@ -7,12 +7,13 @@ import io
 import json
 import os
 import socket
+import subprocess
 import sys
 
 import pytest
 from clusterops.cli._output import Output
 from clusterops.cli._progress import Progress
-from clusterops.cli.main import main
+from clusterops.cli.main import check_server, main
 from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import App
 from clusterops_server.clock import FakeClock
@@ -310,3 +311,58 @@ async def test_orchestrations_create_list_show_operations_and_cancel(app: App, r
             "orc", "create", "--compartment", "dev", "--target", "all", "--schedule-time", "x"
         )
     assert usage.value.code == 2
+
+
+def cli_process(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The `clusterops` command as installed (its entry point), in a process of its own."""
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("GRPC_", "CLUSTEROPS_"))
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "clusterops_cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**environment, **env},
+    )
+
+
+async def test_grpc_log_lines_stay_off_the_users_terminal_unless_asked_for(app: App) -> None:
+    # TLS to a plaintext server: gRPC core logs the failed handshake itself.
+    argv = ["work-requests", "list", "--tls", "--server", target(app), "--timeout", "5"]
+    quiet = await asyncio.to_thread(cli_process, *argv)
+    assert quiet.returncode == 3
+    assert quiet.stdout == ""
+    (line,) = quiet.stderr.splitlines()
+    assert line.startswith(f"clusterops: TLS with the server at {target(app)} failed: ")
+    assert "does it serve TLS?" in line
+
+    asked = await asyncio.to_thread(cli_process, *argv, GRPC_VERBOSITY="INFO")
+    assert asked.returncode == 3
+    assert "ssl_transport_security" in asked.stderr  # what the CLI keeps quiet by default
+
+
+@pytest.mark.parametrize(
+    ("server", "problem"),
+    [
+        ("", "expected HOST:PORT such as localhost:50051, got ''"),
+        ("localhost", "expected HOST:PORT such as localhost:50051, got 'localhost'"),
+        ("foo:bar:baz", "([::1]:50051 for IPv6), got 'foo:bar:baz'"),
+        ("localhost:99999", "(a port from 1 to 65535), got 'localhost:99999'"),
+        ("http://localhost:50051", "got 'http://localhost:50051'"),
+        ("unix:", "'unix:' names no address"),
+    ],
+)
+def test_a_malformed_server_address_is_a_one_line_usage_error(server: str, problem: str) -> None:
+    result = cli_process("work-requests", "list", "--server", server)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("clusterops: error: --server: ")
+    assert line.endswith(problem)
+
+
+def test_server_addresses_grpc_understands_are_accepted() -> None:
+    for server in ("localhost:50051", "127.0.0.1:1", "[::1]:50051", "dns:///localhost:50051",
+                   "unix:///run/clusterops.sock", "ipv4:127.0.0.1:50051"):  # fmt: skip
+        check_server(server)
