@@ -228,7 +228,9 @@ def run(args: argparse.Namespace) -> int:
     handler: Handler = args.handler
     try:
         with connect(args) as client:
-            return handler(client, args, Output(args.output))
+            # With --watch, JSON output is JSON Lines: the started resource, then each event.
+            output = Output(args.output, lines=bool(getattr(args, "watch", False)))
+            return handler(client, args, output)
     except ClusteropsError as error:
         return _report(error, args, say)
     except BrokenPipeError:  # e.g. piped into `head`
