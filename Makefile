@@ -14,6 +14,7 @@ install: $(INSTALLED)
 $(INSTALLED): pyproject.toml package.json package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	# Editable: clients/ and server/ go on sys.path through a .pth file mypy reads too.
 	$(BIN)/pip install --quiet -e '.[dev]'
 	npm install --no-audit --no-fund --loglevel=error
 	rm -f $(VENV)/.installed-*

@@ -7,12 +7,13 @@ import io
 import json
 import os
 import socket
+import subprocess
 import sys
 
 import pytest
 from clusterops.cli._output import Output
 from clusterops.cli._progress import Progress
-from clusterops.cli.main import main
+from clusterops.cli.main import check_server, main
 from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import App
 from clusterops_server.clock import FakeClock
@@ -310,3 +311,159 @@ async def test_orchestrations_create_list_show_operations_and_cancel(app: App, r
             "orc", "create", "--compartment", "dev", "--target", "all", "--schedule-time", "x"
         )
     assert usage.value.code == 2
+
+
+async def test_watch_with_json_output_is_json_lines_from_the_first_line(app: App, run: Run) -> None:
+    cluster = await seed_cluster(app)
+    created = await run(
+        "node-pools", "create", "--cluster", cluster.id, "--name", "w", "--nodes", "1",
+        "--watch", "-o", "json",
+    )  # fmt: skip
+    assert created == 0
+    started, *events = [json.loads(line) for line in run.out.splitlines()]
+    assert started["node_pool"]["name"] == "w"
+    assert started["work_request"]["status"] == "WORK_REQUEST_STATUS_ACCEPTED"
+    assert events[0]["event_type"] == "WATCH_EVENT_TYPE_SNAPSHOT"
+    assert events[-1]["work_request"]["status"] == "WORK_REQUEST_STATUS_SUCCEEDED"
+
+    upgraded = await run(
+        "upgrades", "create", "--cluster", cluster.id, "--target-version", "v1.30.4",
+        "--watch", "-o", "json",
+    )  # fmt: skip
+    assert upgraded == 0
+    started, *events = [json.loads(line) for line in run.out.splitlines()]
+    assert started["upgrade_workflow"]["spec"]["target_version"] == "v1.30.4"
+    assert events[-1]["work_request"]["status"] == "WORK_REQUEST_STATUS_SUCCEEDED"
+
+    assert await run("clusters", "get", cluster.id, "-o", "json") == 0
+    assert len(run.out.splitlines()) > 1  # a single object is still indented for people
+
+
+async def test_a_key_given_twice_is_a_usage_error_naming_it(
+    app: App, run: Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster = await seed_cluster(app)
+    for argv in (
+        ["addons", "install", cluster.id, "CertManager", "--config", "numOfReplicas=1",
+         "--config", "numOfReplicas=2"],
+        ["upgrades", "create", "--cluster", cluster.id, "--target-version", "v1.30.4",
+         "--label", "team=a", "--label", "team=b"],
+        ["orc", "create", "--compartment", "dev", "--target", "region=a,region=b"],
+    ):  # fmt: skip
+        with pytest.raises(SystemExit) as usage:
+            await run(*argv)
+        assert usage.value.code == 2
+        assert "given twice" in capsys.readouterr().err
+    async with sdk_client(app) as client:
+        assert [a async for a in client.addons.list(cluster.id)] == []
+        assert [w async for w in client.upgrade_workflows.list()] == []
+
+    installed = await run(
+        "addons", "install", cluster.id, "CertManager", "--config", "numOfReplicas=2",
+        "--config", "cert-manager.ContainerResources={}",
+    )  # fmt: skip
+    assert installed == 0
+
+
+async def test_a_list_cut_short_by_limit_says_so_on_stderr_in_tables_only(
+    app: App, run: Run
+) -> None:
+    await finished_pool(app, nodes=1)
+    await finished_pool(app, nodes=1)
+
+    assert await run("work-requests", "list", "--limit", "1") == 0
+    assert len(run.out.splitlines()) == 2
+    assert run.err == "clusterops: there are more results; raise --limit (now 1) to see them\n"
+    assert await run("work-requests", "list", "--limit", "2") == 0
+    assert len(run.out.splitlines()) == 3
+    assert run.err == ""
+    assert await run("work-requests", "list", "--limit", "1", "-o", "json") == 0
+    assert len(run.json()) == 1  # type: ignore[arg-type]
+    assert run.err == ""
+
+
+async def test_watch_says_on_stderr_when_it_resumes_after_a_lost_connection(
+    make_app: AppFactory, clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paced = SimulationSettings(seconds={"provision_node": 60})
+    first = await make_app(simulation=paced, database="restart.db")
+    cluster = await seed_cluster(first)
+    async with sdk_client(first) as client:
+        operation = await client.clusters.create_node_pool(cluster.id, name="w", node_count=1)
+    await clock.wait_for_sleepers(1)
+    run = Run(first, capsys)
+    watching = asyncio.create_task(run("work-requests", "watch", operation.id))
+    for _ in range(500):  # the CLI is watching (bounded: 10 seconds)
+        if first.hub.watchers:
+            break
+        await asyncio.sleep(0.02)
+    async with sdk_client(first) as client:  # the revision its snapshot carried
+        seen = client.work_requests.watch(operation.id)
+        revision = (await anext(seen)).revision
+        await seen.aclose()
+    await first.stop(grace=0)
+
+    second = await make_app(simulation=paced, database="restart.db", port=first.port)
+    await clock.wait_for_sleepers(1)  # the node is provisioned again
+    clock.advance(60)
+    assert await asyncio.wait_for(watching, 60) == 0
+    assert second.port == first.port
+    assert f"{operation.id} SUCCEEDED" in run.out
+    notices = run.err.splitlines()
+    assert notices[0] == f"clusterops: connection lost; resuming from revision {revision}"
+    assert all(n.startswith("clusterops: still reconnecting (attempt ") for n in notices[1:])
+
+
+def cli_process(*argv: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The `clusterops` command as installed (its entry point), in a process of its own."""
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("GRPC_", "CLUSTEROPS_"))
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "clusterops_cli", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**environment, **env},
+    )
+
+
+async def test_grpc_log_lines_stay_off_the_users_terminal_unless_asked_for(app: App) -> None:
+    # TLS to a plaintext server: gRPC core logs the failed handshake itself.
+    argv = ["work-requests", "list", "--tls", "--server", target(app), "--timeout", "5"]
+    quiet = await asyncio.to_thread(cli_process, *argv)
+    assert quiet.returncode == 3
+    assert quiet.stdout == ""
+    (line,) = quiet.stderr.splitlines()
+    assert line.startswith(f"clusterops: TLS with the server at {target(app)} failed: ")
+    assert "does it serve TLS?" in line
+
+    asked = await asyncio.to_thread(cli_process, *argv, GRPC_VERBOSITY="INFO")
+    assert asked.returncode == 3
+    assert "ssl_transport_security" in asked.stderr  # what the CLI keeps quiet by default
+
+
+@pytest.mark.parametrize(
+    ("server", "problem"),
+    [
+        ("", "expected HOST:PORT such as localhost:50051, got ''"),
+        ("localhost", "expected HOST:PORT such as localhost:50051, got 'localhost'"),
+        ("foo:bar:baz", "([::1]:50051 for IPv6), got 'foo:bar:baz'"),
+        ("localhost:99999", "(a port from 1 to 65535), got 'localhost:99999'"),
+        ("http://localhost:50051", "got 'http://localhost:50051'"),
+        ("unix:", "'unix:' names no address"),
+    ],
+)
+def test_a_malformed_server_address_is_a_one_line_usage_error(server: str, problem: str) -> None:
+    result = cli_process("work-requests", "list", "--server", server)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("clusterops: error: --server: ")
+    assert line.endswith(problem)
+
+
+def test_server_addresses_grpc_understands_are_accepted() -> None:
+    for server in ("localhost:50051", "127.0.0.1:1", "[::1]:50051", "dns:///localhost:50051",
+                   "unix:///run/clusterops.sock", "ipv4:127.0.0.1:50051"):  # fmt: skip
+        check_server(server)

@@ -154,20 +154,57 @@ async def test_a_bad_upgrade_argument_prints_the_error_and_its_field(app: App, r
 # --- add-ons -------------------------------------------------------------------------
 
 
-async def test_addon_options_table_shows_versions_and_filters(run: Run) -> None:
-    filtered = await run(
-        "addons", "options", "--kubernetes-version", "v1.27.16", "--name", "CertManager"
+async def test_addon_options_table_shows_each_versions_status_and_kubernetes_versions(
+    run: Run,
+) -> None:
+    assert await run("addons", "options", "--kubernetes-version", "v1.27.16") == 0
+    header, *lines = run.out.splitlines()
+    assert header.split() == ["NAME", "VERSION", "STATUS", "KUBERNETES", "ESSENTIAL"]
+    certs = {line.split()[1]: line.split(None, 3)[2:] for line in lines if "CertManager" in line}
+    assert certs["v1.12.3"] == ["RECALLED", "v1.27, v1.28                       no"]
+    assert certs["v1.13.3"][0] == "DEPRECATED"
+    assert certs["v1.14.5"][0] == "ACTIVE"
+    assert "v1.15.1" not in certs  # it does not run on v1.27
+    assert run.err == (
+        "clusterops: descriptions and configuration keys: clusterops addons options --name NAME\n"
     )
-    assert filtered == 0
-    header, row = run.out.splitlines()
-    assert header.split()[:3] == ["NAME", "ESSENTIAL", "VERSIONS"]
-    assert row.startswith("CertManager  no         v1.12.3, v1.13.3, v1.14.5  ")
 
     assert await run("addons", "options", "--limit", "2", "-o", "json") == 0
     options = run.json()
     assert isinstance(options, list)
     assert [o["name"] for o in options] == ["CertManager", "ClusterAutoscaler"]
     assert options[0]["versions"][0]["status"] == "ADDON_VERSION_STATUS_RECALLED"
+    assert run.err == ""
+
+
+async def test_addon_options_for_one_addon_show_versions_and_configuration_keys(
+    run: Run,
+) -> None:
+    assert await run("addons", "options", "--name", "ClusterAutoscaler") == 0
+    lines = run.out.splitlines()
+    assert lines[:4] == [
+        "name: ClusterAutoscaler",
+        "description: Resizes node pools to fit pending pods.",
+        "essential: no",
+        "versions:",
+    ]
+    assert lines[4].split() == ["VERSION", "STATUS", "KUBERNETES", "DESCRIPTION"]
+    assert lines[5].split()[:3] == ["v1.27.3", "ACTIVE", "v1.27"]
+    keys_at = lines.index("configuration keys (every version):")
+    assert lines[keys_at + 1].split() == ["KEY", "DEFAULT", "REQUIRED", "DESCRIPTION"]
+    keys = {line.split()[0]: line.split()[1:3] for line in lines[keys_at + 2 :]}
+    assert keys == {
+        "nodes": ["-", "yes"],
+        "authType": ["instance", "no"],
+        "numOfReplicas": ["1", "no"],
+    }
+
+    assert await run("addons", "options", "--name", "CertManager") == 0
+    assert "  v1.12.3  RECALLED    v1.27, v1.28  " in run.out
+    assert "Its webhook stops renewing its own serving certificate" in run.out
+
+    assert await run("addons", "options", "--name", "NoSuchAddon") == 0
+    assert run.out == "(none)\n"
 
 
 async def test_addon_install_list_get_update_and_disable(app: App, run: Run) -> None:

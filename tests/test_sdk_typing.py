@@ -1,16 +1,23 @@
 """A user's code calling the SDK passes `mypy --strict`, and mypy catches misuse of it.
 
-mypy runs the way it would on a user's project: no project config, the SDK found as an
-installed package (its own modules are not reported on, only the user's code).
+mypy runs the way it would on a user's project: in a directory of its own, with no
+configuration and no flag but --strict, finding the SDK where it is installed (`make
+install`'s editable install is a plain path entry mypy reads, and py.typed marks the
+package typed). A second run finds a copy of the SDK's sources through MYPYPATH instead,
+so mypy reports on the SDK's own modules too (an installed package's are not): none may
+import anything untyped.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,38 +115,49 @@ with Client() as client:
 """
 
 
-def run_mypy(*files: Path) -> subprocess.CompletedProcess[str]:
+def run_mypy(cwd: Path, *files: Path, mypypath: str = "") -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if key != "MYPYPATH"}
+    if mypypath:
+        env["MYPYPATH"] = mypypath
     return subprocess.run(
         [
             sys.executable,
             "-m",
             "mypy",
             "--strict",
-            "--config-file=",
-            "--follow-imports=silent",
             "--cache-dir",
-            str(ROOT / ".mypy_cache" / "sdk-users"),
+            str(ROOT / ".mypy_cache" / ("sdk-sources" if mypypath else "sdk-users")),
             *map(str, files),
         ],
-        cwd=ROOT,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "MYPYPATH": str(ROOT / "clients")},
+        env=env,
     )
 
 
-def test_user_code_passes_mypy_strict_and_misuse_is_reported(tmp_path: Path) -> None:
-    typed = tmp_path / "typed_user_code.py"
+@pytest.mark.parametrize("found", ["installed", "mypypath"])
+def test_user_code_passes_mypy_strict_and_misuse_is_reported(tmp_path: Path, found: str) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    typed = project / "typed_user_code.py"
     typed.write_text(TYPED_USER_CODE)
-    misuse = tmp_path / "misuse.py"
+    misuse = project / "misuse.py"
     misuse.write_text(MISUSE)
-    examples = sorted((ROOT / "examples").glob("*.py"))
+    examples = []
+    for example in sorted((ROOT / "examples").glob("*.py")):
+        examples.append(project / example.name)
+        shutil.copy(example, examples[-1])
     assert len(examples) >= 2
 
-    result = run_mypy(typed, *examples, misuse)
+    mypypath = ""
+    if found == "mypypath":  # a copy: mypy is silent about modules on sys.path
+        shutil.copytree(ROOT / "clients" / "clusterops", tmp_path / "sources" / "clusterops")
+        mypypath = str(tmp_path / "sources")
+    result = run_mypy(project, typed, *examples, misuse, mypypath=mypypath)
 
     errors = [line for line in result.stdout.splitlines() if ": error:" in line]
-    assert not [e for e in errors if "misuse.py" not in e], result.stdout
+    assert not [e for e in errors if "misuse.py" not in e], result.stdout + result.stderr
     flagged = sorted({int(m.group(1)) for e in errors if (m := re.search(r":(\d+): error", e))})
-    assert flagged == [5, 6, 7, 8, 9, 10], result.stdout
+    assert flagged == [5, 6, 7, 8, 9, 10], result.stdout + result.stderr

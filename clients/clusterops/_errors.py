@@ -6,16 +6,23 @@ transport calls it for every failed RPC and raises the result `from` the origina
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
+from google.protobuf import any_pb2
 
 from clusterops.v1 import work_requests_pb2 as wr_pb
 
 _DETAILS_KEY = "grpc-status-details-bin"
+
+# googleapis-common-protos ships .pyi files without a py.typed marker, so mypy refuses to
+# read google.rpc in a user's project (import-untyped). The SDK loads those modules at
+# run time and types what it reads from them itself (the protocols at the end).
+_status_pb2 = importlib.import_module("google.rpc.status_pb2")
+_error_details_pb2 = importlib.import_module("google.rpc.error_details_pb2")
 
 
 @dataclass(frozen=True)
@@ -240,29 +247,83 @@ def error_from_rpc(error: grpc.RpcError) -> ClusteropsError:
 
 
 def _decode_details(blob: bytes) -> dict[str, Any]:
-    status = status_pb2.Status.FromString(blob)
+    status: _Status = _status_pb2.Status.FromString(blob)
     found: dict[str, Any] = {}
     for packed in status.details:
-        if packed.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            packed.Unpack(info)
+        info: _ErrorInfo | None = _unpack(packed, "ErrorInfo")
+        bad: _BadRequest | None = _unpack(packed, "BadRequest")
+        failure: _PreconditionFailure | None = _unpack(packed, "PreconditionFailure")
+        resource: _ResourceInfo | None = _unpack(packed, "ResourceInfo")
+        if info is not None:
             found["reason"] = info.reason
             found["metadata"] = dict(info.metadata)
-        elif packed.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            packed.Unpack(bad)
+        elif bad is not None:
             found["field_violations"] = [
                 FieldViolation(v.field, v.description) for v in bad.field_violations
             ]
-        elif packed.Is(error_details_pb2.PreconditionFailure.DESCRIPTOR):
-            failure = error_details_pb2.PreconditionFailure()
-            packed.Unpack(failure)
+        elif failure is not None:
             found["precondition_violations"] = [
                 PreconditionViolation(v.type, v.subject, v.description) for v in failure.violations
             ]
-        elif packed.Is(error_details_pb2.ResourceInfo.DESCRIPTOR):
-            info_r = error_details_pb2.ResourceInfo()
-            packed.Unpack(info_r)
-            found["resource_type"] = info_r.resource_type
-            found["resource_name"] = info_r.resource_name
+        elif resource is not None:
+            found["resource_type"] = resource.resource_type
+            found["resource_name"] = resource.resource_name
     return found
+
+
+def _unpack(packed: any_pb2.Any, name: str) -> Any:
+    """The detail as google.rpc's message `name`, or None if it holds another kind."""
+    kind = getattr(_error_details_pb2, name)
+    if not packed.Is(kind.DESCRIPTOR):
+        return None
+    message = kind()
+    packed.Unpack(message)
+    return message
+
+
+# What the SDK reads of google.rpc's messages.
+
+
+class _Status(Protocol):
+    @property
+    def details(self) -> Sequence[any_pb2.Any]: ...
+
+
+class _ErrorInfo(Protocol):
+    @property
+    def reason(self) -> str: ...
+    @property
+    def metadata(self) -> Mapping[str, str]: ...
+
+
+class _FieldViolation(Protocol):
+    @property
+    def field(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+
+
+class _BadRequest(Protocol):
+    @property
+    def field_violations(self) -> Sequence[_FieldViolation]: ...
+
+
+class _PreconditionViolation(Protocol):
+    @property
+    def type(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+
+
+class _PreconditionFailure(Protocol):
+    @property
+    def violations(self) -> Sequence[_PreconditionViolation]: ...
+
+
+class _ResourceInfo(Protocol):
+    @property
+    def resource_type(self) -> str: ...
+    @property
+    def resource_name(self) -> str: ...

@@ -6,12 +6,18 @@ answered by reconnecting with `after_revision` = the last revision seen, after a
 backoff; OUT_OF_RANGE (history compacted, or a store that went back in time) by a
 fresh watch, whose first event is a SNAPSHOT of the whole work request. Everything
 else is raised. An overall deadline bounds the whole of it.
+
+Each reconnection is logged (logger "clusterops.watch", INFO); the record's attributes
+say what happened for a program that shows it (as the CLI does): `watch_action`
+"reconnect" (after `attempt` failures, resuming after `revision`) or "restart" (from a
+fresh snapshot), and `work_request_id`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator
 
 from clusterops._errors import DeadlineExceeded, OutOfRange, Unavailable
@@ -20,6 +26,9 @@ from clusterops._retry import RetryPolicy
 from clusterops._transport import Deadline, Transport
 from clusterops.v1 import work_requests_pb2 as pb
 from clusterops.v1 import work_requests_pb2_grpc as pb_grpc
+
+logger = logging.getLogger("clusterops.watch")
+logger.addHandler(logging.NullHandler())
 
 TERMINAL = frozenset(
     {
@@ -68,10 +77,34 @@ async def follow(
             delay = retry.backoff(failures)
             if not (retry.attempts_left(failures) and deadline.allows(delay)):
                 raise
+            logger.info(
+                "watch of %s: connection lost; resuming from revision %d in %.1fs (attempt %d)",
+                work_request_id,
+                cursor,
+                delay,
+                failures,
+                extra={
+                    "watch_action": "reconnect",
+                    "work_request_id": work_request_id,
+                    "revision": cursor,
+                    "attempt": failures,
+                },
+            )
             await asyncio.sleep(delay)
         except OutOfRange:
             if cursor == 0:
                 raise
+            logger.info(
+                "watch of %s: revision %d can no longer be resumed; starting again from a snapshot",
+                work_request_id,
+                cursor,
+                extra={
+                    "watch_action": "restart",
+                    "work_request_id": work_request_id,
+                    "revision": cursor,
+                    "attempt": 0,
+                },
+            )
             cursor = 0  # the history is gone: start again from the current state
         except DeadlineExceeded as error:
             if deadline.expired:

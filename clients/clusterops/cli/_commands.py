@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -21,12 +20,18 @@ from clusterops import (
     Operation,
     Orchestration,
     OrchestrationOperation,
+    Pager,
     UpgradeWorkflow,
     WorkRequest,
     WorkRequestError,
     WorkRequestLogEntry,
 )
-from clusterops.cli._output import Output
+from clusterops.cli._output import (
+    ADDON_VERSIONS_HEADER,
+    Output,
+    addon_option_details,
+    addon_version_rows,
+)
 from clusterops.cli._progress import Progress, status_label
 
 Handler = Callable[[Client, argparse.Namespace, Output], int]
@@ -41,6 +46,31 @@ def key_values(text: str) -> tuple[str, str]:
     return key, value
 
 
+class KeyValues(argparse.Action):
+    """A repeatable KEY=VALUE option collected into a dict; a key given twice is a usage
+    error rather than a silent "last one wins"."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        key, value = values
+        found: dict[str, str] = dict(getattr(namespace, self.dest, None) or {})
+        if key in found:
+            raise argparse.ArgumentError(self, f"key {key!r} is given twice")
+        found[key] = value
+        setattr(namespace, self.dest, found)
+
+
+def _key_value_option(parser: argparse.ArgumentParser, *names: str, **options: Any) -> None:
+    parser.add_argument(
+        *names, type=key_values, action=KeyValues, default={}, metavar="KEY=VALUE", **options
+    )
+
+
 def window(text: str) -> tuple[str, str]:
     start, sep, end = text.partition("-")
     if not sep:
@@ -52,7 +82,12 @@ def selector(text: str) -> dict[str, str]:
     """ "all", or FIELD=VALUE[,FIELD=VALUE...] of RuntimeTarget (region=eu-frankfurt-1)."""
     if text == "all":
         return {"target": "all"}
-    return dict(key_values(part) for part in text.split(","))
+    found: dict[str, str] = {}
+    for key, value in map(key_values, text.split(",")):
+        if key in found:
+            raise argparse.ArgumentTypeError(f"{key!r} is given twice in {text!r}")
+        found[key] = value
+    return found
 
 
 def rfc3339(text: str) -> datetime:
@@ -74,15 +109,24 @@ def positive(text: str) -> int:
     return value
 
 
-def first(items: Iterable[T], limit: int) -> list[T]:
-    return list(itertools.islice(items, limit))
+def first(pager: Pager[T], limit: int) -> tuple[list[T], bool]:
+    """At most `limit` items, and whether the list goes on past them."""
+    items: list[T] = []
+    for page in pager.pages():
+        items.extend(page.items)
+        if len(items) >= limit:
+            return items[:limit], len(items) > limit or bool(page.next_page_token)
+    return items, False
 
 
 def follow(client: Client, work_request_id: str, args: argparse.Namespace, out: Output) -> int:
     """Show a work request until it finishes; the exit code tells how it ended."""
     client.work_requests.get(work_request_id)  # fail fast on a bad id or unreachable server
     progress = Progress(out)
-    final = client.work_requests.wait(work_request_id, timeout=args.wait_timeout, on_event=progress)
+    with progress.showing_reconnections():
+        final = client.work_requests.wait(
+            work_request_id, timeout=args.wait_timeout, on_event=progress
+        )
     return progress.finish(final)
 
 
@@ -127,9 +171,7 @@ def _wait_timeout(parser: argparse.ArgumentParser) -> None:
 
 
 def _configurations(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", type=key_values, action="append", default=[], metavar="KEY=VALUE"
-    )
+    _key_value_option(parser, "--config", help="a configuration key's value (repeatable)")
 
 
 def _limit(parser: argparse.ArgumentParser, default: int = 50) -> None:
@@ -138,9 +180,16 @@ def _limit(parser: argparse.ArgumentParser, default: int = 50) -> None:
     )
 
 
-def _listed(kind: type[Message], items: Iterable[Message], out: Output) -> int:
+def _listed(kind: type[Message], pager: Pager[Any], args: argparse.Namespace, out: Output) -> int:
+    items, more = first(pager, args.limit)
     out.table(kind, items)
+    _more(more, args, out)
     return 0
+
+
+def _more(more: bool, args: argparse.Namespace, out: Output) -> None:
+    if more and not out.json:  # JSON: a script asked for --limit and got it
+        out.note(f"there are more results; raise --limit (now {args.limit}) to see them")
 
 
 # --- work requests -------------------------------------------------------------------
@@ -156,7 +205,7 @@ def wr_list(client: Client, args: argparse.Namespace, out: Output) -> int:
         order_by=args.order_by,
         page_size=min(args.limit, 1000),
     )
-    return _listed(WorkRequest, first(items, args.limit), out)
+    return _listed(WorkRequest, items, args, out)
 
 
 def wr_get(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -166,12 +215,12 @@ def wr_get(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 def wr_logs(client: Client, args: argparse.Namespace, out: Output) -> int:
     items = client.work_requests.list_logs(args.work_request_id, page_size=min(args.limit, 1000))
-    return _listed(WorkRequestLogEntry, first(items, args.limit), out)
+    return _listed(WorkRequestLogEntry, items, args, out)
 
 
 def wr_errors(client: Client, args: argparse.Namespace, out: Output) -> int:
     items = client.work_requests.list_errors(args.work_request_id, page_size=min(args.limit, 1000))
-    return _listed(WorkRequestError, first(items, args.limit), out)
+    return _listed(WorkRequestError, items, args, out)
 
 
 def wr_watch(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -235,7 +284,7 @@ def cluster_create(client: Client, args: argparse.Namespace, out: Output) -> int
         sub_account_id=args.sub_account,
         shoot_name=args.shoot_name,
         maintenance_window=args.maintenance_window,
-        labels=dict(args.label),
+        labels=args.label,
         request_id=args.request_id,
     )
     return started(client, operation, args, out)
@@ -253,7 +302,7 @@ def cluster_list(client: Client, args: argparse.Namespace, out: Output) -> int:
         order_by=args.order_by,
         page_size=min(args.limit, 1000),
     )
-    return _listed(Cluster, first(items, args.limit), out)
+    return _listed(Cluster, items, args, out)
 
 
 def cluster_delete(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -274,7 +323,7 @@ def add_clusters(commands: Subparsers, leaf: Callable[..., argparse.ArgumentPars
     p.add_argument("--sub-account", default="")
     p.add_argument("--shoot-name", default="")
     p.add_argument("--maintenance-window", type=window, help="HH:MM-HH:MM in UTC")
-    p.add_argument("--label", type=key_values, action="append", default=[], metavar="KEY=VALUE")
+    _key_value_option(p, "--label")
     _watchable(p)
     p = leaf(verbs, "get", cluster_get, "show one cluster")
     p.add_argument("cluster_id")
@@ -308,7 +357,7 @@ def pool_get(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 def pool_list(client: Client, args: argparse.Namespace, out: Output) -> int:
     items = client.clusters.list_node_pools(args.cluster, page_size=min(args.limit, 1000))
-    return _listed(NodePool, first(items, args.limit), out)
+    return _listed(NodePool, items, args, out)
 
 
 def pool_delete(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -320,7 +369,7 @@ def pool_delete(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 def nodes_list(client: Client, args: argparse.Namespace, out: Output) -> int:
     items = client.clusters.list_nodes(args.node_pool, page_size=min(args.limit, 1000))
-    return _listed(Node, first(items, args.limit), out)
+    return _listed(Node, items, args, out)
 
 
 def add_node_pools(commands: Subparsers, leaf: Callable[..., argparse.ArgumentParser]) -> None:
@@ -358,8 +407,8 @@ def uw_create(client: Client, args: argparse.Namespace, out: Output) -> int:
         args.cluster,
         target_version=args.target_version,
         name=args.name,
-        labels=dict(args.label),
-        annotations=dict(args.annotation),
+        labels=args.label,
+        annotations=args.annotation,
         request_id=args.request_id,
     )
     return started(client, operation, args, out)
@@ -377,7 +426,7 @@ def uw_list(client: Client, args: argparse.Namespace, out: Output) -> int:
         phases=args.phase,
         page_size=min(args.limit, 1000),
     )
-    return _listed(UpgradeWorkflow, first(items, args.limit), out)
+    return _listed(UpgradeWorkflow, items, args, out)
 
 
 def uw_cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -391,7 +440,8 @@ def uw_cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 def uw_versions(client: Client, args: argparse.Namespace, out: Output) -> int:
-    return _listed(KubernetesVersion, client.upgrade_workflows.list_kubernetes_versions(), out)
+    out.table(KubernetesVersion, client.upgrade_workflows.list_kubernetes_versions())
+    return 0
 
 
 def add_upgrade_workflows(
@@ -405,10 +455,8 @@ def add_upgrade_workflows(
     p.add_argument("--cluster", required=True)
     p.add_argument("--target-version", required=True, help="see: upgrade-workflows versions")
     p.add_argument("--name", default="")
-    p.add_argument("--label", type=key_values, action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument(
-        "--annotation", type=key_values, action="append", default=[], metavar="KEY=VALUE"
-    )
+    _key_value_option(p, "--label")
+    _key_value_option(p, "--annotation")
     _watchable(p)
     p = leaf(verbs, "get", uw_get, "show one upgrade workflow")
     p.add_argument("upgrade_workflow_id")
@@ -434,7 +482,7 @@ def addon_install(client: Client, args: argparse.Namespace, out: Output) -> int:
         args.cluster_id,
         args.name,
         version=args.addon_version,
-        configurations=dict(args.config),
+        configurations=args.config,
         override_existing=args.override_existing,
         request_id=args.request_id,
     )
@@ -450,7 +498,7 @@ def addon_list(client: Client, args: argparse.Namespace, out: Output) -> int:
     items = client.addons.list(
         args.cluster_id, lifecycle_states=args.state, page_size=min(args.limit, 1000)
     )
-    return _listed(Addon, first(items, args.limit), out)
+    return _listed(Addon, items, args, out)
 
 
 def addon_update(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -460,7 +508,7 @@ def addon_update(client: Client, args: argparse.Namespace, out: Output) -> int:
         etag=args.etag,
         version=args.addon_version,
         follow_latest=args.follow_latest,
-        configurations=dict(args.config),
+        configurations=args.config,
         replace_configurations=args.replace_config,
         request_id=args.request_id,
     )
@@ -479,12 +527,25 @@ def addon_disable(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 
 def addon_options(client: Client, args: argparse.Namespace, out: Output) -> int:
-    items = client.addons.list_options(
-        kubernetes_version=args.kubernetes_version,
-        addon_name=args.name,
-        page_size=min(args.limit, 1000),
+    options, more = first(
+        client.addons.list_options(
+            kubernetes_version=args.kubernetes_version,
+            addon_name=args.name,
+            page_size=min(args.limit, 1000),
+        ),
+        args.limit,
     )
-    return _listed(AddonOption, first(items, args.limit), out)
+    if out.json:
+        out.table(AddonOption, options)
+    elif args.name and options:
+        for option in options:
+            addon_option_details(option, out)
+    else:
+        out.grid(ADDON_VERSIONS_HEADER, addon_version_rows(options))
+        if options:
+            out.note("descriptions and configuration keys: clusterops addons options --name NAME")
+    _more(more, args, out)
+    return 0
 
 
 def add_addons(commands: Subparsers, leaf: Callable[..., argparse.ArgumentParser]) -> None:
@@ -524,11 +585,20 @@ def add_addons(commands: Subparsers, leaf: Callable[..., argparse.ArgumentParser
     p.add_argument("--remove-existing", action="store_true")
     p.add_argument("--etag", default="")
     _watchable(p)
-    p = leaf(verbs, "options", addon_options, "list the add-on catalogue")
+    p = leaf(
+        verbs,
+        "options",
+        addon_options,
+        "list the add-on catalogue: each version's status and Kubernetes versions",
+    )
     p.add_argument(
         "--kubernetes-version", default="", help="only versions that run on it, e.g. v1.29"
     )
-    p.add_argument("--name", default="", help="only this add-on")
+    p.add_argument(
+        "--name",
+        default="",
+        help="only this add-on, with each version's description and configuration keys",
+    )
     _limit(p)
 
 
@@ -560,14 +630,14 @@ def orc_list(client: Client, args: argparse.Namespace, out: Output) -> int:
     items = client.orchestrations.list(
         compartment_id=args.compartment, states=args.state, page_size=min(args.limit, 1000)
     )
-    return _listed(Orchestration, first(items, args.limit), out)
+    return _listed(Orchestration, items, args, out)
 
 
 def orc_operations(client: Client, args: argparse.Namespace, out: Output) -> int:
     items = client.orchestrations.list_operations(
         args.orchestration_id, states=args.state, page_size=min(args.limit, 100)
     )
-    return _listed(OrchestrationOperation, first(items, args.limit), out)
+    return _listed(OrchestrationOperation, items, args, out)
 
 
 def orc_operation(client: Client, args: argparse.Namespace, out: Output) -> int:

@@ -27,6 +27,9 @@ from clusterops import (
     WorkRequestError,
     WorkRequestLogEntry,
 )
+from clusterops.v1.addons_pb2 import AddonVersionStatus
+
+_VERSION_STATUS = AddonVersionStatus.DESCRIPTOR
 
 # Columns of each kind of resource in a table: (header, dotted field path).
 COLUMNS: dict[type[Message], Sequence[tuple[str, str]]] = {
@@ -82,12 +85,6 @@ COLUMNS: dict[type[Message], Sequence[tuple[str, str]]] = {
         ("STATE", "lifecycle_state"),
         ("ERROR", "addon_error.status"),
         ("CLUSTER", "cluster_id"),
-    ),
-    AddonOption: (
-        ("NAME", "name"),
-        ("ESSENTIAL", "is_essential"),
-        ("VERSIONS", "versions.version_number"),
-        ("DESCRIPTION", "description"),
     ),
     Orchestration: (
         ("ID", "id"),
@@ -177,6 +174,10 @@ class Output:
 
     mode: str = "table"
     stream: TextIO = field(default_factory=lambda: sys.stdout)
+    # JSON Lines: every object on one line, for commands that stream (--watch) so that a
+    # script can read stdout line by line.
+    lines: bool = False
+    status: TextIO = field(default_factory=lambda: sys.stderr)
 
     @property
     def json(self) -> bool:
@@ -188,37 +189,51 @@ class Output:
     def json_line(self, value: Any) -> None:
         self.line(json.dumps(value, separators=(",", ":")))
 
+    def json_value(self, value: Any) -> None:
+        """Indented for people reading scripts' output, or one line when streaming."""
+        if self.lines:
+            self.json_line(value)
+        else:
+            self.line(json.dumps(value, indent=2))
+
+    def note(self, text: str) -> None:
+        """A remark for the person at the terminal (on stderr: stdout stays parseable)."""
+        print(f"clusterops: {text}", file=self.status, flush=True)
+
     def table(self, kind: type[Message], items: Iterable[Message]) -> None:
         """A list: a JSON array, or a table with a header row."""
         if self.json:
-            self.line(json.dumps([to_json(item) for item in items], indent=2))
+            self.json_value([to_json(item) for item in items])
             return
         columns = COLUMNS[kind]
-        rows = [[header for header, _ in columns]]
-        rows.extend([cell(item, path) for _, path in columns] for item in items)
-        if len(rows) == 1:
-            self.line("(none)")
+        self.grid(
+            [header for header, _ in columns],
+            [[cell(item, path) for _, path in columns] for item in items],
+        )
+
+    def grid(self, header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "") -> None:
+        """Rows of cells under a header, each column as wide as its widest cell."""
+        if not rows:
+            self.line(f"{indent}(none)")
             return
-        widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
-        for row in rows:
+        table = [header, *rows]
+        widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+        for row in table:
             cells = (text.ljust(width) for text, width in zip(row, widths, strict=True))
-            self.line("  ".join(cells).rstrip())
+            self.line(indent + "  ".join(cells).rstrip())
 
     def resource(self, message: Message, **extra: Message) -> None:
         """One resource: JSON, or its fields one per line (with `extra` messages after)."""
         if self.json:
             if extra:
-                self.line(
-                    json.dumps(
-                        {
-                            _json_key(message): to_json(message),
-                            **{k: to_json(v) for k, v in extra.items()},
-                        },
-                        indent=2,
-                    )
+                self.json_value(
+                    {
+                        _json_key(message): to_json(message),
+                        **{k: to_json(v) for k, v in extra.items()},
+                    }
                 )
             else:
-                self.line(json.dumps(to_json(message), indent=2))
+                self.json_value(to_json(message))
             return
         for text in describe(message):
             self.line(text)
@@ -226,6 +241,68 @@ class Output:
             self.line(f"{name}:")
             for text in describe(value, indent=1):
                 self.line(text)
+
+
+ADDON_VERSIONS_HEADER = ("NAME", "VERSION", "STATUS", "KUBERNETES", "ESSENTIAL")
+
+
+def addon_version_rows(options: Iterable[AddonOption]) -> list[list[str]]:
+    """One row per version of each add-on: a RECALLED version must not look installable."""
+    rows: list[list[str]] = []
+    for option in options:
+        essential = "yes" if option.is_essential else "no"
+        for version in option.versions:
+            rows.append(
+                [
+                    option.name,
+                    version.version_number,
+                    enum_label(_VERSION_STATUS, version.status),
+                    ", ".join(version.kubernetes_versions) or "-",
+                    essential,
+                ]
+            )
+        if not option.versions:
+            rows.append([option.name, "-", "-", "-", essential])
+    return rows
+
+
+def addon_option_details(option: AddonOption, out: Output) -> None:
+    """An add-on with each version's status, Kubernetes versions and description, and the
+    configuration keys it accepts (grouped when versions accept the same keys)."""
+    out.line(f"name: {option.name}")
+    out.line(f"description: {option.description or '-'}")
+    out.line(f"essential: {'yes' if option.is_essential else 'no'}")
+    out.line("versions:")
+    out.grid(
+        ("VERSION", "STATUS", "KUBERNETES", "DESCRIPTION"),
+        [
+            [
+                version.version_number,
+                enum_label(_VERSION_STATUS, version.status),
+                ", ".join(version.kubernetes_versions) or "-",
+                version.description or "-",
+            ]
+            for version in option.versions
+        ],
+        indent="  ",
+    )
+    groups: dict[tuple[tuple[str, str, str, bool], ...], list[str]] = {}
+    for version in option.versions:
+        keys = tuple(
+            (c.key, c.default_value, c.description, c.is_required) for c in version.configurations
+        )
+        groups.setdefault(keys, []).append(version.version_number)
+    for keys, versions in groups.items():
+        which = "every version" if len(groups) == 1 else ", ".join(versions)
+        out.line(f"configuration keys ({which}):")
+        out.grid(
+            ("KEY", "DEFAULT", "REQUIRED", "DESCRIPTION"),
+            [
+                [key, default or "-", "yes" if required else "no", description or "-"]
+                for key, default, description, required in keys
+            ],
+            indent="  ",
+        )
 
 
 def _json_key(message: Message) -> str:

@@ -3,8 +3,11 @@ one JSON object per event for scripts."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import shutil
 import time
+from collections.abc import Iterator
 
 from clusterops import WatchEvent, WorkRequest, WorkRequestError
 from clusterops.cli._output import Output, enum_label, to_json
@@ -60,6 +63,28 @@ class Progress:
         else:
             self._plain(event)
 
+    @contextlib.contextmanager
+    def showing_reconnections(self) -> Iterator[None]:
+        """While the watch runs, say on stderr when the SDK reconnects it."""
+        watch_logger = logging.getLogger("clusterops.watch")
+        handler = _Reconnections(self)
+        level = watch_logger.level
+        watch_logger.addHandler(handler)
+        if watch_logger.getEffectiveLevel() > logging.INFO:
+            watch_logger.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            watch_logger.removeHandler(handler)
+            watch_logger.setLevel(level)
+
+    def notice(self, text: str) -> None:
+        """A status line on stderr, below the live bar rather than through it."""
+        if self._drawn:
+            self.output.line()
+            self._drawn = False
+        self.output.note(text)
+
     def _draw(self, work_request: WorkRequest) -> None:
         text = (
             f"{bar(work_request.percent_complete)} {work_request.percent_complete:3.0f}% "
@@ -94,3 +119,26 @@ class Progress:
             for error in self.errors:
                 self.output.line(f"  error {error.code}: {error.message}")
         return code
+
+
+class _Reconnections(logging.Handler):
+    """The SDK's watch reconnections (logger "clusterops.watch") as short status lines."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__(logging.INFO)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        action = getattr(record, "watch_action", "")
+        revision = getattr(record, "revision", 0)
+        attempt = getattr(record, "attempt", 0)
+        if action == "reconnect" and attempt == 1:
+            self.progress.notice(f"connection lost; resuming from revision {revision}")
+        elif action == "reconnect":
+            self.progress.notice(
+                f"still reconnecting (attempt {attempt}) to resume from revision {revision}"
+            )
+        elif action == "restart":
+            self.progress.notice(
+                f"revision {revision} can no longer be resumed; starting again from now"
+            )

@@ -45,6 +45,7 @@ connection options (--server, --output, --token, --tls, --ca-cert, --client-cert
 --client-key, --timeout) may come before or after the command; environment variables
 CLUSTEROPS_SERVER, CLUSTEROPS_OUTPUT, CLUSTEROPS_TOKEN, CLUSTEROPS_TLS,
 CLUSTEROPS_CA_CERT, CLUSTEROPS_CLIENT_CERT and CLUSTEROPS_CLIENT_KEY set their defaults.
+gRPC's own log lines are off unless GRPC_VERBOSITY is set (e.g. GRPC_VERBOSITY=DEBUG).
 """
 
 
@@ -133,12 +134,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_server(target: str) -> None:
+    """HOST:PORT ([IPV6]:PORT) or a gRPC target URI such as unix:///run/clusterops.sock;
+    anything else is a usage error here rather than a resolver error from gRPC."""
+    expected = f"expected HOST:PORT such as {DEFAULT_TARGET}"
+    scheme, colon, rest = target.partition(":")
+    if scheme in _URI_SCHEMES and colon:
+        if not rest.strip("/"):
+            raise ValueError(f"--server: {target!r} names no address")
+        return
+    host, _, port = target.rpartition(":")
+    bare = host.removeprefix("[").removesuffix("]")
+    if host.startswith("[") != host.endswith("]") or (":" in bare and bare == host):
+        raise ValueError(f"--server: {expected} ([::1]:50051 for IPv6), got {target!r}")
+    if not bare or any(c.isspace() or c in "/?#@" for c in bare):
+        raise ValueError(f"--server: {expected}, got {target!r}")
+    if not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"--server: {expected} (a port from 1 to 65535), got {target!r}")
+
+
+_URI_SCHEMES = {"dns", "unix", "unix-abstract", "ipv4", "ipv6", "vsock"}
+
+
 def connect(args: argparse.Namespace) -> Client:
+    check_server(args.server)
     tls: TLSConfig | bool = bool(args.tls)
     if args.ca_cert or args.client_cert or args.client_key:
         tls = TLSConfig.from_files(
             ca_cert=args.ca_cert, client_cert=args.client_cert, client_key=args.client_key
         )
+        for path, pem in (
+            (args.ca_cert, tls.root_certificates),
+            (args.client_cert, tls.client_certificate),
+            (args.client_key, tls.client_key),
+        ):
+            if pem is not None and b"-----BEGIN " not in pem:
+                raise ValueError(f"{path} is not a PEM file")
     # A person is waiting: a few quick retries, not the SDK's patient default.
     return Client(
         args.server,
@@ -149,12 +180,30 @@ def connect(args: argparse.Namespace) -> Client:
     )
 
 
-def _report(error: ClusteropsError, server: str, say: Callable[[str], None]) -> int:
+def _uses_tls(args: argparse.Namespace) -> bool:
+    return bool(args.tls or args.ca_cert or args.client_cert or args.client_key)
+
+
+# How gRPC words a TLS handshake that failed (or that the server broke off, as a server
+# requiring a client certificate does when it gets none or an untrusted one).
+_HANDSHAKE_FAILURES = ("handshake", "ssl", "tls", "socket closed", "certificate")
+
+
+def _report(error: ClusteropsError, args: argparse.Namespace, say: Callable[[str], None]) -> int:
+    server = args.server
     if isinstance(error, Unavailable):
-        say(
-            f"cannot reach the server at {server}: {error.message} "
-            f"(is it running? set --server or {ENV_SERVER})"
-        )
+        message = error.message.removeprefix("failed to connect to all addresses; last error: ")
+        if _uses_tls(args) and any(word in message.lower() for word in _HANDSHAKE_FAILURES):
+            say(
+                f"TLS with the server at {server} failed: {message} "
+                "(does it serve TLS? check --ca-cert, and --client-cert and --client-key "
+                "if it asks for a client certificate)"
+            )
+        else:
+            say(
+                f"cannot reach the server at {server}: {message} "
+                f"(is it running? set --server or {ENV_SERVER})"
+            )
         return EXIT_UNAVAILABLE
     if error.field_violations:
         say(f"{error.code.name}: the request has invalid fields:")
@@ -179,9 +228,11 @@ def run(args: argparse.Namespace) -> int:
     handler: Handler = args.handler
     try:
         with connect(args) as client:
-            return handler(client, args, Output(args.output))
+            # With --watch, JSON output is JSON Lines: the started resource, then each event.
+            output = Output(args.output, lines=bool(getattr(args, "watch", False)))
+            return handler(client, args, output)
     except ClusteropsError as error:
-        return _report(error, args.server, say)
+        return _report(error, args, say)
     except BrokenPipeError:  # e.g. piped into `head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_ERROR
