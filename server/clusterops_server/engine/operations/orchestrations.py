@@ -242,7 +242,7 @@ class RunOrchestration:
                         related=[orchestration_resource(orchestration.id, ActionType.RELATED)],
                     )
             except DomainError as refused:
-                operation.end(OrchestrationState.FAILED, f"Not started: {refused.message}", now)
+                operation.end(OrchestrationState.FAILED, f"Not started: {refused.explanation}", now)
             else:
                 operation.start(now, cluster.kubernetes_version, workflow.id, upgrade.id)
         orchestration.counts.move(before, operation.state)
