@@ -140,6 +140,20 @@ class EtagMismatch(DomainError):
         )
 
 
+class ConcurrentChange(DomainError):
+    """Another request changed the resource while this one was being served."""
+
+    code = grpc.StatusCode.ABORTED
+    default_reason = "CONCURRENT_CHANGE"
+
+    def __init__(self, resource_type: str, resource_id: str, what: str) -> None:
+        super().__init__(
+            f"{resource_type} {resource_id} changed while this request was being served "
+            f"({what}); read it again and retry",
+            resource=ResourceRef(resource_type, resource_id),
+        )
+
+
 class FailedPrecondition(DomainError):
     code = grpc.StatusCode.FAILED_PRECONDITION
     default_reason = "FAILED_PRECONDITION"

@@ -199,6 +199,11 @@ class OperationContext:
             if wr.status is WorkRequestStatus.CANCELING and not self.undoing:
                 # Canceled while the last step ran: undo instead of ending as if it had not been.
                 raise OperationCanceled(self.id)
+            parent = self.params.get(PARENT_PARAM)
+            if isinstance(parent, str) and parent:
+                # Before `apply`: a parent's work request is locked after its child's and
+                # before any domain row (the lock order in store/uow.py).
+                await uow.leases.wake(parent, self.clock.now())
             before = list(wr.resources)
             if apply is not None:
                 await apply(uow, wr)
@@ -211,9 +216,6 @@ class OperationContext:
                 errors=[ErrorEntry(code, message, now) for code, message in errors],
             )
             await uow.leases.release(self.id, self.owner)
-            parent = self.params.get(PARENT_PARAM)
-            if isinstance(parent, str) and parent:
-                await uow.leases.wake(parent, now)
 
         await self.update(end)
         self.finished = True

@@ -243,6 +243,11 @@ class UpgradeWorkflowService:
             prior = await previous_result(uow, "CancelUpgradeWorkflow", cmd.request_id, cmd)
             if prior is not None:
                 return await require_workflow(uow, prior["upgrade_workflow_id"])
+            # The store's lock order: the work request, then the workflow it drives, as the
+            # engine's steps take them. A workflow never changes its work request.
+            seen = await require_workflow(uow, cmd.upgrade_workflow_id, verb=Verb.USE)
+            wr = await uow.work_requests.get(seen.work_request_id, for_update=True)
+            assert wr is not None, seen.work_request_id
             workflow = await require_workflow(
                 uow, cmd.upgrade_workflow_id, for_update=True, verb=Verb.USE
             )
@@ -251,8 +256,6 @@ class UpgradeWorkflowService:
             if workflow.phase is not UpgradePhase.CANCEL:
                 workflow.require_cancelable()
                 now = self.clock.now()
-                wr = await uow.work_requests.get(workflow.work_request_id, for_update=True)
-                assert wr is not None, workflow.work_request_id
                 if wr.status is not WorkRequestStatus.CANCELING:
                     wr.transition(WorkRequestStatus.CANCELING, now)
                     await uow.work_requests.save(

@@ -239,7 +239,7 @@ class OrchestrationRepository:
     async def get(self, orchestration_id: str, *, for_update: bool = False) -> Orchestration | None:
         stmt = select(OrchestrationRow).where(OrchestrationRow.id == orchestration_id)
         if for_update and self.dialect == "postgresql":
-            stmt = stmt.with_for_update()
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
         row = await self.session.scalar(stmt)
         return _orchestration(row) if row else None
 
