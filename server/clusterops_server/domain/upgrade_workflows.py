@@ -212,6 +212,15 @@ class UpgradeWorkflow:
                 metadata={"phase": self.phase.value, "cluster_task_id": cluster.task_id},
             )
 
+    def abandon(self, now: datetime, message: str) -> None:
+        """The engine gave up on the workflow: a task that was running or queued failed,
+        and the workflow waits for a decision (Pending), unless it was being canceled."""
+        for point in self.points:
+            if point.status in (UpgradeTaskStatus.RUNNING, UpgradeTaskStatus.QUEUING):
+                self.fail(point.task_type, now, message)
+        if self.phase is not UpgradePhase.CANCEL:
+            self.phase = UpgradePhase.PENDING
+
     def cancel(self) -> None:
         """Stop here: tasks that were only queued go back to Init."""
         self.phase = UpgradePhase.CANCEL

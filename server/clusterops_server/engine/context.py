@@ -41,6 +41,8 @@ OnFailed = Callable[[UnitOfWork, WorkRequest, ProviderError], Awaitable[None]]
 Apply = Callable[[UnitOfWork, WorkRequest], Awaitable[None]]
 Recheck = Callable[[UnitOfWork, WorkRequest], Awaitable[bool]]
 PARENT_PARAM = "parent_work_request_id"
+# What a work request, and the domain objects it leaves, say when its handler kept crashing.
+UNEXPECTED_FAILURE = "the operation failed unexpectedly; see server logs"
 
 
 class LeaseLost(Exception):
@@ -220,6 +222,14 @@ class OperationContext:
         await self.update(end)
         self.finished = True
         self.status = status
+
+    async def give_up(
+        self, *, apply: Apply | None, log: str, errors: Sequence[tuple[str, str]]
+    ) -> None:
+        """End the work request FAILED for good after its handler kept crashing, with the
+        domain changes in `apply`; a CANCELING one too, since nothing is left to undo it."""
+        self.undoing = True
+        await self.finish(WorkRequestStatus.FAILED, apply=apply, log=log, errors=errors)
 
     async def park(
         self, until: datetime, *, apply: Apply | None = None, recheck: Recheck | None = None

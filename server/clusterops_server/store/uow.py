@@ -11,8 +11,8 @@ other in a cycle:
 
 1. work requests: the one the transaction drives, then (only to wake it) its parent;
    never a parent before its child;
-2. the domain rows they drive, outermost first: orchestration (then its operations),
-   upgrade workflow, cluster, node pool, node; an add-on after its cluster;
+2. the domain rows they drive: orchestration (then its operations), upgrade workflow,
+   cluster; nodes before their node pool; an add-on after its cluster;
 3. the revision counter, at commit.
 
 The engine's steps lock their work request first (`OperationContext._enter`), so a
