@@ -238,7 +238,9 @@ class UpgradeWorkflowService:
 
     async def cancel(self, cmd: CancelUpgradeWorkflowCommand) -> UpgradeWorkflow:
         """Phase Cancel and the work request CANCELING at once; the engine then stops the
-        workflow before its next task. Refused once the Cluster task has started."""
+        workflow before its next task. Refused once the Cluster task has started, unless
+        the workflow is Pending (a task failed, its work request has ended): then canceling
+        is the decision that closes it, and the cluster stays as the failure left it."""
         async with self.store.write() as uow:
             prior = await previous_result(uow, "CancelUpgradeWorkflow", cmd.request_id, cmd)
             if prior is not None:
@@ -256,7 +258,9 @@ class UpgradeWorkflowService:
             if workflow.phase is not UpgradePhase.CANCEL:
                 workflow.require_cancelable()
                 now = self.clock.now()
-                if wr.status is not WorkRequestStatus.CANCELING:
+                # A Pending workflow's work request has ended: only the workflow closes.
+                pending = workflow.phase is UpgradePhase.PENDING
+                if not pending and wr.status is not WorkRequestStatus.CANCELING:
                     wr.transition(WorkRequestStatus.CANCELING, now)
                     await uow.work_requests.save(
                         wr,
