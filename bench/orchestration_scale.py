@@ -88,6 +88,9 @@ class InstantUpgrade:
     async def undo(self, ctx: OperationContext) -> None:
         await ctx.finish(WorkRequestStatus.CANCELED)
 
+    async def abandon(self, ctx: OperationContext, uow: UnitOfWork, wr: WorkRequest) -> None:
+        return
+
 
 def build(directory: Path, name: str, concurrency: int, upgrades: str) -> App:
     app = App(

@@ -48,6 +48,9 @@ class Parent:
     async def undo(self, ctx: OperationContext) -> None:
         await ctx.finish(WorkRequestStatus.CANCELED)
 
+    async def abandon(self, ctx: OperationContext, uow: UnitOfWork, wr: WorkRequest) -> None:
+        return
+
 
 class Child:
     """Finishes after waiting `params["seconds"]` on the clock."""
@@ -63,6 +66,9 @@ class Child:
 
     async def undo(self, ctx: OperationContext) -> None:
         await ctx.finish(WorkRequestStatus.CANCELED)
+
+    async def abandon(self, ctx: OperationContext, uow: UnitOfWork, wr: WorkRequest) -> None:
+        return
 
 
 @pytest.fixture

@@ -116,7 +116,8 @@ async def test_a_dry_run_records_operations_and_changes_no_cluster(app: App, stu
     ready = await seed_cluster(app, version="v1.29.8")
     current = await seed_cluster(app, version="v1.30.4")
     too_old = await seed_cluster(app, version="v1.27.16")
-    before = {c.id: await cluster_of(stubs, c.id) for c in (ready, current, too_old)}
+    newer = await seed_cluster(app, version="v1.30.6")
+    before = {c.id: await cluster_of(stubs, c.id) for c in (ready, current, too_old, newer)}
     created = await create(stubs, dry_run=True, workers=1, maintenance_window=True)
     assert created.orchestration.parameters.dry_run
     events = await watch_to_end(stubs, created.work_request.id)
@@ -132,6 +133,12 @@ async def test_a_dry_run_records_operations_and_changes_no_cluster(app: App, stu
     assert ops[current.id].description == "Dry run: the cluster already runs v1.30.4"
     assert ops[too_old.id].state == FAILED
     assert "Dry run: the upgrade would be refused" in ops[too_old.id].description
+    # The reason reads as a sentence, not as the validator's "invalid request: field: ...".
+    assert ops[newer.id].state == FAILED
+    assert ops[newer.id].description == (
+        "Dry run: the upgrade would be refused: v1.30.4 is older than the cluster's v1.30.6; "
+        "downgrades are not supported"
+    )
     assert all(not op.upgrade_workflow_id and not op.work_request_id for op in ops.values())
 
     assert {c: await cluster_of(stubs, c) for c in before} == before

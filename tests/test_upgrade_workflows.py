@@ -308,6 +308,88 @@ async def test_a_failed_rollback_marks_the_cluster_failed_and_names_both_tasks(
     assert broken.kubernetes_version == "v1.29.8"
 
 
+# a Pending workflow waits for a decision
+
+
+@pytest.mark.parametrize(
+    ("failing", "rollback_fails", "cluster_state"),
+    [
+        (PRE_CHECK, False, cl_pb.CLUSTER_LIFECYCLE_STATE_ACTIVE),
+        (CLUSTER, False, cl_pb.CLUSTER_LIFECYCLE_STATE_ACTIVE),
+        (CLUSTER, True, cl_pb.CLUSTER_LIFECYCLE_STATE_FAILED),
+    ],
+    ids=["before-the-cluster-task", "rolled-back", "rollback-failed"],
+)
+async def test_cancel_closes_a_pending_workflow_and_leaves_the_cluster_as_the_failure_did(
+    app: App,
+    stubs: Stubs,
+    failing: uw_pb.UpgradeTaskType.ValueType,
+    rollback_fails: bool,
+    cluster_state: cl_pb.ClusterLifecycleState.ValueType,
+) -> None:
+    cluster = await seed_cluster(app, version="v1.29.8")
+    await simulator(app).inject_fault(f"upgrade:{TASK_NAMES[failing]}", cluster.id)
+    if rollback_fails:
+        await simulator(app).inject_fault("upgrade:Rollback", cluster.id)
+    created = await create_upgrade(stubs, cluster.id, "v1.30.4")
+    events = await watch_to_end(stubs, created.work_request.id)
+    assert events[-1].work_request.status == wr_pb.WORK_REQUEST_STATUS_FAILED
+    pending = await get_workflow(stubs, created.upgrade_workflow.metadata.uid)
+    assert pending.status.phase == uw_pb.UPGRADE_WORKFLOW_PHASE_PENDING
+
+    # Even past the point of no return: the workflow has stopped, so closing it is safe.
+    canceled = await stubs.upgrade_workflows.CancelUpgradeWorkflow(
+        uw_pb.CancelUpgradeWorkflowRequest(
+            upgrade_workflow_id=pending.metadata.uid, etag=pending.etag
+        )
+    )
+    closed = canceled.upgrade_workflow
+    assert closed.status.phase == uw_pb.UPGRADE_WORKFLOW_PHASE_CANCEL
+    assert closed.etag != pending.etag
+    # What happened stays on record: the failed task, the ended work request.
+    assert points(closed) == points(pending)
+    wr = await stubs.work_requests.GetWorkRequest(
+        wr_pb.GetWorkRequestRequest(work_request_id=created.work_request.id)
+    )
+    assert wr.work_request.status == wr_pb.WORK_REQUEST_STATUS_FAILED
+    after = await cluster_of(stubs, cluster.id)
+    assert after.kubernetes_version == "v1.29.8"
+    assert after.lifecycle_state == cluster_state
+
+    again = await stubs.upgrade_workflows.CancelUpgradeWorkflow(
+        uw_pb.CancelUpgradeWorkflowRequest(upgrade_workflow_id=pending.metadata.uid)
+    )
+    assert again.upgrade_workflow.status.phase == uw_pb.UPGRADE_WORKFLOW_PHASE_CANCEL
+    assert again.upgrade_workflow.etag == closed.etag
+
+
+@pytest.mark.parametrize("close_first", [False, True], ids=["left-pending", "closed"])
+async def test_a_new_upgrade_is_accepted_after_a_pending_one(
+    app: App, stubs: Stubs, close_first: bool
+) -> None:
+    cluster = await seed_cluster(app, version="v1.29.8")
+    await simulator(app).inject_fault("upgrade:Cluster", cluster.id)
+    failed = await create_upgrade(stubs, cluster.id, "v1.30.4")
+    await watch_to_end(stubs, failed.work_request.id)
+    failed_id = failed.upgrade_workflow.metadata.uid
+    assert (await get_workflow(stubs, failed_id)).status.phase == (
+        uw_pb.UPGRADE_WORKFLOW_PHASE_PENDING
+    )
+    if close_first:
+        await stubs.upgrade_workflows.CancelUpgradeWorkflow(
+            uw_pb.CancelUpgradeWorkflowRequest(upgrade_workflow_id=failed_id)
+        )
+
+    retried = await create_upgrade(stubs, cluster.id, "v1.30.4")
+    events = await watch_to_end(stubs, retried.work_request.id)
+    assert events[-1].work_request.status == wr_pb.WORK_REQUEST_STATUS_SUCCEEDED
+    assert (await cluster_of(stubs, cluster.id)).kubernetes_version == "v1.30.4"
+    # The earlier workflow keeps its own ending.
+    assert (await get_workflow(stubs, failed_id)).status.phase == (
+        uw_pb.UPGRADE_WORKFLOW_PHASE_CANCEL if close_first else uw_pb.UPGRADE_WORKFLOW_PHASE_PENDING
+    )
+
+
 # pre-check expiry
 
 

@@ -33,7 +33,9 @@ class _UpgradeWorkflowPhaseEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_
     UPGRADE_WORKFLOW_PHASE_RUNNING: _UpgradeWorkflowPhase.ValueType  # 2
     """Tasks are running."""
     UPGRADE_WORKFLOW_PHASE_PENDING: _UpgradeWorkflowPhase.ValueType  # 3
-    """A task failed; the workflow stopped (after rolling back when needed)."""
+    """A task failed; the workflow stopped (after rolling back when needed) and
+    waits for a decision: cancel it to close it, or start a new upgrade.
+    """
     UPGRADE_WORKFLOW_PHASE_SUCCESS: _UpgradeWorkflowPhase.ValueType  # 4
     """Every task on the critical path succeeded."""
     UPGRADE_WORKFLOW_PHASE_CANCEL: _UpgradeWorkflowPhase.ValueType  # 5
@@ -48,7 +50,9 @@ UPGRADE_WORKFLOW_PHASE_INIT: UpgradeWorkflowPhase.ValueType  # 1
 UPGRADE_WORKFLOW_PHASE_RUNNING: UpgradeWorkflowPhase.ValueType  # 2
 """Tasks are running."""
 UPGRADE_WORKFLOW_PHASE_PENDING: UpgradeWorkflowPhase.ValueType  # 3
-"""A task failed; the workflow stopped (after rolling back when needed)."""
+"""A task failed; the workflow stopped (after rolling back when needed) and
+waits for a decision: cancel it to close it, or start a new upgrade.
+"""
 UPGRADE_WORKFLOW_PHASE_SUCCESS: UpgradeWorkflowPhase.ValueType  # 4
 """Every task on the critical path succeeded."""
 UPGRADE_WORKFLOW_PHASE_CANCEL: UpgradeWorkflowPhase.ValueType  # 5

@@ -92,7 +92,8 @@ class UpgradeWorkflowServiceServicer:
 
     def CancelUpgradeWorkflow(self, request, context):
         """Cancels a workflow whose Cluster task has not started (the point of no
-        return); later it answers FAILED_PRECONDITION.
+        return); later it answers FAILED_PRECONDITION. A Pending workflow (a task
+        failed) is closed: phase Cancel, the cluster left as the failure left it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -45,7 +45,8 @@ class UpgradeWorkflowServiceStub:
     """Lists workflows, newest first."""
     CancelUpgradeWorkflow: _grpc.UnaryUnaryMultiCallable[_upgrade_workflows_pb2.CancelUpgradeWorkflowRequest, _upgrade_workflows_pb2.CancelUpgradeWorkflowResponse]
     """Cancels a workflow whose Cluster task has not started (the point of no
-    return); later it answers FAILED_PRECONDITION.
+    return); later it answers FAILED_PRECONDITION. A Pending workflow (a task
+    failed) is closed: phase Cancel, the cluster left as the failure left it.
     """
     ListKubernetesVersions: _grpc.UnaryUnaryMultiCallable[_upgrade_workflows_pb2.ListKubernetesVersionsRequest, _upgrade_workflows_pb2.ListKubernetesVersionsResponse]
     """Lists the Kubernetes versions the service supports and where each may upgrade to."""
@@ -67,7 +68,8 @@ class UpgradeWorkflowServiceAsyncStub(UpgradeWorkflowServiceStub):
     """Lists workflows, newest first."""
     CancelUpgradeWorkflow: _aio.UnaryUnaryMultiCallable[_upgrade_workflows_pb2.CancelUpgradeWorkflowRequest, _upgrade_workflows_pb2.CancelUpgradeWorkflowResponse]  # type: ignore[assignment]
     """Cancels a workflow whose Cluster task has not started (the point of no
-    return); later it answers FAILED_PRECONDITION.
+    return); later it answers FAILED_PRECONDITION. A Pending workflow (a task
+    failed) is closed: phase Cancel, the cluster left as the failure left it.
     """
     ListKubernetesVersions: _aio.UnaryUnaryMultiCallable[_upgrade_workflows_pb2.ListKubernetesVersionsRequest, _upgrade_workflows_pb2.ListKubernetesVersionsResponse]  # type: ignore[assignment]
     """Lists the Kubernetes versions the service supports and where each may upgrade to."""
@@ -110,7 +112,8 @@ class UpgradeWorkflowServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_upgrade_workflows_pb2.CancelUpgradeWorkflowResponse, _abc.Awaitable[_upgrade_workflows_pb2.CancelUpgradeWorkflowResponse]]:
         """Cancels a workflow whose Cluster task has not started (the point of no
-        return); later it answers FAILED_PRECONDITION.
+        return); later it answers FAILED_PRECONDITION. A Pending workflow (a task
+        failed) is closed: phase Cancel, the cluster left as the failure left it.
         """
 
     @_abc_1.abstractmethod

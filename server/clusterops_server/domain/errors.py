@@ -52,6 +52,12 @@ class DomainError(Exception):
         self.metadata = dict(metadata or {})
         self.resource = resource
 
+    @property
+    def explanation(self) -> str:
+        """The reason as a sentence for a person reading it away from the call that was
+        refused (an operation's description, a log line)."""
+        return self.message
+
 
 class InvalidArgument(DomainError):
     code = grpc.StatusCode.INVALID_ARGUMENT
@@ -71,6 +77,11 @@ class InvalidArgument(DomainError):
     @classmethod
     def one(cls, field_path: str, description: str) -> InvalidArgument:
         return cls([FieldViolation(field_path, description)])
+
+    @property
+    def explanation(self) -> str:
+        """What is wrong, without the request-validation framing ("invalid request: field:")."""
+        return "; ".join(v.description for v in self.violations) or self.message
 
 
 class NotFound(DomainError):
@@ -126,6 +137,20 @@ class EtagMismatch(DomainError):
             "you read it; read it again and retry",
             resource=ResourceRef(resource_type, resource_id),
             metadata={"current_etag": current_etag},
+        )
+
+
+class ConcurrentChange(DomainError):
+    """Another request changed the resource while this one was being served."""
+
+    code = grpc.StatusCode.ABORTED
+    default_reason = "CONCURRENT_CHANGE"
+
+    def __init__(self, resource_type: str, resource_id: str, what: str) -> None:
+        super().__init__(
+            f"{resource_type} {resource_id} changed while this request was being served "
+            f"({what}); read it again and retry",
+            resource=ResourceRef(resource_type, resource_id),
         )
 
 

@@ -252,7 +252,7 @@ def dry_run_outcome(
     except DomainError as refused:
         return (
             OrchestrationState.FAILED,
-            f"Dry run: the upgrade would be refused: {refused.message}",
+            f"Dry run: the upgrade would be refused: {refused.explanation}",
         )
     if cluster.lifecycle_state is not ClusterState.ACTIVE:
         return (

@@ -21,7 +21,8 @@ from clusterops_server.domain.versions import KubernetesVersion, VersionCatalogu
 class UpgradePhase(StrEnum):
     INIT = "Init"
     RUNNING = "Running"
-    # A task failed; the workflow stopped (after rolling back when needed).
+    # A task failed; the workflow stopped (after rolling back when needed) and waits for
+    # a decision: cancel it to close it, or start a new upgrade of the cluster.
     PENDING = "Pending"
     SUCCESS = "Success"
     CANCEL = "Cancel"
@@ -191,12 +192,14 @@ class UpgradeWorkflow:
         }
 
     def require_cancelable(self) -> None:
-        if self.phase is UpgradePhase.CANCEL:
+        """Init and Running workflows stop before their point of no return; a Pending one
+        has stopped already, and canceling it closes it (whatever task failed)."""
+        if self.phase in (UpgradePhase.CANCEL, UpgradePhase.PENDING):
             return
         if self.phase.is_final:
             raise FailedPrecondition(
                 f"upgrade workflow {self.id} is {self.phase.value}; only a workflow that is "
-                "still Init or Running can be canceled",
+                "Init, Running or Pending can be canceled",
                 violation_type="UPGRADE_WORKFLOW_PHASE",
                 subject=self.id,
                 metadata={"phase": self.phase.value},
@@ -211,6 +214,15 @@ class UpgradeWorkflow:
                 subject=self.id,
                 metadata={"phase": self.phase.value, "cluster_task_id": cluster.task_id},
             )
+
+    def abandon(self, now: datetime, message: str) -> None:
+        """The engine gave up on the workflow: a task that was running or queued failed,
+        and the workflow waits for a decision (Pending), unless it was being canceled."""
+        for point in self.points:
+            if point.status in (UpgradeTaskStatus.RUNNING, UpgradeTaskStatus.QUEUING):
+                self.fail(point.task_type, now, message)
+        if self.phase is not UpgradePhase.CANCEL:
+            self.phase = UpgradePhase.PENDING
 
     def cancel(self) -> None:
         """Stop here: tasks that were only queued go back to Init."""

@@ -41,6 +41,8 @@ OnFailed = Callable[[UnitOfWork, WorkRequest, ProviderError], Awaitable[None]]
 Apply = Callable[[UnitOfWork, WorkRequest], Awaitable[None]]
 Recheck = Callable[[UnitOfWork, WorkRequest], Awaitable[bool]]
 PARENT_PARAM = "parent_work_request_id"
+# What a work request, and the domain objects it leaves, say when its handler kept crashing.
+UNEXPECTED_FAILURE = "the operation failed unexpectedly; see server logs"
 
 
 class LeaseLost(Exception):
@@ -199,6 +201,11 @@ class OperationContext:
             if wr.status is WorkRequestStatus.CANCELING and not self.undoing:
                 # Canceled while the last step ran: undo instead of ending as if it had not been.
                 raise OperationCanceled(self.id)
+            parent = self.params.get(PARENT_PARAM)
+            if isinstance(parent, str) and parent:
+                # Before `apply`: a parent's work request is locked after its child's and
+                # before any domain row (the lock order in store/uow.py).
+                await uow.leases.wake(parent, self.clock.now())
             before = list(wr.resources)
             if apply is not None:
                 await apply(uow, wr)
@@ -211,13 +218,18 @@ class OperationContext:
                 errors=[ErrorEntry(code, message, now) for code, message in errors],
             )
             await uow.leases.release(self.id, self.owner)
-            parent = self.params.get(PARENT_PARAM)
-            if isinstance(parent, str) and parent:
-                await uow.leases.wake(parent, now)
 
         await self.update(end)
         self.finished = True
         self.status = status
+
+    async def give_up(
+        self, *, apply: Apply | None, log: str, errors: Sequence[tuple[str, str]]
+    ) -> None:
+        """End the work request FAILED for good after its handler kept crashing, with the
+        domain changes in `apply`; a CANCELING one too, since nothing is left to undo it."""
+        self.undoing = True
+        await self.finish(WorkRequestStatus.FAILED, apply=apply, log=log, errors=errors)
 
     async def park(
         self, until: datetime, *, apply: Apply | None = None, recheck: Recheck | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 from clusterops_server.clock import Clock
 from clusterops_server.domain.work_requests import OperationType, WorkRequest, WorkRequestStatus
 from clusterops_server.engine.context import (
+    UNEXPECTED_FAILURE,
     EngineSettings,
     LeaseLost,
     OperationCanceled,
@@ -46,6 +48,13 @@ class OperationHandler(Protocol):
 
     async def check_cancel(self, uow: UnitOfWork, wr: WorkRequest) -> None:
         """Raise FailedPrecondition if this work request can no longer be canceled."""
+        ...
+
+    async def abandon(self, ctx: OperationContext, uow: UnitOfWork, wr: WorkRequest) -> None:
+        """The handler crashed MAX_ATTEMPTS times: leave the domain objects in a failed,
+        actionable state (the way a failed step leaves them), so that nothing stays
+        CREATING or UPDATING and the resource takes a new operation. Runs inside the
+        transaction that fails the work request, which may have been CANCELING."""
         ...
 
 
@@ -220,7 +229,8 @@ class Engine:
             self.wake()
 
     async def _after_crash(self, ctx: OperationContext) -> None:
-        """Retry with backoff; after MAX_ATTEMPTS the work request fails for good."""
+        """Retry with backoff; after MAX_ATTEMPTS the work request fails for good, and its
+        handler's `abandon` settles what it was working on in the same transaction."""
         try:
             async with self.store.write() as uow:
                 attempts = await uow.leases.count_failure(ctx.id)
@@ -230,9 +240,27 @@ class Engine:
                     await uow.commit()
                     return
                 await uow.commit()
-            await ctx.finish(
-                WorkRequestStatus.FAILED,
-                errors=[("InternalError", "the operation failed unexpectedly; see server logs")],
-            )
+            if ctx.operation_type is None:
+                await ctx.load()
+            assert ctx.operation_type is not None
+            handler = self.handlers[ctx.operation_type]
+            gave_up = f"Gave up after {MAX_ATTEMPTS} unexpected failures"
+            errors = [("InternalError", UNEXPECTED_FAILURE)]
+            try:
+                await ctx.give_up(
+                    apply=functools.partial(handler.abandon, ctx), log=gave_up, errors=errors
+                )
+            except LeaseLost:
+                raise
+            except Exception:
+                # Fail the work request anyway, or it would crash and be retried for ever.
+                log.exception("could not settle what %s was working on", ctx.id)
+                await ctx.give_up(
+                    apply=None,
+                    log=f"{gave_up}; what it was working on could not be marked failed",
+                    errors=errors,
+                )
+        except LeaseLost:
+            log.info("work request %s moved on without this server", ctx.id)
         except Exception:
             log.exception("could not record the failure of %s", ctx.id)

@@ -72,6 +72,10 @@ async def supersede_reconciliation(uow: UnitOfWork, addon: Addon, now: datetime,
 
     A reconciliation that is between checks is canceled on the spot; one that is in
     the middle of a check holds on, and the caller gets ResourceBusy naming it.
+
+    Lock order (store/uow.py): the caller has locked the reconciliation's work request
+    before `addon` (services/addons.py does); an add-on being installed again after it
+    was disabled has no reconciliation open.
     """
     holder = await uow.work_requests.lock_holder(addon.resource_id)
     if holder is None or holder != addon.reconciliation_id:

@@ -88,6 +88,22 @@ async def require_addon(
     return addon
 
 
+async def _lock_addon(uow: UnitOfWork, cluster_id: str, name: str) -> Addon:
+    """The add-on, locked after the work request of its open reconciliation, in the store's
+    lock order (a reconciliation's steps lock their work request, then the add-on).
+
+    A reconciliation opened between the look and the lock holds the add-on: ResourceBusy,
+    since superseding it now would lock its work request out of order.
+    """
+    seen = await require_addon(uow, cluster_id, name)
+    if seen.reconciliation_id:
+        await uow.work_requests.get(seen.reconciliation_id, for_update=True)
+    addon = await require_addon(uow, cluster_id, name, for_update=True)
+    if addon.reconciliation_id and addon.reconciliation_id != seen.reconciliation_id:
+        raise ResourceBusy(addon.resource_id, addon.reconciliation_id)
+    return addon
+
+
 def _check_etag(addon: Addon, given: str) -> None:
     if given and given != addon.etag:
         raise EtagMismatch("addon", addon.resource_id, addon.etag)
@@ -276,7 +292,7 @@ class AddonService:
                 uow, cmd.cluster_id, verb=Verb.USE, family=Family.ADDONS
             )
             await require_not_deleting(uow, cluster, "updating an add-on")
-            addon = await require_addon(uow, cmd.cluster_id, cmd.name, for_update=True)
+            addon = await _lock_addon(uow, cmd.cluster_id, cmd.name)
             _check_etag(addon, cmd.etag)
             await _require_settled(uow, addon, "updating it")
             version = "" if cmd.follow_latest else (cmd.version or addon.version)
@@ -340,7 +356,7 @@ class AddonService:
                 uow, cmd.cluster_id, verb=Verb.MANAGE, family=Family.ADDONS
             )
             await require_not_deleting(uow, cluster, "disabling an add-on")
-            addon = await require_addon(uow, cmd.cluster_id, cmd.name, for_update=True)
+            addon = await _lock_addon(uow, cmd.cluster_id, cmd.name)
             _check_etag(addon, cmd.etag)
             await _require_settled(uow, addon, "disabling it")
             option = self.catalogue.current().get(addon.name)

@@ -9,6 +9,7 @@ from clusterops_server.auth.caller import require, require_visible, visible_comp
 from clusterops_server.auth.policy import Family, Verb
 from clusterops_server.clock import Clock
 from clusterops_server.domain.errors import (
+    ConcurrentChange,
     EtagMismatch,
     FailedPrecondition,
     InvalidArgument,
@@ -110,6 +111,28 @@ async def require_orchestration(
         orchestration_id,
     )
     return orchestration
+
+
+async def _lock_with_run(
+    uow: UnitOfWork, orchestration_id: str, *, verb: Verb
+) -> tuple[Orchestration, WorkRequest]:
+    """The orchestration and its run's work request, both locked in the store's lock order
+    (the work request first, as the engine's passes take them).
+
+    Raises ConcurrentChange when a retry gave the orchestration a new run between the
+    look and the lock: locking that run now would take the locks out of order.
+    """
+    seen = await require_orchestration(uow, orchestration_id, verb=verb)
+    wr = await uow.work_requests.get(seen.work_request_id, for_update=True)
+    assert wr is not None, seen.work_request_id
+    orchestration = await require_orchestration(uow, orchestration_id, for_update=True, verb=verb)
+    if orchestration.work_request_id != wr.id:
+        raise ConcurrentChange(
+            "orchestration",
+            orchestration_id,
+            f"it started run {orchestration.work_request_id}",
+        )
+    return orchestration, wr
 
 
 def _plan_log(orchestration: Orchestration, start_note: str) -> str:
@@ -292,9 +315,7 @@ class OrchestrationService:
             prior = await previous_result(uow, "CancelOrchestration", cmd.request_id, cmd)
             if prior is not None:
                 return await require_orchestration(uow, prior["orchestration_id"])
-            orchestration = await require_orchestration(
-                uow, cmd.orchestration_id, for_update=True, verb=Verb.USE
-            )
+            orchestration, wr = await _lock_with_run(uow, cmd.orchestration_id, verb=Verb.USE)
             if cmd.etag and cmd.etag != orchestration.etag:
                 raise EtagMismatch("orchestration", orchestration.id, orchestration.etag)
             if orchestration.state not in (
@@ -311,8 +332,6 @@ class OrchestrationService:
                     "ORCHESTRATION_STATE",
                 )
                 now = self.clock.now()
-                wr = await uow.work_requests.get(orchestration.work_request_id, for_update=True)
-                assert wr is not None, orchestration.work_request_id
                 if wr.status is not WorkRequestStatus.CANCELING:
                     wr.transition(WorkRequestStatus.CANCELING, now)
                     await uow.work_requests.save(
@@ -348,9 +367,7 @@ class OrchestrationService:
                     await require_orchestration(uow, prior["orchestration_id"]),
                     list(prior["retried_operation_ids"]),
                 )
-            orchestration = await require_orchestration(
-                uow, cmd.orchestration_id, for_update=True, verb=Verb.MANAGE
-            )
+            orchestration, wr = await _lock_with_run(uow, cmd.orchestration_id, verb=Verb.MANAGE)
             if cmd.etag and cmd.etag != orchestration.etag:
                 raise EtagMismatch("orchestration", orchestration.id, orchestration.etag)
             orchestration.require_state(
@@ -372,8 +389,6 @@ class OrchestrationService:
                 orchestration.counts.move(before, operation.state)
             await uow.orchestrations.save_operations(operations)
             note = f"Retrying {len(operations)} failed operation(s)"
-            wr = await uow.work_requests.get(orchestration.work_request_id, for_update=True)
-            assert wr is not None, orchestration.work_request_id
             if wr.status.is_terminal:
                 run = new_work_request(
                     orchestration.compartment_id,

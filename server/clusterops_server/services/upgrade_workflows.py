@@ -238,11 +238,18 @@ class UpgradeWorkflowService:
 
     async def cancel(self, cmd: CancelUpgradeWorkflowCommand) -> UpgradeWorkflow:
         """Phase Cancel and the work request CANCELING at once; the engine then stops the
-        workflow before its next task. Refused once the Cluster task has started."""
+        workflow before its next task. Refused once the Cluster task has started, unless
+        the workflow is Pending (a task failed, its work request has ended): then canceling
+        is the decision that closes it, and the cluster stays as the failure left it."""
         async with self.store.write() as uow:
             prior = await previous_result(uow, "CancelUpgradeWorkflow", cmd.request_id, cmd)
             if prior is not None:
                 return await require_workflow(uow, prior["upgrade_workflow_id"])
+            # The store's lock order: the work request, then the workflow it drives, as the
+            # engine's steps take them. A workflow never changes its work request.
+            seen = await require_workflow(uow, cmd.upgrade_workflow_id, verb=Verb.USE)
+            wr = await uow.work_requests.get(seen.work_request_id, for_update=True)
+            assert wr is not None, seen.work_request_id
             workflow = await require_workflow(
                 uow, cmd.upgrade_workflow_id, for_update=True, verb=Verb.USE
             )
@@ -251,9 +258,9 @@ class UpgradeWorkflowService:
             if workflow.phase is not UpgradePhase.CANCEL:
                 workflow.require_cancelable()
                 now = self.clock.now()
-                wr = await uow.work_requests.get(workflow.work_request_id, for_update=True)
-                assert wr is not None, workflow.work_request_id
-                if wr.status is not WorkRequestStatus.CANCELING:
+                # A Pending workflow's work request has ended: only the workflow closes.
+                pending = workflow.phase is UpgradePhase.PENDING
+                if not pending and wr.status is not WorkRequestStatus.CANCELING:
                     wr.transition(WorkRequestStatus.CANCELING, now)
                     await uow.work_requests.save(
                         wr,

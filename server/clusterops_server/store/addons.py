@@ -69,7 +69,7 @@ class AddonRepository:
     async def get(self, cluster_id: str, name: str, *, for_update: bool = False) -> Addon | None:
         stmt = select(AddonRow).where(AddonRow.cluster_id == cluster_id, AddonRow.name == name)
         if for_update and self.dialect == "postgresql":
-            stmt = stmt.with_for_update()
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
         row = await self.session.scalar(stmt)
         return _to_domain(row) if row else None
 

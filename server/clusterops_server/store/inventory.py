@@ -140,7 +140,7 @@ class InventoryRepository:
     async def get_cluster(self, cluster_id: str, *, for_update: bool = False) -> Cluster | None:
         stmt = select(ClusterRow).where(ClusterRow.id == cluster_id)
         if for_update and self.dialect == "postgresql":
-            stmt = stmt.with_for_update()
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
         row = await self.session.scalar(stmt)
         return cluster_from_row(row) if row else None
 

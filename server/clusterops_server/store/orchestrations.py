@@ -239,7 +239,7 @@ class OrchestrationRepository:
     async def get(self, orchestration_id: str, *, for_update: bool = False) -> Orchestration | None:
         stmt = select(OrchestrationRow).where(OrchestrationRow.id == orchestration_id)
         if for_update and self.dialect == "postgresql":
-            stmt = stmt.with_for_update()
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
         row = await self.session.scalar(stmt)
         return _orchestration(row) if row else None
 
@@ -383,20 +383,25 @@ class OrchestrationRepository:
             )
         )
 
-    async def cancel_waiting(
-        self, orchestration_id: str, now: datetime, description: str
+    async def end_waiting(
+        self,
+        orchestration_id: str,
+        now: datetime,
+        description: str,
+        state: OrchestrationState = OrchestrationState.CANCELED,
     ) -> dict[OrchestrationState, int]:
-        """Cancel every operation that has not started; how many, by their former state."""
-        canceled: dict[OrchestrationState, int] = {}
-        for state in sorted(WAITING_STATES):
+        """End every operation that has not started in `state`; how many, by their former
+        state."""
+        ended: dict[OrchestrationState, int] = {}
+        for waiting in sorted(WAITING_STATES):
             result = await self.session.execute(
                 update(OrchestrationOperationRow)
                 .where(
                     OrchestrationOperationRow.orchestration_id == orchestration_id,
-                    OrchestrationOperationRow.state == state.value,
+                    OrchestrationOperationRow.state == waiting.value,
                 )
                 .values(
-                    state=OrchestrationState.CANCELED.value,
+                    state=state.value,
                     description=description,
                     due_at=None,
                     ended_at=now,
@@ -405,5 +410,5 @@ class OrchestrationRepository:
             )
             count = int(getattr(result, "rowcount", 0) or 0)
             if count:
-                canceled[state] = count
-        return canceled
+                ended[waiting] = count
+        return ended

@@ -4,6 +4,22 @@
 request changes staged during the transaction get their revisions at commit time, in
 one counter update, so the counter row is locked only for the last moment of the
 transaction and revisions are assigned in commit order.
+
+Lock order. On PostgreSQL every transaction takes its row locks (SELECT ... FOR UPDATE,
+and the implicit lock of an UPDATE) in one order, so two of them never wait for each
+other in a cycle:
+
+1. work requests: the one the transaction drives, then (only to wake it) its parent;
+   never a parent before its child;
+2. the domain rows they drive: orchestration (then its operations), upgrade workflow,
+   cluster; nodes before their node pool; an add-on after its cluster;
+3. the revision counter, at commit.
+
+The engine's steps lock their work request first (`OperationContext._enter`), so a
+service that reaches a work request through a domain row reads the row without a lock,
+locks the work request, then locks the row and checks that it still names that work
+request. A locked read always returns the row as the database has it now, not as the
+session last saw it. New rows (and resource locks) are inserted after the rows above.
 """
 
 from __future__ import annotations

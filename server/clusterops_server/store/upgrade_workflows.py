@@ -102,7 +102,7 @@ class UpgradeWorkflowRepository:
     async def get(self, workflow_id: str, *, for_update: bool = False) -> UpgradeWorkflow | None:
         stmt = select(UpgradeWorkflowRow).where(UpgradeWorkflowRow.id == workflow_id)
         if for_update and self.dialect == "postgresql":
-            stmt = stmt.with_for_update()
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
         row = await self.session.scalar(stmt)
         return _to_domain(row) if row else None
 

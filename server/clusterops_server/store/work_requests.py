@@ -151,7 +151,7 @@ class WorkRequestRepository:
     async def get(self, work_request_id: str, *, for_update: bool = False) -> WorkRequest | None:
         stmt = select(WorkRequestRow).where(WorkRequestRow.id == work_request_id)
         if for_update and self.uow.dialect == "postgresql":
-            stmt = stmt.with_for_update()
+            stmt = stmt.with_for_update().execution_options(populate_existing=True)
         row = await self.session.scalar(stmt)
         if row is None:
             return None

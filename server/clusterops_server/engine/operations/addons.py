@@ -41,7 +41,13 @@ from clusterops_server.domain.work_requests import (
     WorkRequest,
     WorkRequestStatus,
 )
-from clusterops_server.engine.context import Apply, OnDone, OperationContext, StepFailed
+from clusterops_server.engine.context import (
+    UNEXPECTED_FAILURE,
+    Apply,
+    OnDone,
+    OperationContext,
+    StepFailed,
+)
 from clusterops_server.providers.base import AddonSpec, AddonStatus, Provider, ProviderError
 from clusterops_server.store.steps import StepStatus
 from clusterops_server.store.uow import UnitOfWork
@@ -414,6 +420,16 @@ class _AddonOperation:
 
         return close
 
+    async def abandon(self, ctx: OperationContext, uow: UnitOfWork, wr: WorkRequest) -> None:
+        """As when the provider refuses: the add-on is FAILED with the reason."""
+        error = provider_failure("InternalError", UNEXPECTED_FAILURE)
+
+        def broken(addon: Addon, now: datetime) -> None:
+            addon.lifecycle_state = AddonState.FAILED
+            addon.error = error
+
+        await self.change(ctx, broken, ActionType.FAILED)(uow, wr)
+
 
 class EnableAddon(_AddonOperation):
     operation_type = OperationType.ENABLE_ADDON
@@ -514,6 +530,16 @@ class UpdateAddon(_AddonOperation):
         )
         self.wake_reconciler()
 
+    async def abandon(self, ctx: OperationContext, uow: UnitOfWork, wr: WorkRequest) -> None:
+        """As when the update fails: NEEDS_ATTENTION, and the reconciler checks it again."""
+        error = provider_failure("InternalError", UNEXPECTED_FAILURE)
+
+        def attention(addon: Addon, now: datetime) -> None:
+            addon.record_unhealthy(now, self.settings, error)
+
+        await self.change(ctx, attention, ActionType.FAILED)(uow, wr)
+        self.wake_reconciler()
+
 
 class DisableAddon(_AddonOperation):
     operation_type = OperationType.DISABLE_ADDON
@@ -605,4 +631,20 @@ class ReconcileAddon(_AddonOperation):
             apply=canceled,
             log="Reconciliation canceled; the next check stays scheduled",
         )
+        self.wake_reconciler()
+
+    async def abandon(self, ctx: OperationContext, uow: UnitOfWork, wr: WorkRequest) -> None:
+        """As when checks fail: the reconciliation lets go of the add-on, whose state stays
+        as the last check left it; a check that was due moves to its next interval rather
+        than crashing again at once."""
+        await self._close(ctx, ActionType.FAILED)(uow, wr)
+        addon = await uow.addons.get(ctx.params["cluster_id"], ctx.params["name"], for_update=True)
+        now = ctx.clock.now()
+        if addon is not None and addon.next_check_at is not None and addon.next_check_at <= now:
+            addon.next_check_at = now + (
+                self.settings.active_interval
+                if addon.lifecycle_state is AddonState.ACTIVE
+                else self.settings.attention_interval(addon.attention_checks)
+            )
+            await uow.addons.save(addon)
         self.wake_reconciler()

@@ -68,6 +68,10 @@ class CreateCluster:
             log="Cluster is ACTIVE",
         )
 
+    async def abandon(self, ctx: OperationContext, uow: UnitOfWork, wr: WorkRequest) -> None:
+        """As when creating fails: the cluster is FAILED, and can be deleted."""
+        await _set_state(ctx, ClusterState.FAILED, ActionType.FAILED)(uow, wr)
+
     async def undo(self, ctx: OperationContext) -> None:
         cluster_id: str = ctx.params["cluster_id"]
 
@@ -132,6 +136,10 @@ class DeleteCluster:
                 )
 
         await ctx.finish(WorkRequestStatus.SUCCEEDED, apply=with_addons, log="Cluster deleted")
+
+    async def abandon(self, ctx: OperationContext, uow: UnitOfWork, wr: WorkRequest) -> None:
+        """As when deleting fails: the cluster is FAILED, and deleting it again retries."""
+        await _set_state(ctx, ClusterState.FAILED, None)(uow, wr)
 
     async def undo(self, ctx: OperationContext) -> None:
         await ctx.finish(

@@ -23,7 +23,13 @@ from clusterops_server.domain.work_requests import (
     WorkRequest,
     WorkRequestStatus,
 )
-from clusterops_server.engine.context import OperationContext, StepFailed, run_parallel
+from clusterops_server.engine.context import (
+    UNEXPECTED_FAILURE,
+    Apply,
+    OperationContext,
+    StepFailed,
+    run_parallel,
+)
 from clusterops_server.providers.base import Provider, ProviderError
 from clusterops_server.store.uow import UnitOfWork
 
@@ -121,22 +127,9 @@ class CreateNodePool:
         async with ctx.store.read() as uow:
             _, pool, nodes = await _load(uow, pool_id)
         failed = [n for n in nodes if n.lifecycle_state is NodeState.FAILED]
-        active = len(nodes) - len(failed)
 
         async def settle_pool(uow: UnitOfWork, wr: WorkRequest) -> None:
-            current = await uow.inventory.get_node_pool(pool_id)
-            assert current is not None
-            if not failed:
-                current.lifecycle_state = NodePoolState.ACTIVE
-            elif active:
-                current.lifecycle_state = NodePoolState.NEEDS_ATTENTION
-            else:
-                current.lifecycle_state = NodePoolState.FAILED
-            current.touch(ctx.clock.now())
-            await uow.inventory.save_node_pool(current)
-            wr.resource_action(
-                EntityType.NODE_POOL, pool_id, ActionType.FAILED if failed else ActionType.CREATED
-            )
+            await self._settle_pool(uow, wr, ctx, pool_id)
 
         if not failed:
             await ctx.finish(
@@ -157,6 +150,39 @@ class CreateNodePool:
                 )
             ],
         )
+
+    async def _settle_pool(
+        self, uow: UnitOfWork, wr: WorkRequest, ctx: OperationContext, pool_id: str
+    ) -> None:
+        """ACTIVE when every node is, NEEDS_ATTENTION when some are, FAILED when none is."""
+        pool = await uow.inventory.get_node_pool(pool_id)
+        assert pool is not None
+        nodes = await uow.inventory.nodes_of(pool_id)
+        active = sum(n.lifecycle_state is NodeState.ACTIVE for n in nodes)
+        if active == len(nodes):
+            pool.lifecycle_state = NodePoolState.ACTIVE
+        elif active:
+            pool.lifecycle_state = NodePoolState.NEEDS_ATTENTION
+        else:
+            pool.lifecycle_state = NodePoolState.FAILED
+        pool.touch(ctx.clock.now())
+        await uow.inventory.save_node_pool(pool)
+        wr.resource_action(
+            EntityType.NODE_POOL,
+            pool_id,
+            ActionType.CREATED if active == len(nodes) else ActionType.FAILED,
+        )
+
+    async def abandon(self, ctx: OperationContext, uow: UnitOfWork, wr: WorkRequest) -> None:
+        """As when nodes fail to register: each node still being created FAILED, and the
+        pool settled from its nodes; deleting the pool removes what is left."""
+        pool_id: str = ctx.params["node_pool_id"]
+        for node in await uow.inventory.nodes_of(pool_id):
+            if node.lifecycle_state is NodeState.CREATING:
+                await self._settle_node(
+                    uow, wr, ctx, pool_id, node.id, NodeState.FAILED, UNEXPECTED_FAILURE
+                )
+        await self._settle_pool(uow, wr, ctx, pool_id)
 
     async def undo(self, ctx: OperationContext) -> None:
         """A canceled create removes what it made: nodes first, then the pool."""
@@ -238,17 +264,9 @@ class DeleteNodePool:
         try:
             await remove_nodes(ctx, self.provider, pool_id, nodes, step_prefix="run")
         except StepFailed as failed:
-
-            async def attention(uow: UnitOfWork, wr: WorkRequest) -> None:
-                current = await uow.inventory.get_node_pool(pool_id)
-                assert current is not None
-                current.lifecycle_state = NodePoolState.NEEDS_ATTENTION
-                current.touch(ctx.clock.now())
-                await uow.inventory.save_node_pool(current)
-
             await ctx.finish(
                 WorkRequestStatus.FAILED,
-                apply=attention,
+                apply=self._attention(ctx),
                 errors=[(failed.error.code, failed.error.message)],
             )
             return
@@ -264,6 +282,23 @@ class DeleteNodePool:
         await ctx.finish(
             WorkRequestStatus.SUCCEEDED, apply=drop, log=f"Node pool {pool.name} deleted"
         )
+
+    @staticmethod
+    def _attention(ctx: OperationContext) -> Apply:
+        """The pool NEEDS_ATTENTION: deleting it again removes the nodes that are left."""
+
+        async def attention(uow: UnitOfWork, wr: WorkRequest) -> None:
+            current = await uow.inventory.get_node_pool(ctx.params["node_pool_id"])
+            assert current is not None
+            current.lifecycle_state = NodePoolState.NEEDS_ATTENTION
+            current.touch(ctx.clock.now())
+            await uow.inventory.save_node_pool(current)
+
+        return attention
+
+    async def abandon(self, ctx: OperationContext, uow: UnitOfWork, wr: WorkRequest) -> None:
+        """As when a node fails to go."""
+        await self._attention(ctx)(uow, wr)
 
     async def undo(self, ctx: OperationContext) -> None:
         # Only reached when canceled before it started: nothing was deleted.

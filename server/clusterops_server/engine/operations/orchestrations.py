@@ -35,7 +35,7 @@ from clusterops_server.domain.work_requests import (
     WorkRequest,
     WorkRequestStatus,
 )
-from clusterops_server.engine.context import OperationContext, Recheck
+from clusterops_server.engine.context import UNEXPECTED_FAILURE, OperationContext, Recheck
 from clusterops_server.services.upgrade_workflows import start_upgrade
 from clusterops_server.store.orchestrations import FinishedRun
 from clusterops_server.store.uow import UnitOfWork
@@ -107,6 +107,28 @@ class RunOrchestration:
             await ctx.park(seen.wake_at, recheck=self._changed_since(orchestration_id, seen))
             return
 
+    async def abandon(self, ctx: OperationContext, uow: UnitOfWork, wr: WorkRequest) -> None:
+        """As when operations fail: those that had not started FAILED, so that a retry runs
+        them, and the orchestration FAILED. Upgrades already running go on; a retry's run
+        records how they ended."""
+        orchestration_id: str = ctx.params["orchestration_id"]
+        orchestration = await uow.orchestrations.get(orchestration_id, for_update=True)
+        assert orchestration is not None, orchestration_id
+        now = ctx.clock.now()
+        ended = await uow.orchestrations.end_waiting(
+            orchestration_id,
+            now,
+            f"Not started: the orchestration's run failed ({UNEXPECTED_FAILURE})",
+            OrchestrationState.FAILED,
+        )
+        for former, count in ended.items():
+            orchestration.counts.move(former, OrchestrationState.FAILED, count)
+        orchestration.state = OrchestrationState.FAILED
+        orchestration.description = orchestration.progress()
+        orchestration.touch(now)
+        await uow.orchestrations.save(orchestration)
+        wr.set_resource(orchestration_resource(orchestration_id, ActionType.RELATED))
+
     # one pass
 
     async def _pass(
@@ -138,7 +160,7 @@ class RunOrchestration:
         seen.more = budget == 0
 
         if orchestration.state is OrchestrationState.CANCELING:
-            canceled = await uow.orchestrations.cancel_waiting(
+            canceled = await uow.orchestrations.end_waiting(
                 orchestration_id, now, "Canceled before it started"
             )
             for former, count in canceled.items():
@@ -242,7 +264,7 @@ class RunOrchestration:
                         related=[orchestration_resource(orchestration.id, ActionType.RELATED)],
                     )
             except DomainError as refused:
-                operation.end(OrchestrationState.FAILED, f"Not started: {refused.message}", now)
+                operation.end(OrchestrationState.FAILED, f"Not started: {refused.explanation}", now)
             else:
                 operation.start(now, cluster.kubernetes_version, workflow.id, upgrade.id)
         orchestration.counts.move(before, operation.state)

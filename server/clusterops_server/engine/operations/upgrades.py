@@ -28,7 +28,12 @@ from clusterops_server.domain.work_requests import (
     WorkRequest,
     WorkRequestStatus,
 )
-from clusterops_server.engine.context import Apply, OperationContext, StepFailed
+from clusterops_server.engine.context import (
+    UNEXPECTED_FAILURE,
+    Apply,
+    OperationContext,
+    StepFailed,
+)
 from clusterops_server.ids import IdKind, new_id
 from clusterops_server.providers.base import Provider, ProviderError
 from clusterops_server.store.uow import UnitOfWork
@@ -118,6 +123,19 @@ class UpgradeCluster:
             log=f"Upgrade workflow {workflow.id} canceled before its Cluster task; the "
             f"cluster stays on {workflow.cluster_version}",
         )
+
+    async def abandon(self, ctx: OperationContext, uow: UnitOfWork, wr: WorkRequest) -> None:
+        """As when a task fails: the workflow Pending (or Cancel, if it was being canceled),
+        its task failed; the cluster stays ACTIVE on its version unless the Cluster task
+        had started, when it may be half-changed and, as after a failed rollback, is FAILED."""
+        workflow = await _workflow(uow, ctx.params["upgrade_workflow_id"], for_update=True)
+        half_changed = workflow.passed_point_of_no_return
+        workflow.abandon(ctx.clock.now(), UNEXPECTED_FAILURE)
+        workflow.touch(ctx.clock.now())
+        await uow.upgrade_workflows.save(workflow)
+        state = ClusterState.FAILED if half_changed else ClusterState.ACTIVE
+        await self._settle_cluster(uow, ctx, workflow, state, version=None)
+        wr.resource_action(EntityType.CLUSTER, workflow.cluster_id, ActionType.FAILED)
 
     # the tasks
 
