@@ -194,6 +194,10 @@ async def test_update_addon_locks_the_open_reconciliation_before_the_addon(
             )
             await blocked_on_lock(app, LOCKING_A_WORK_REQUEST)
             assert await step.addons.get(cluster.id, "CertManager", for_update=True) is not None
+            # Healthy again before the update checks it, so its work request can end.
+            await simulator(app).make_addon_unhealthy(
+                cluster.id, "CertManager", "pods pending", until=clock.now()
+            )
         updated = await update
         assert updated.addon.lifecycle_state == ad_pb.ADDON_LIFECYCLE_STATE_UPDATING
         await watch_to_end(stubs, updated.work_request.id)

@@ -126,7 +126,9 @@ class AsyncUpgradeWorkflows:
         retry: Retry = DEFAULT,
     ) -> pb.UpgradeWorkflow:
         """Cancel an upgrade whose Cluster task has not started: the workflow is in phase
-        CANCEL at once and its work request ends CANCELED after the running task.
+        CANCEL at once and its work request ends CANCELED after the running task. A
+        PENDING workflow (a task failed) is closed the same way; its work request stays
+        FAILED and the cluster as the failure left it.
 
         Past the point of no return it raises FailedPrecondition (violation type
         POINT_OF_NO_RETURN); with `etag`, a workflow changed since raises EtagMismatch.
