@@ -4,16 +4,15 @@ clear line and exit code 3 (2 for a command line that cannot work at all)."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
-from clusterops.cli.main import main
-from clusterops_server.app import App, TlsConfig
+from clusterops_server.app import TlsConfig
 
 from tests.certs import Authority
 from tests.conftest import AppFactory, seed_cluster
 from tests.sdk_support import target
+from tests.test_cli import Run
 
 
 @pytest.fixture
@@ -21,22 +20,11 @@ def pki(tmp_path: Path) -> dict[str, Authority]:
     return {"trusted": Authority(tmp_path, "trusted"), "rogue": Authority(tmp_path, "rogue")}
 
 
-class Cli:
-    """`clusterops ... --server <app>` in a worker thread, its exit code and output kept."""
-
-    def __init__(self, app: App, capsys: pytest.CaptureFixture[str]) -> None:
-        self.app = app
-        self.capsys = capsys
-        self.out = ""
-        self.err = ""
+class Cli(Run):
+    """`clusterops clusters list` against the app, with the TLS flags a test gives."""
 
     async def __call__(self, *argv: str) -> int:
-        self.capsys.readouterr()
-        argv = ("clusters", "list", "--timeout", "5", *argv, "--server", target(self.app))
-        code = await asyncio.to_thread(main, list(argv))
-        self.out, self.err = self.capsys.readouterr()
-        assert "Traceback" not in self.out + self.err
-        return code
+        return await super().__call__("clusters", "list", "--timeout", "5", *argv)
 
     def refused(self, line_starts: str) -> None:
         assert self.out == ""
