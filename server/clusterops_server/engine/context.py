@@ -1,10 +1,14 @@
 """What an operation handler sees while it runs: durable steps over its work request.
 
 A step's start is committed before its action runs and its end (with the domain
-changes it causes) is committed before the next step begins. A step that finished
-is never run again, so a handler resumed after a crash skips straight to the first
-unfinished step; a step that had started is run again, which is why provider
-actions must be safe to repeat.
+changes it causes) is committed before the next step begins. A step's journaled
+outcome is final: one that succeeded returns its journaled result and one that failed
+raises its journaled StepFailed, without running again and without running its
+callbacks again (their changes were committed with the outcome). So a handler resumed
+after a crash retraces its path from the journal to the first step without an
+outcome, and ends as it would have without the crash. Only a step whose start was
+journaled without an end runs again, which is why provider actions must be safe to
+repeat.
 
 A handler that waits for something outside itself (a time, or other work requests)
 parks instead of finishing: `park(until)` gives up the lease and makes the work
@@ -55,6 +59,12 @@ class OperationCanceled(Exception):
 
 class Parked(Exception):
     """The handler has more to do later; its work request waits, unleased, until then."""
+
+
+def journaled_error(record: StepRecord) -> ProviderError:
+    """The provider's error a FAILED step recorded."""
+    result = record.result or {}
+    return ProviderError(str(result.get("code", "")), str(result.get("message", "")))
 
 
 class StepFailed(Exception):
@@ -143,11 +153,14 @@ class OperationContext:
         """Run `action` once, durably: journal its start, run it, journal its end.
 
         Raises OperationCanceled (at the start, unless undoing), StepFailed when the
-        provider fails, LeaseLost when another server owns the work now.
+        provider fails or failed before (as journaled), LeaseLost when another server
+        owns the work now.
         """
         record = self.journal.get(key)
         if record is not None and record.status is StepStatus.DONE:
             return record.result or {}
+        if record is not None and record.status is StepStatus.FAILED:
+            raise StepFailed(key, journaled_error(record))
         async with self.store.write() as uow:
             wr = await self._enter(uow, cancel_check=True)
             await uow.steps.start(self.id, key, self.clock.now())
@@ -157,18 +170,15 @@ class OperationContext:
         try:
             result = await action() or {}
         except ProviderError as error:
+            outcome = {"code": error.code, "message": error.message}
             async with self.store.write() as uow:
                 wr = await self._enter(uow, cancel_check=False)
-                await uow.steps.finish(
-                    self.id,
-                    key,
-                    self.clock.now(),
-                    StepStatus.FAILED,
-                    {"code": error.code, "message": error.message},
-                )
+                now = self.clock.now()
+                await uow.steps.finish(self.id, key, now, StepStatus.FAILED, outcome)
                 if failed is not None:
                     await failed(uow, wr, error)
                 await uow.commit()
+            self.journal[key] = StepRecord(key, StepStatus.FAILED, now, now, outcome)
             raise StepFailed(key, error) from error
         async with self.store.write() as uow:
             wr = await self._enter(uow, cancel_check=False)

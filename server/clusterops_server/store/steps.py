@@ -1,4 +1,9 @@
-"""The step journal: each step's start and end, committed before the next step begins."""
+"""The step journal: each step's start and end, committed before the next step begins.
+
+An end (DONE or FAILED) is final: only a step journaled STARTED, whose run a crash cut
+short, may start again, and nothing rewrites an outcome. `forget` removes entries on
+purpose, for steps a handler decides to run afresh (a new task id is the usual way).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,13 @@ class StepStatus(StrEnum):
     STARTED = "STARTED"
     DONE = "DONE"
     FAILED = "FAILED"
+
+
+class OutcomeRewritten(Exception):
+    """A step that already has an outcome was started or ended again: a handler bug."""
+
+    def __init__(self, work_request_id: str, key: str, status: str) -> None:
+        super().__init__(f"step {key} of {work_request_id} is {status}; its outcome is final")
 
 
 @dataclass(frozen=True)
@@ -57,7 +69,9 @@ class StepRepository:
                 )
             )
         else:
-            # A step re-run after a crash (or a retried failure) starts over.
+            if existing.status != StepStatus.STARTED.value:
+                raise OutcomeRewritten(work_request_id, key, existing.status)
+            # A step cut short by a crash starts over.
             existing.status = StepStatus.STARTED.value
             existing.started_at = now
             existing.ended_at = None
@@ -71,14 +85,17 @@ class StepRepository:
         status: StepStatus,
         result: dict[str, Any] | None,
     ) -> None:
-        await self.session.execute(
+        ended = await self.session.execute(
             update(WorkRequestStepRow)
             .where(
                 WorkRequestStepRow.work_request_id == work_request_id,
                 WorkRequestStepRow.step_key == key,
+                WorkRequestStepRow.status == StepStatus.STARTED.value,
             )
             .values(status=status.value, ended_at=now, result=result)
         )
+        if getattr(ended, "rowcount", 1) != 1:
+            raise OutcomeRewritten(work_request_id, key, "not STARTED")
 
     async def forget(self, work_request_id: str, prefix: str) -> None:
         """Drop journal entries under `prefix` so those steps run again (e.g. an expired check)."""

@@ -80,7 +80,17 @@ class CreateCluster:
                 cluster = await _cluster(uow, cluster_id)
             await self.provider.delete_cluster(cluster)
 
-        await ctx.step("undo-delete-control-plane", delete)
+        try:
+            await ctx.step("undo-delete-control-plane", delete)
+        except StepFailed as failed:
+            # As when creating fails: the cluster is FAILED, and deleting it retries.
+            await ctx.finish(
+                WorkRequestStatus.FAILED,
+                apply=_set_state(ctx, ClusterState.FAILED, ActionType.FAILED),
+                errors=[(failed.error.code, failed.error.message)],
+                log="Cancel incomplete: the cluster could not be removed",
+            )
+            return
         await ctx.finish(
             WorkRequestStatus.CANCELED,
             apply=_set_state(ctx, ClusterState.DELETED, ActionType.DELETED),

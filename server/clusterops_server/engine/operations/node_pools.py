@@ -6,6 +6,7 @@ as OKE documents; nodes are provisioned in parallel, each in its own durable ste
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 
 from clusterops_server.domain.errors import FailedPrecondition
@@ -62,14 +63,13 @@ class CreateNodePool:
         pool_id: str = ctx.params["node_pool_id"]
         async with ctx.store.read() as uow:
             _, _, nodes = await _load(uow, pool_id)
-        failures: list[tuple[Node, ProviderError]] = []
 
         def job(node: Node) -> Callable[[], Awaitable[None]]:
             async def provision() -> None:
-                try:
+                # A node that fails is settled FAILED by its step (then, or before a
+                # restart); the pool is concluded from the nodes' journaled states.
+                with contextlib.suppress(StepFailed):
                     await self._provision(ctx, pool_id, node)
-                except StepFailed as failed:
-                    failures.append((node, failed.error))
 
             return provision
 
@@ -189,7 +189,16 @@ class CreateNodePool:
         pool_id: str = ctx.params["node_pool_id"]
         async with ctx.store.read() as uow:
             _, _, nodes = await _load(uow, pool_id)
-        await remove_nodes(ctx, self.provider, pool_id, nodes, step_prefix="undo")
+        failures = await remove_nodes(ctx, self.provider, pool_id, nodes, step_prefix="undo")
+        if failures:
+            # As when deleting the pool fails: what is left waits for a delete.
+            await ctx.finish(
+                WorkRequestStatus.FAILED,
+                apply=_attention(ctx, pool_id),
+                log=f"Cancel incomplete: {len(failures)} node(s) could not be removed",
+                errors=_removal_errors(failures),
+            )
+            return
 
         async def drop_pool(uow: UnitOfWork, wr: WorkRequest) -> None:
             pool = await uow.inventory.get_node_pool(pool_id)
@@ -208,8 +217,11 @@ class CreateNodePool:
 
 async def remove_nodes(
     ctx: OperationContext, provider: Provider, pool_id: str, nodes: list[Node], *, step_prefix: str
-) -> None:
-    """Delete every node that is not already DELETED, one durable step each."""
+) -> list[tuple[Node, ProviderError]]:
+    """Delete every node that is not already DELETED, one durable step each; the nodes that
+    could not be deleted, by name. Every node gets its step, whatever happens to the others,
+    so the outcome does not depend on which failure came first."""
+    failures: list[tuple[Node, ProviderError]] = []
 
     def job(node: Node) -> Callable[[], Awaitable[None]]:
         async def delete() -> None:
@@ -233,12 +245,36 @@ async def remove_nodes(
                     logs=[ctx.log_entry(f"Node {node.name} ({node.id}) deleted")],
                 )
 
-            await ctx.step(f"{step_prefix}-delete-node:{node.id}", action, done=done)
+            try:
+                await ctx.step(f"{step_prefix}-delete-node:{node.id}", action, done=done)
+            except StepFailed as failed:
+                failures.append((node, failed.error))
 
         return delete
 
     live = [n for n in nodes if n.lifecycle_state is not NodeState.DELETED]
     await run_parallel([job(n) for n in live], limit=PARALLEL_NODES)
+    return sorted(failures, key=lambda f: (f[0].name, f[0].id))
+
+
+def _removal_errors(failures: list[tuple[Node, ProviderError]]) -> list[tuple[str, str]]:
+    return [
+        (error.code, f"Node {node.name} ({node.id}) could not be deleted: {error.message}")
+        for node, error in failures
+    ]
+
+
+def _attention(ctx: OperationContext, pool_id: str) -> Apply:
+    """The pool NEEDS_ATTENTION: deleting it again removes the nodes that are left."""
+
+    async def attention(uow: UnitOfWork, wr: WorkRequest) -> None:
+        current = await uow.inventory.get_node_pool(pool_id)
+        assert current is not None
+        current.lifecycle_state = NodePoolState.NEEDS_ATTENTION
+        current.touch(ctx.clock.now())
+        await uow.inventory.save_node_pool(current)
+
+    return attention
 
 
 class DeleteNodePool:
@@ -261,13 +297,13 @@ class DeleteNodePool:
         pool_id: str = ctx.params["node_pool_id"]
         async with ctx.store.read() as uow:
             _, pool, nodes = await _load(uow, pool_id)
-        try:
-            await remove_nodes(ctx, self.provider, pool_id, nodes, step_prefix="run")
-        except StepFailed as failed:
+        failures = await remove_nodes(ctx, self.provider, pool_id, nodes, step_prefix="run")
+        if failures:
             await ctx.finish(
                 WorkRequestStatus.FAILED,
-                apply=self._attention(ctx),
-                errors=[(failed.error.code, failed.error.message)],
+                apply=_attention(ctx, pool_id),
+                log=f"Node pool {pool.name}: {len(failures)} node(s) could not be deleted",
+                errors=_removal_errors(failures),
             )
             return
 
@@ -283,22 +319,9 @@ class DeleteNodePool:
             WorkRequestStatus.SUCCEEDED, apply=drop, log=f"Node pool {pool.name} deleted"
         )
 
-    @staticmethod
-    def _attention(ctx: OperationContext) -> Apply:
-        """The pool NEEDS_ATTENTION: deleting it again removes the nodes that are left."""
-
-        async def attention(uow: UnitOfWork, wr: WorkRequest) -> None:
-            current = await uow.inventory.get_node_pool(ctx.params["node_pool_id"])
-            assert current is not None
-            current.lifecycle_state = NodePoolState.NEEDS_ATTENTION
-            current.touch(ctx.clock.now())
-            await uow.inventory.save_node_pool(current)
-
-        return attention
-
     async def abandon(self, ctx: OperationContext, uow: UnitOfWork, wr: WorkRequest) -> None:
         """As when a node fails to go."""
-        await self._attention(ctx)(uow, wr)
+        await _attention(ctx, ctx.params["node_pool_id"])(uow, wr)
 
     async def undo(self, ctx: OperationContext) -> None:
         # Only reached when canceled before it started: nothing was deleted.
