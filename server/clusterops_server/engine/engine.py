@@ -79,6 +79,11 @@ class Engine:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
+        # Looks at the store begun so far, and the latest that found nothing to do.
+        self._looks = 0
+        self._idle_look = 0
+        # Every commit that adds work, or makes it due sooner, wakes the loop.
+        store.on_work_added(self.wake)
 
     def handler(self, operation_type: OperationType) -> OperationHandler:
         return self.handlers[operation_type]
@@ -115,10 +120,14 @@ class Engine:
         self._wakeup.set()
 
     async def wait_idle(self) -> None:
-        """Return once a fresh look at the store finds nothing due and nothing running."""
-        self._idle.clear()
-        self.wake()
-        await self._idle.wait()
+        """Return once a fresh look at the store finds nothing due and nothing running.
+
+        Fresh: begun after this call, so it sees everything committed before it."""
+        since = self._looks
+        while self._idle_look <= since:
+            self._idle.clear()
+            self.wake()
+            await self._idle.wait()
 
     @property
     def running(self) -> frozenset[str]:
@@ -138,6 +147,11 @@ class Engine:
 
     async def _claim_and_spawn(self) -> float | None:
         free = self.settings.concurrency - len(self._running)
+        self._looks += 1
+        look = self._looks
+        # Idle only if nothing ran while the store was looked at: a handler that ends
+        # during the look may have made work due after the look missed it.
+        quiet = not self._running
         now = self.clock.now()
         async with self.store.write() as uow:
             claimed: list[str] = []
@@ -154,7 +168,8 @@ class Engine:
         for work_request_id in claimed:
             task = asyncio.create_task(self._run(work_request_id), name=f"op-{work_request_id}")
             self._running[work_request_id] = task
-        if not claimed and not self._running:
+        if not claimed and quiet and not self._running:
+            self._idle_look = look
             self._idle.set()
         if len(self._running) >= self.settings.concurrency:
             # Full: looking again before a handler ends (it wakes the loop) would only spin.
