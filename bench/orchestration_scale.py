@@ -45,8 +45,9 @@ from clusterops_server.domain.work_requests import (
 from clusterops_server.engine.context import EngineSettings, OperationContext
 from clusterops_server.engine.operations.orchestrations import RunOrchestration
 from clusterops_server.ids import IdKind, new_id
+from clusterops_server.operations.params import UpgradeParams
+from clusterops_server.operations.upgrades import start_upgrade
 from clusterops_server.services.orchestrations import CreateOrchestrationCommand
-from clusterops_server.services.upgrade_workflows import start_upgrade
 from clusterops_server.store.database import default_sqlite_url
 from clusterops_server.store.migrate import upgrade_to_head
 from clusterops_server.store.tables import ClusterRow, WorkRequestRow
@@ -69,10 +70,9 @@ class InstantUpgrade:
     async def run(self, ctx: OperationContext) -> None:
         async def apply(uow: UnitOfWork, wr: WorkRequest) -> None:
             now = ctx.clock.now()
-            workflow = await uow.upgrade_workflows.get(
-                ctx.params["upgrade_workflow_id"], for_update=True
-            )
-            cluster = await uow.inventory.get_cluster(ctx.params["cluster_id"], for_update=True)
+            params = ctx.params_as(UpgradeParams)
+            workflow = await uow.upgrade_workflows.get(params.upgrade_workflow_id, for_update=True)
+            cluster = await uow.inventory.get_cluster(params.cluster_id, for_update=True)
             assert workflow is not None
             assert cluster is not None
             workflow.phase = UpgradePhase.SUCCESS

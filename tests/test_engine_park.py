@@ -13,16 +13,23 @@ from clusterops_server.domain.work_requests import (
     WorkRequest,
     WorkRequestStatus,
 )
-from clusterops_server.engine.context import PARENT_PARAM, OperationContext
+from clusterops_server.engine.context import OperationContext
 from clusterops_server.engine.engine import Engine
 from clusterops_server.ids import IdKind, new_id
+from clusterops_server.operations.params import (
+    OperationParams,
+    OrchestrationRunParams,
+    UpgradeParams,
+    encode_params,
+)
 from clusterops_server.store.database import Database, default_sqlite_url
 from clusterops_server.store.migrate import upgrade_to_head
 from clusterops_server.store.uow import Store, UnitOfWork
 
-# Operation types nothing else in this engine handles, borrowed for the test handlers.
-PARENT = OperationType.RECONCILE_ADDON
-CHILD = OperationType.ENABLE_ADDON
+# Operation types whose params may name a parent, borrowed for the test handlers: the
+# parent's params name its children, the child's how long it takes (as its target).
+PARENT = OperationType.ORCHESTRATION_RUN
+CHILD = OperationType.CLUSTER_UPGRADE
 
 
 class Parent:
@@ -39,7 +46,10 @@ class Parent:
     async def run(self, ctx: OperationContext) -> None:
         self.runs.append(ctx.clock.now())
         async with ctx.store.read() as uow:
-            children = [await uow.work_requests.get(c) for c in ctx.params["children"]]
+            children = [
+                await uow.work_requests.get(c)
+                for c in ctx.params_as(OrchestrationRunParams).orchestration_id.split(",")
+            ]
         if all(c is not None and c.status.is_terminal for c in children):
             await ctx.finish(WorkRequestStatus.SUCCEEDED, log="children done")
             return
@@ -53,7 +63,7 @@ class Parent:
 
 
 class Child:
-    """Finishes after waiting `params["seconds"]` on the clock."""
+    """Finishes after waiting as many seconds as its params' target says, on the clock."""
 
     operation_type = CHILD
 
@@ -61,7 +71,7 @@ class Child:
         return
 
     async def run(self, ctx: OperationContext) -> None:
-        await ctx.clock.sleep(ctx.params["seconds"])
+        await ctx.clock.sleep(float(ctx.params_as(UpgradeParams).target_version))
         await ctx.finish(WorkRequestStatus.SUCCEEDED)
 
     async def undo(self, ctx: OperationContext) -> None:
@@ -79,7 +89,7 @@ async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
     await database.dispose()
 
 
-async def add(store: Store, operation_type: OperationType, params: dict[str, object]) -> str:
+async def add(store: Store, operation_type: OperationType, params: OperationParams) -> str:
     wr = WorkRequest(
         id=new_id(IdKind.WORK_REQUEST),
         compartment_id="dev",
@@ -88,7 +98,7 @@ async def add(store: Store, operation_type: OperationType, params: dict[str, obj
         time_accepted=store.clock.now(),
     )
     async with store.write() as uow:
-        await uow.work_requests.add(wr, params=params)
+        await uow.work_requests.add(wr, params=encode_params(operation_type, params))
         await uow.commit()
     return wr.id
 
@@ -109,7 +119,7 @@ async def test_a_parked_work_request_runs_again_when_due_and_holds_no_task_meanw
     try:
         t0 = clock.now()
         # A child that is never created stands for one that is not done yet.
-        parent_id = await add(store, PARENT, {"children": [new_id(IdKind.WORK_REQUEST)]})
+        parent_id = await add(store, PARENT, OrchestrationRunParams(new_id(IdKind.WORK_REQUEST)))
         engine.wake()
         await engine.wait_idle()
         assert parent.runs == [t0]
@@ -134,7 +144,7 @@ async def test_a_finishing_child_makes_its_parked_parent_due_at_once(
     try:
         t0 = clock.now()
         child_id = new_id(IdKind.WORK_REQUEST)
-        parent_id = await add(store, PARENT, {"children": [child_id]})
+        parent_id = await add(store, PARENT, OrchestrationRunParams(child_id))
         engine.wake()
         await engine.wait_idle()  # the parent ran once and parked for an hour
         child = WorkRequest(
@@ -145,7 +155,10 @@ async def test_a_finishing_child_makes_its_parked_parent_due_at_once(
             time_accepted=t0,
         )
         async with store.write() as uow:
-            await uow.work_requests.add(child, params={"seconds": 60, PARENT_PARAM: parent_id})
+            await uow.work_requests.add(
+                child,
+                params=encode_params(CHILD, UpgradeParams("", "", "60", parent_id)),
+            )
             await uow.commit()
         engine.wake()
         await clock.wait_for_sleeper_until(t0 + timedelta(seconds=60))

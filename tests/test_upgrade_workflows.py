@@ -13,8 +13,8 @@ from clusterops_server.app import App
 from clusterops_server.clock import FakeClock
 from clusterops_server.domain.inventory import ClusterState
 from clusterops_server.domain.upgrade_workflows import UpgradeSettings
+from clusterops_server.operations.upgrades import start_upgrade
 from clusterops_server.providers.simulated import SimulationSettings
-from clusterops_server.services.upgrade_workflows import start_upgrade
 
 from tests.conftest import AppFactory, Stubs, connect, seed_cluster, simulator
 from tests.helpers import details_of, watch_to_end

@@ -168,7 +168,6 @@ class App:
             self.store,
             self.clock,
             config.reconcile,
-            wake_engine=lambda: self.engine.wake(),
             poll_seconds=config.reconciler_poll_seconds,
         )
         addon_parts = (
@@ -205,16 +204,10 @@ class App:
             else CommitListener(self.database, self.store.notify_committed)
         )
         self.work_requests = WorkRequestService(self.store, self.clock, self.engine, self.hub)
-        self.inventory = InventoryService(self.store, self.clock, self.engine, self.versions)
-        self.upgrade_workflows = UpgradeWorkflowService(
-            self.store, self.clock, self.engine, self.versions
-        )
-        self.addons = AddonService(
-            self.store, self.clock, self.engine, self.provider, self.addon_catalogue
-        )
-        self.orchestrations = OrchestrationService(
-            self.store, self.clock, self.engine, self.versions
-        )
+        self.inventory = InventoryService(self.store, self.clock, self.versions)
+        self.upgrade_workflows = UpgradeWorkflowService(self.store, self.clock, self.versions)
+        self.addons = AddonService(self.store, self.clock, self.provider, self.addon_catalogue)
+        self.orchestrations = OrchestrationService(self.store, self.clock, self.versions)
         self.health = health_aio.HealthServicer()
         self.metrics = Metrics()
         self.metrics.gauge(

@@ -15,6 +15,8 @@ parks instead of finishing: `park(until)` gives up the lease and makes the work
 request due again at `until`, so waiting costs a row, not a task. A work request
 whose params name a `parent_work_request_id` makes that parent due at once when it
 finishes, so a parent parked on its children hears about each of them.
+
+Handlers read their typed params (operations/params.py) with `ctx.params_as(Kind)`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from clusterops_server.clock import Clock
 from clusterops_server.domain.work_requests import (
@@ -33,6 +35,7 @@ from clusterops_server.domain.work_requests import (
     WorkRequest,
     WorkRequestStatus,
 )
+from clusterops_server.operations.params import OperationParams, UpgradeParams, decode_params
 from clusterops_server.providers.base import ProviderError
 from clusterops_server.store.steps import StepRecord, StepStatus
 from clusterops_server.store.uow import Store, UnitOfWork
@@ -44,7 +47,7 @@ OnDone = Callable[[UnitOfWork, WorkRequest, Json], Awaitable[None]]
 OnFailed = Callable[[UnitOfWork, WorkRequest, ProviderError], Awaitable[None]]
 Apply = Callable[[UnitOfWork, WorkRequest], Awaitable[None]]
 Recheck = Callable[[UnitOfWork, WorkRequest], Awaitable[bool]]
-PARENT_PARAM = "parent_work_request_id"
+P = TypeVar("P")
 # What a work request, and the domain objects it leaves, say when its handler kept crashing.
 UNEXPECTED_FAILURE = "the operation failed unexpectedly; see server logs"
 
@@ -89,7 +92,7 @@ class OperationContext:
         self.id = work_request_id
         self.owner = owner
         self.settings = settings
-        self.params: Json = {}
+        self._params: OperationParams | None = None
         self.operation_type: OperationType | None = None
         self.status: WorkRequestStatus | None = None
         self.journal: dict[str, StepRecord] = {}
@@ -102,8 +105,9 @@ class OperationContext:
             wr = await uow.work_requests.get(self.id)
             if wr is None:
                 raise LeaseLost(f"work request {self.id} is gone")
-            self.params = await uow.work_requests.params(self.id)
+            raw = await uow.work_requests.params(self.id)
             self.journal = await uow.steps.journal(self.id)
+        self._params = decode_params(wr.operation_type, raw)
         self.operation_type = wr.operation_type
         self.status = wr.status
         return wr
@@ -122,6 +126,18 @@ class OperationContext:
         if cancel_check and not self.undoing and wr.status is WorkRequestStatus.CANCELING:
             raise OperationCanceled(self.id)
         return wr
+
+    @property
+    def params(self) -> OperationParams:
+        assert self._params is not None, "load() first"
+        return self._params
+
+    def params_as(self, kind: type[P]) -> P:
+        """The params, as the handler's operation type takes them."""
+        params = self.params
+        if not isinstance(params, kind):
+            raise TypeError(f"{self.id} has {type(params).__name__}, not {kind.__name__}")
+        return params
 
     def done(self, key: str) -> bool:
         record = self.journal.get(key)
@@ -211,8 +227,10 @@ class OperationContext:
             if wr.status is WorkRequestStatus.CANCELING and not self.undoing:
                 # Canceled while the last step ran: undo instead of ending as if it had not been.
                 raise OperationCanceled(self.id)
-            parent = self.params.get(PARENT_PARAM)
-            if isinstance(parent, str) and parent:
+            parent = (
+                self.params.parent_work_request_id if isinstance(self.params, UpgradeParams) else ""
+            )
+            if parent:
                 # Before `apply`: a parent's work request is locked after its child's and
                 # before any domain row (the lock order in store/uow.py).
                 await uow.leases.wake(parent, self.clock.now())

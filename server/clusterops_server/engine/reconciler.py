@@ -2,7 +2,7 @@
 
 Every add-on the reconciler looks after has its next check time in the database
 (indexed). This loop opens a RECONCILE_ADDON work request for each add-on whose check
-has come, hands it to the engine, and sleeps on the injected clock until the next
+has come, commits it (which wakes the engine), and sleeps on the injected clock until the next
 check is due or something wakes it (an add-on was installed or updated, a
 reconciliation ended). Thousands of add-ons cost one sleeping task. After a restart
 the checks that came due meanwhile run at once and the others keep their times.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +29,8 @@ from clusterops_server.domain.work_requests import (
     WorkRequest,
     WorkRequestStatus,
 )
-from clusterops_server.ids import IdKind, new_id
+from clusterops_server.operations.params import AddonParams
+from clusterops_server.operations.start import OperationStart, start_operation
 from clusterops_server.store.uow import Store, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -46,20 +46,17 @@ async def open_reconciliation(
 
     Raises ResourceBusy (with nothing written) when another work request holds the lock.
     """
-    wr = WorkRequest(
-        id=new_id(IdKind.WORK_REQUEST),
-        compartment_id=addon.compartment_id,
-        operation_type=OperationType.RECONCILE_ADDON,
-        status=WorkRequestStatus.ACCEPTED,
-        time_accepted=now,
-        resources=work_request_resources(addon.cluster_id, addon.name),
-    )
     async with uow.session.begin_nested():
-        await uow.work_requests.add(
-            wr,
-            params={"cluster_id": addon.cluster_id, "name": addon.name},
-            lock=[addon.resource_id],
-            logs=[LogEntry(f"Reconciling {addon.name} ({why})", now)],
+        wr = await start_operation(
+            uow,
+            OperationStart(
+                addon.compartment_id,
+                OperationType.RECONCILE_ADDON,
+                AddonParams(addon.cluster_id, addon.name),
+                work_request_resources(addon.cluster_id, addon.name),
+                lock=[addon.resource_id],
+                log=f"Reconciling {addon.name} ({why})",
+            ),
         )
     addon.reconciliation_id = wr.id
     addon.work_request_id = wr.id
@@ -99,13 +96,11 @@ class AddonReconciler:
         clock: Clock,
         settings: ReconcileSettings,
         *,
-        wake_engine: Callable[[], None],
         poll_seconds: float = 2.0,
     ) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings
-        self.wake_engine = wake_engine
         # In real time: how often to look for checks another replica scheduled.
         self.poll_seconds = poll_seconds
         self._wakeup = asyncio.Event()
@@ -151,16 +146,15 @@ class AddonReconciler:
         """Open a reconciliation for every add-on whose check is due; when the next is due."""
         while True:
             now = self.clock.now()
-            opened = 0
             async with self.store.write() as uow:
                 due = await uow.addons.due(now, limit=self.settings.batch_size)
                 for addon in due:
                     try:
                         due_at = addon.next_check_at or now
+                        # Its commit wakes the engine.
                         await open_reconciliation(
                             uow, addon, now, why=f"check due at {due_at:%Y-%m-%dT%H:%M:%SZ}"
                         )
-                        opened += 1
                     except ResourceBusy as busy:
                         # An operation holds the add-on; it will set the schedule when it ends.
                         log.info(
@@ -170,8 +164,6 @@ class AddonReconciler:
                         await uow.addons.save(addon)
                 next_check = await uow.addons.next_check()
                 await uow.commit()
-            if opened:
-                self.wake_engine()
             if len(due) < self.settings.batch_size or self._stopping:
                 return next_check
 

@@ -31,17 +31,23 @@ from clusterops_server.domain.listing import (
     encode_page_token,
     fingerprint,
 )
-from clusterops_server.domain.work_requests import LogEntry, OperationType, WorkRequest
-from clusterops_server.engine.engine import Engine
+from clusterops_server.domain.work_requests import OperationType, WorkRequest
 from clusterops_server.engine.reconciler import open_reconciliation, supersede_reconciliation
+from clusterops_server.operations.params import (
+    AddonParams,
+    DisableAddonParams,
+    EnableAddonParams,
+    PreviousAddon,
+    UpdateAddonParams,
+)
+from clusterops_server.operations.start import (
+    OperationStart,
+    require_active_cluster,
+    start_operation,
+)
 from clusterops_server.providers.base import Provider, ProviderError
 from clusterops_server.services.idempotency import previous_result, remember
-from clusterops_server.services.inventory import (
-    new_work_request,
-    require_active_cluster,
-    require_cluster,
-    require_not_deleting,
-)
+from clusterops_server.services.inventory import require_cluster, require_not_deleting
 from clusterops_server.services.work_requests import get_work_request
 from clusterops_server.store.uow import Store, UnitOfWork
 
@@ -146,13 +152,11 @@ class AddonService:
         self,
         store: Store,
         clock: Clock,
-        engine: Engine,
         provider: Provider,
         catalogue: CatalogueFile,
     ) -> None:
         self.store = store
         self.clock = clock
-        self.engine = engine
         self.provider = provider
         self.catalogue = catalogue
 
@@ -166,23 +170,21 @@ class AddonService:
         uow: UnitOfWork,
         addon: Addon,
         operation: OperationType,
-        params: dict[str, object],
+        params: AddonParams,
         message: str,
     ) -> WorkRequest:
-        now = self.clock.now()
-        wr = new_work_request(
+        start = OperationStart(
             addon.compartment_id,
             operation,
-            now,
+            params,
             work_request_resources(addon.cluster_id, addon.name),
-        )
-        await supersede_reconciliation(uow, addon, now, f"{operation.value} {wr.id}")
-        await uow.work_requests.add(
-            wr,
-            params={"cluster_id": addon.cluster_id, "name": addon.name, **params},
             lock=[addon.resource_id],
-            logs=[LogEntry(message, now)],
+            log=message,
         )
+        await supersede_reconciliation(
+            uow, addon, self.clock.now(), f"{operation.value} {start.id}"
+        )
+        wr = await start_operation(uow, start)
         addon.work_request_id = wr.id
         # The operation sets the next check when it ends.
         addon.next_check_at = None
@@ -237,7 +239,7 @@ class AddonService:
                 uow,
                 addon,
                 OperationType.ENABLE_ADDON,
-                {"override_existing": cmd.override_existing},
+                EnableAddonParams(cluster.id, cmd.name, cmd.override_existing),
                 f"Installing {cmd.name} {cmd.version or chosen.version_number}"
                 + ("" if cmd.version else " (following the newest ACTIVE version)"),
             )
@@ -249,7 +251,6 @@ class AddonService:
                 {"cluster_id": cluster.id, "name": cmd.name, "work_request_id": wr.id},
             )
             await uow.commit()
-        self.engine.wake()
         return addon, wr
 
     def _new_addon(
@@ -307,11 +308,9 @@ class AddonService:
                 resulting_keys=configurations,
             )
             now = self.clock.now()
-            previous = {
-                "version": addon.version,
-                "configurations": dict(addon.configurations),
-                "state": addon.lifecycle_state.value,
-            }
+            previous = PreviousAddon(
+                addon.version, dict(addon.configurations), addon.lifecycle_state
+            )
             # A person acted: a NEEDS_ATTENTION add-on gets a fresh 12.5 hours of checks.
             addon.reset_attention()
             if version == addon.version and configurations == addon.configurations:
@@ -326,12 +325,12 @@ class AddonService:
                     uow,
                     addon,
                     OperationType.UPDATE_ADDON,
-                    {"previous": previous},
+                    UpdateAddonParams(addon.cluster_id, addon.name, previous),
                     f"Updating {addon.name} to "
                     + (version or "the newest ACTIVE version")
                     + (
                         " with a new configuration"
-                        if configurations != previous["configurations"]
+                        if configurations != previous.configurations
                         else ""
                     ),
                 )
@@ -344,7 +343,6 @@ class AddonService:
                 {"cluster_id": addon.cluster_id, "name": addon.name, "work_request_id": wr.id},
             )
             await uow.commit()
-        self.engine.wake()
         return addon, wr
 
     async def disable(self, cmd: DisableAddonCommand) -> tuple[Addon, WorkRequest]:
@@ -371,10 +369,9 @@ class AddonService:
                 uow,
                 addon,
                 OperationType.DISABLE_ADDON,
-                {
-                    "remove_existing": cmd.remove_existing,
-                    "previous_state": addon.lifecycle_state.value,
-                },
+                DisableAddonParams(
+                    addon.cluster_id, addon.name, cmd.remove_existing, addon.lifecycle_state
+                ),
                 f"Disabling {addon.name}"
                 + (" and removing it from the cluster" if cmd.remove_existing else ""),
             )
@@ -388,7 +385,6 @@ class AddonService:
                 {"cluster_id": addon.cluster_id, "name": addon.name, "work_request_id": wr.id},
             )
             await uow.commit()
-        self.engine.wake()
         return addon, wr
 
     def list_options(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 from clusterops_server.auth.caller import (
     current_caller,
@@ -37,15 +36,18 @@ from clusterops_server.domain.versions import VersionCatalogue
 from clusterops_server.domain.work_requests import (
     ActionType,
     EntityType,
-    LogEntry,
     OperationType,
     WorkRequest,
     WorkRequestResource,
-    WorkRequestStatus,
 )
-from clusterops_server.engine.engine import Engine
 from clusterops_server.engine.reconciler import supersede_reconciliation
 from clusterops_server.ids import IdKind, new_id
+from clusterops_server.operations.params import ClusterParams, NodePoolParams
+from clusterops_server.operations.start import (
+    OperationStart,
+    require_active_cluster,
+    start_operation,
+)
 from clusterops_server.services.idempotency import previous_result, remember
 from clusterops_server.services.work_requests import get_work_request
 from clusterops_server.store.uow import Store, UnitOfWork
@@ -83,22 +85,6 @@ class DeleteCommand:
     resource_id: str
     etag: str = ""
     request_id: str = ""
-
-
-def new_work_request(
-    compartment_id: str,
-    operation_type: OperationType,
-    now: Any,
-    resources: list[WorkRequestResource],
-) -> WorkRequest:
-    return WorkRequest(
-        id=new_id(IdKind.WORK_REQUEST),
-        compartment_id=compartment_id,
-        operation_type=operation_type,
-        status=WorkRequestStatus.ACCEPTED,
-        time_accepted=now,
-        resources=resources,
-    )
 
 
 async def require_cluster(
@@ -154,23 +140,10 @@ async def require_not_deleting(uow: UnitOfWork, cluster: Cluster, action: str) -
         require_active_cluster(cluster, action)
 
 
-def require_active_cluster(cluster: Cluster, action: str) -> None:
-    if cluster.lifecycle_state is not ClusterState.ACTIVE:
-        raise FailedPrecondition(
-            f"cluster {cluster.id} is {cluster.lifecycle_state.value}; {action} needs it ACTIVE",
-            violation_type="CLUSTER_STATE",
-            subject=cluster.id,
-            metadata={"lifecycle_state": cluster.lifecycle_state.value},
-        )
-
-
 class InventoryService:
-    def __init__(
-        self, store: Store, clock: Clock, engine: Engine, versions: VersionCatalogue
-    ) -> None:
+    def __init__(self, store: Store, clock: Clock, versions: VersionCatalogue) -> None:
         self.store = store
         self.clock = clock
-        self.engine = engine
         self.versions = versions
 
     async def create_cluster(self, cmd: CreateClusterCommand) -> tuple[Cluster, WorkRequest]:
@@ -201,21 +174,16 @@ class InventoryService:
                 labels=dict(cmd.labels),
             )
             await uow.inventory.add_cluster(cluster)
-            wr = new_work_request(
-                cmd.compartment_id,
-                OperationType.CLUSTER_CREATE,
-                now,
-                [_cluster_resource(cluster.id, ActionType.IN_PROGRESS)],
-            )
-            await uow.work_requests.add(
-                wr,
-                params={"cluster_id": cluster.id},
-                lock=[cluster.id],
-                logs=[
-                    LogEntry(
-                        f"Creating cluster {cluster.name} on {cluster.kubernetes_version}", now
-                    )
-                ],
+            wr = await start_operation(
+                uow,
+                OperationStart(
+                    cmd.compartment_id,
+                    OperationType.CLUSTER_CREATE,
+                    ClusterParams(cluster.id),
+                    [_cluster_resource(cluster.id, ActionType.IN_PROGRESS)],
+                    lock=[cluster.id],
+                    log=f"Creating cluster {cluster.name} on {cluster.kubernetes_version}",
+                ),
             )
             await remember(
                 uow,
@@ -224,7 +192,6 @@ class InventoryService:
                 {"cluster_id": cluster.id, "work_request_id": wr.id},
             )
             await uow.commit()
-        self.engine.wake()
         return cluster, wr
 
     async def get_cluster(self, cluster_id: str) -> Cluster:
@@ -264,10 +231,10 @@ class InventoryService:
                     metadata={"node_pool_ids": ",".join(p.id for p in pools)},
                 )
             now = self.clock.now()
-            wr = new_work_request(
+            start = OperationStart(
                 cluster.compartment_id,
                 OperationType.CLUSTER_DELETE,
-                now,
+                ClusterParams(cluster.id),
                 [_cluster_resource(cluster.id, ActionType.IN_PROGRESS)]
                 + [
                     WorkRequestResource(
@@ -275,24 +242,20 @@ class InventoryService:
                     )
                     for a in addons
                 ],
+                # The cluster and each of its add-ons: no add-on operation starts meanwhile.
+                lock=[cluster.id, *(a.resource_id for a in addons)],
             )
             for addon in addons:
                 await supersede_reconciliation(
-                    uow, addon, now, f"{wr.operation_type.value} {wr.id}"
+                    uow, addon, now, f"{start.operation_type.value} {start.id}"
                 )
                 await uow.addons.save(addon)
-            # The cluster and each of its add-ons: no add-on operation starts meanwhile.
-            await uow.work_requests.add(
-                wr,
-                params={"cluster_id": cluster.id},
-                lock=[cluster.id, *(a.resource_id for a in addons)],
-            )
+            wr = await start_operation(uow, start)
             cluster.lifecycle_state = ClusterState.DELETING
             cluster.touch(now)
             await uow.inventory.save_cluster(cluster)
             await remember(uow, "DeleteCluster", cmd.request_id, {"work_request_id": wr.id})
             await uow.commit()
-        self.engine.wake()
         return wr
 
     async def create_node_pool(self, cmd: CreateNodePoolCommand) -> tuple[NodePool, WorkRequest]:
@@ -335,15 +298,17 @@ class InventoryService:
             ]
             resources = [_cluster_resource(cluster.id, ActionType.RELATED)]
             resources += _pool_resources(pool, nodes)
-            wr = new_work_request(
-                cluster.compartment_id, OperationType.NODEPOOL_CREATE, now, resources
-            )
-            # The cluster is the contended resource: one operation on it at a time.
-            await uow.work_requests.add(
-                wr,
-                params={"node_pool_id": pool.id, "cluster_id": cluster.id},
-                lock=[cluster.id, pool.id],
-                logs=[LogEntry(f"Creating node pool {pool.name} with {len(nodes)} nodes", now)],
+            wr = await start_operation(
+                uow,
+                OperationStart(
+                    cluster.compartment_id,
+                    OperationType.NODEPOOL_CREATE,
+                    NodePoolParams(pool.id, cluster.id),
+                    resources,
+                    # The cluster is the contended resource: one operation on it at a time.
+                    lock=[cluster.id, pool.id],
+                    log=f"Creating node pool {pool.name} with {len(nodes)} nodes",
+                ),
             )
             await uow.inventory.add_node_pool(pool, nodes)
             await remember(
@@ -353,7 +318,6 @@ class InventoryService:
                 {"node_pool_id": pool.id, "work_request_id": wr.id},
             )
             await uow.commit()
-        self.engine.wake()
         return pool, wr
 
     async def get_node_pool(self, node_pool_id: str) -> NodePool:
@@ -385,23 +349,21 @@ class InventoryService:
                 if n.lifecycle_state is not NodeState.DELETED
             ]
             now = self.clock.now()
-            wr = new_work_request(
-                pool.compartment_id,
-                OperationType.NODEPOOL_DELETE,
-                now,
-                _pool_resources(pool, nodes),
-            )
-            await uow.work_requests.add(
-                wr,
-                params={"node_pool_id": pool.id, "cluster_id": cluster.id},
-                lock=[cluster.id, pool.id],
+            wr = await start_operation(
+                uow,
+                OperationStart(
+                    pool.compartment_id,
+                    OperationType.NODEPOOL_DELETE,
+                    NodePoolParams(pool.id, cluster.id),
+                    _pool_resources(pool, nodes),
+                    lock=[cluster.id, pool.id],
+                ),
             )
             pool.lifecycle_state = NodePoolState.DELETING
             pool.touch(now)
             await uow.inventory.save_node_pool(pool)
             await remember(uow, "DeleteNodePool", cmd.request_id, {"work_request_id": wr.id})
             await uow.commit()
-        self.engine.wake()
         return wr
 
 

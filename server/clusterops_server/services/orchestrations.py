@@ -37,10 +37,10 @@ from clusterops_server.domain.work_requests import (
     WorkRequest,
     WorkRequestStatus,
 )
-from clusterops_server.engine.engine import Engine
 from clusterops_server.ids import IdKind, new_id
+from clusterops_server.operations.params import OrchestrationRunParams
+from clusterops_server.operations.start import OperationStart, start_operation
 from clusterops_server.services.idempotency import previous_result, remember
-from clusterops_server.services.inventory import new_work_request
 from clusterops_server.services.work_requests import get_work_request
 from clusterops_server.store.uow import Store, UnitOfWork
 
@@ -151,12 +151,9 @@ def _plan_log(orchestration: Orchestration, start_note: str) -> str:
 
 
 class OrchestrationService:
-    def __init__(
-        self, store: Store, clock: Clock, engine: Engine, versions: VersionCatalogue
-    ) -> None:
+    def __init__(self, store: Store, clock: Clock, versions: VersionCatalogue) -> None:
         self.store = store
         self.clock = clock
-        self.engine = engine
         self.versions = versions
 
     async def create(self, cmd: CreateOrchestrationCommand) -> tuple[Orchestration, WorkRequest]:
@@ -207,11 +204,13 @@ class OrchestrationService:
             for operation in operations:
                 counts.move(None, operation.state)
             later = start if start > now else None
-            wr = new_work_request(
+            run = OperationStart(
                 cmd.compartment_id,
                 OperationType.ORCHESTRATION_RUN,
-                now,
+                OrchestrationRunParams(orchestration_id),
                 [orchestration_resource(orchestration_id, ActionType.IN_PROGRESS)],
+                lock=[orchestration_id],
+                run_after=start,
             )
             orchestration = Orchestration(
                 id=orchestration_id,
@@ -219,19 +218,13 @@ class OrchestrationService:
                 state=OrchestrationState.PENDING,
                 description=scheduled_description(len(operations), later),
                 parameters=parameters,
-                work_request_id=wr.id,
+                work_request_id=run.id,
                 create_time=now,
                 update_time=now,
                 counts=counts,
             )
             start_note = f" at {later.isoformat().replace('+00:00', 'Z')}" if later else ""
-            await uow.work_requests.add(
-                wr,
-                params={"orchestration_id": orchestration_id},
-                lock=[orchestration_id],
-                run_after=start,
-                logs=[LogEntry(_plan_log(orchestration, start_note), now)],
-            )
+            wr = await start_operation(uow, replace(run, log=_plan_log(orchestration, start_note)))
             await uow.orchestrations.add(orchestration)
             await uow.orchestrations.add_operations(operations)
             await remember(
@@ -241,7 +234,6 @@ class OrchestrationService:
                 {"orchestration_id": orchestration_id, "work_request_id": wr.id},
             )
             await uow.commit()
-        self.engine.wake()
         return orchestration, wr
 
     async def get(self, orchestration_id: str) -> Orchestration:
@@ -354,7 +346,6 @@ class OrchestrationService:
                 uow, "CancelOrchestration", cmd.request_id, {"orchestration_id": orchestration.id}
             )
             await uow.commit()
-        self.engine.wake()
         return orchestration
 
     async def retry(self, cmd: RetryOrchestrationCommand) -> tuple[Orchestration, list[str]]:
@@ -390,23 +381,17 @@ class OrchestrationService:
             await uow.orchestrations.save_operations(operations)
             note = f"Retrying {len(operations)} failed operation(s)"
             if wr.status.is_terminal:
-                run = new_work_request(
-                    orchestration.compartment_id,
-                    OperationType.ORCHESTRATION_RUN,
-                    now,
-                    [orchestration_resource(orchestration.id, ActionType.IN_PROGRESS)],
-                )
-                await uow.work_requests.add(
-                    run,
-                    params={"orchestration_id": orchestration.id},
-                    lock=[orchestration.id],
-                    logs=[
-                        LogEntry(
-                            f"{note} of orchestration {orchestration.id}; its previous run was "
-                            f"work request {wr.id}",
-                            now,
-                        )
-                    ],
+                run = await start_operation(
+                    uow,
+                    OperationStart(
+                        orchestration.compartment_id,
+                        OperationType.ORCHESTRATION_RUN,
+                        OrchestrationRunParams(orchestration.id),
+                        [orchestration_resource(orchestration.id, ActionType.IN_PROGRESS)],
+                        lock=[orchestration.id],
+                        log=f"{note} of orchestration {orchestration.id}; its previous run was "
+                        f"work request {wr.id}",
+                    ),
                 )
                 orchestration.work_request_id = run.id
             else:
@@ -424,7 +409,6 @@ class OrchestrationService:
                 {"orchestration_id": orchestration.id, "retried_operation_ids": retried},
             )
             await uow.commit()
-        self.engine.wake()
         return orchestration, retried
 
     async def _retriable(

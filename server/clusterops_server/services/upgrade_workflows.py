@@ -2,43 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from clusterops_server.auth.caller import require_visible, visible_compartments
 from clusterops_server.auth.policy import Family, Verb
 from clusterops_server.clock import Clock
-from clusterops_server.domain.errors import EtagMismatch, NotFound, ResourceBusy
-from clusterops_server.domain.inventory import Cluster, ClusterState, cluster_uri
+from clusterops_server.domain.errors import EtagMismatch, NotFound
 from clusterops_server.domain.listing import Page, PageRequest
 from clusterops_server.domain.upgrade_workflows import (
-    UpgradeInProgress,
     UpgradePhase,
-    UpgradeTaskType,
     UpgradeWorkflow,
     UpgradeWorkflowQuery,
-    check_upgrade_path,
-    fresh_points,
 )
 from clusterops_server.domain.versions import VersionCatalogue
-from clusterops_server.domain.work_requests import (
-    ActionType,
-    EntityType,
-    LogEntry,
-    OperationType,
-    WorkRequest,
-    WorkRequestResource,
-    WorkRequestStatus,
-)
-from clusterops_server.engine.context import PARENT_PARAM
-from clusterops_server.engine.engine import Engine
-from clusterops_server.ids import IdKind, new_id
+from clusterops_server.domain.work_requests import LogEntry, WorkRequest, WorkRequestStatus
+from clusterops_server.operations.upgrades import start_upgrade
 from clusterops_server.services.idempotency import previous_result, remember
-from clusterops_server.services.inventory import (
-    new_work_request,
-    require_active_cluster,
-    require_cluster,
-)
+from clusterops_server.services.inventory import require_cluster
 from clusterops_server.services.work_requests import get_work_request
 from clusterops_server.store.uow import Store, UnitOfWork
 
@@ -66,100 +46,6 @@ class SupportedVersion:
     upgrade_targets: list[str]
 
 
-def upgrade_workflow_uri(cluster_id: str, workflow_id: str) -> str:
-    return f"{cluster_uri(cluster_id)}/upgradeWorkflows/{workflow_id}"
-
-
-async def start_upgrade(
-    uow: UnitOfWork,
-    versions: VersionCatalogue,
-    cluster: Cluster,
-    target_version: str,
-    *,
-    name: str = "",
-    labels: Mapping[str, str] | None = None,
-    annotations: Mapping[str, str] | None = None,
-    parent_work_request_id: str = "",
-    related: Sequence[WorkRequestResource] = (),
-) -> tuple[UpgradeWorkflow, WorkRequest]:
-    """Validate the path and create the workflow and its CLUSTER_UPGRADE work request
-    inside the caller's unit of work (the cluster goes UPDATING). A parent work request
-    (an orchestration's) is made due whenever this one finishes; `related` resources
-    (the orchestration) are listed on the work request too.
-
-    Load `cluster` with `for_update=True` in the same unit of work. The caller commits,
-    then wakes the engine. Raises InvalidArgument / FailedPrecondition for a bad path,
-    ResourceBusy (UpgradeInProgress when it is an upgrade) when the cluster is busy.
-    """
-    check_upgrade_path(versions, cluster.id, cluster.kubernetes_version, target_version)
-    holder = await uow.work_requests.lock_holder(cluster.id)
-    if holder is not None:
-        running = await uow.upgrade_workflows.by_work_request(holder)
-        if running is not None:
-            raise UpgradeInProgress(cluster.id, running.id, holder)
-        raise ResourceBusy(cluster.id, holder)
-    require_active_cluster(cluster, "upgrading it")
-    now = uow.clock.now()
-    workflow_id = new_id(IdKind.UPGRADE_WORKFLOW)
-    wr = new_work_request(
-        cluster.compartment_id,
-        OperationType.CLUSTER_UPGRADE,
-        now,
-        [
-            WorkRequestResource(
-                EntityType.UPGRADE_WORKFLOW,
-                ActionType.RELATED,
-                workflow_id,
-                upgrade_workflow_uri(cluster.id, workflow_id),
-            ),
-            WorkRequestResource(
-                EntityType.CLUSTER, ActionType.IN_PROGRESS, cluster.id, cluster_uri(cluster.id)
-            ),
-            *related,
-        ],
-    )
-    # The lock on the cluster id is the single-flight rule: one upgrade (or any other
-    # operation) on a cluster at a time, decided by the database.
-    await uow.work_requests.add(
-        wr,
-        params={
-            "upgrade_workflow_id": workflow_id,
-            "cluster_id": cluster.id,
-            "target_version": target_version,
-            **({PARENT_PARAM: parent_work_request_id} if parent_work_request_id else {}),
-        },
-        lock=[cluster.id],
-        logs=[
-            LogEntry(
-                f"Upgrading cluster {cluster.name} from {cluster.kubernetes_version} to "
-                f"{target_version} (workflow {workflow_id})",
-                now,
-            )
-        ],
-    )
-    workflow = UpgradeWorkflow(
-        id=workflow_id,
-        name=name or f"upgrade-{cluster.name}-{target_version}",
-        compartment_id=cluster.compartment_id,
-        cluster_id=cluster.id,
-        cluster_version=cluster.kubernetes_version,
-        target_version=target_version,
-        work_request_id=wr.id,
-        phase=UpgradePhase.INIT,
-        points=fresh_points(),
-        create_time=now,
-        update_time=now,
-        labels=dict(labels or {}),
-        annotations=dict(annotations or {}),
-    )
-    workflow.queue(UpgradeTaskType.PRE_CHECK, new_id(IdKind.UPGRADE_TASK))
-    await uow.upgrade_workflows.add(workflow)
-    cluster.lifecycle_state = ClusterState.UPDATING
-    cluster.touch(now)
-    await uow.inventory.save_cluster(cluster)
-    return workflow, wr
-
-
 async def require_workflow(
     uow: UnitOfWork, workflow_id: str, *, for_update: bool = False, verb: Verb = Verb.READ
 ) -> UpgradeWorkflow:
@@ -178,12 +64,9 @@ async def require_workflow(
 
 
 class UpgradeWorkflowService:
-    def __init__(
-        self, store: Store, clock: Clock, engine: Engine, versions: VersionCatalogue
-    ) -> None:
+    def __init__(self, store: Store, clock: Clock, versions: VersionCatalogue) -> None:
         self.store = store
         self.clock = clock
-        self.engine = engine
         self.versions = versions
 
     async def create(
@@ -219,7 +102,6 @@ class UpgradeWorkflowService:
                 {"upgrade_workflow_id": workflow.id, "work_request_id": wr.id},
             )
             await uow.commit()
-        self.engine.wake()
         return workflow, wr
 
     async def get(self, workflow_id: str) -> UpgradeWorkflow:
@@ -278,7 +160,6 @@ class UpgradeWorkflowService:
                 uow, "CancelUpgradeWorkflow", cmd.request_id, {"upgrade_workflow_id": workflow.id}
             )
             await uow.commit()
-        self.engine.wake()
         return workflow
 
     def list_versions(self) -> list[SupportedVersion]:

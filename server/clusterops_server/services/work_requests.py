@@ -113,7 +113,6 @@ class WorkRequestService:
             await uow.work_requests.save(wr, logs=[LogEntry("Cancellation requested", now)])
             await uow.leases.wake(wr.id, now)
             await uow.commit()
-        self.engine.wake()
         return wr
 
     async def watch(

@@ -7,6 +7,7 @@ expires, and another server picks the work up where its journal says it stopped.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import func, or_, select, update
@@ -19,9 +20,13 @@ _ACTIVE = sorted(s.value for s in ACTIVE_STATUSES)
 
 
 class LeaseRepository:
-    def __init__(self, session: AsyncSession, dialect: str) -> None:
+    def __init__(
+        self, session: AsyncSession, dialect: str, *, on_due: Callable[[], None] = lambda: None
+    ) -> None:
         self.session = session
         self.dialect = dialect
+        # Told when a work request is made due sooner (the unit of work wakes the engine).
+        self.on_due = on_due
 
     async def claim(
         self, owner: str, now: datetime, until: datetime, *, limit: int, exclude: set[str]
@@ -119,6 +124,7 @@ class LeaseRepository:
 
     async def wake(self, work_request_id: str, now: datetime) -> None:
         """Make a scheduled work request due now (a cancel should not wait for its timer)."""
+        self.on_due()
         await self.session.execute(
             update(WorkRequestRow)
             .where(WorkRequestRow.id == work_request_id, WorkRequestRow.run_after > now)

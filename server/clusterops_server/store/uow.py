@@ -3,7 +3,9 @@
 `async with store.write() as uow:` rolls back unless `await uow.commit()` ran. Work
 request changes staged during the transaction get their revisions at commit time, in
 one counter update, so the counter row is locked only for the last moment of the
-transaction and revisions are assigned in commit order.
+transaction and revisions are assigned in commit order. A commit that added work (a new
+work request, or one made due sooner) tells the store's work listeners (the engine)
+after it lands, so no caller has to remember to wake the engine.
 
 Lock order. On PostgreSQL every transaction takes its row locks (SELECT ... FOR UPDATE,
 and the implicit lock of an UPDATE) in one order, so two of them never wait for each
@@ -70,7 +72,7 @@ class UnitOfWork:
         self.work_requests = WorkRequestRepository(self.session, self)
         self.inventory = InventoryRepository(self.session, self.dialect)
         self.events = EventRepository(self.session)
-        self.leases = LeaseRepository(self.session, self.dialect)
+        self.leases = LeaseRepository(self.session, self.dialect, on_due=self.work_added)
         self.steps = StepRepository(self.session)
         self.idempotency = IdempotencyRepository(self.session, self.dialect)
         self.upgrade_workflows = UpgradeWorkflowRepository(self.session, self.dialect)
@@ -78,6 +80,11 @@ class UnitOfWork:
         self.orchestrations = OrchestrationRepository(self.session, self.dialect)
         self._staged: list[_StagedEvent] = []
         self.committed_revision = 0
+        self._added_work = False
+
+    def work_added(self) -> None:
+        """This transaction adds work the engine should look at once it commits."""
+        self._added_work = True
 
     def stage_event(
         self,
@@ -96,6 +103,9 @@ class UnitOfWork:
         await self.session.commit()
         if self.committed_revision:
             self.store.notify_committed(self.committed_revision)
+        if self._added_work:
+            self._added_work = False
+            self.store.notify_work_added()
 
     async def _write_events(self) -> None:
         staged, self._staged = self._staged, []
@@ -124,6 +134,7 @@ class UnitOfWork:
 
     async def rollback(self) -> None:
         self._staged.clear()
+        self._added_work = False
         await self.session.rollback()
 
     async def close(self) -> None:
@@ -137,6 +148,7 @@ class Store:
         self.database = database
         self.clock = clock
         self._listeners: list[Callable[[int], None]] = []
+        self._work_listeners: list[Callable[[], None]] = []
 
     @property
     def single_node(self) -> bool:
@@ -150,6 +162,14 @@ class Store:
     def notify_committed(self, revision: int) -> None:
         for listener in self._listeners:
             listener(revision)
+
+    def on_work_added(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` after each commit that added work or made work due sooner."""
+        self._work_listeners.append(listener)
+
+    def notify_work_added(self) -> None:
+        for listener in self._work_listeners:
+            listener()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[UnitOfWork]:

@@ -124,6 +124,7 @@ class WorkRequestRepository:
         self._write_resources(wr.id, wr.resources, start=0)
         self._write_logs(wr.id, logs, ())
         self.uow.stage_event(wr, resources=list(wr.resources), logs=logs, errors=())
+        self.uow.work_added()
 
     async def _lock(self, resource_id: str, work_request_id: str) -> None:
         insert = (postgresql.insert if self.uow.dialect == "postgresql" else sqlite.insert)(

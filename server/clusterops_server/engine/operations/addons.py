@@ -48,6 +48,7 @@ from clusterops_server.engine.context import (
     OperationContext,
     StepFailed,
 )
+from clusterops_server.operations.params import AddonParams, DisableAddonParams, UpdateAddonParams
 from clusterops_server.providers.base import AddonSpec, AddonStatus, Provider, ProviderError
 from clusterops_server.store.steps import StepStatus
 from clusterops_server.store.uow import UnitOfWork
@@ -156,6 +157,12 @@ async def reconcile_once(
     return judge(after, spec, follows_latest=follows_latest, repaired=problems)
 
 
+def _addon_key(ctx: OperationContext) -> tuple[str, str]:
+    """(cluster id, add-on name): the add-on this operation works on."""
+    params = ctx.params_as(AddonParams)
+    return params.cluster_id, params.name
+
+
 def _not_after_start(wr: WorkRequest, doing: str) -> None:
     if wr.status is not WorkRequestStatus.ACCEPTED:
         raise FailedPrecondition(
@@ -197,10 +204,10 @@ class _AddonOperation:
     @staticmethod
     async def load(ctx: OperationContext) -> tuple[Addon, Cluster]:
         async with ctx.store.read() as uow:
-            addon = await uow.addons.get(ctx.params["cluster_id"], ctx.params["name"])
-            cluster = await uow.inventory.get_cluster(ctx.params["cluster_id"])
-        assert addon is not None, ctx.params
-        assert cluster is not None, ctx.params
+            addon = await uow.addons.get(*_addon_key(ctx))
+            cluster = await uow.inventory.get_cluster(ctx.params_as(AddonParams).cluster_id)
+        assert addon is not None, ctx.id
+        assert cluster is not None, ctx.id
         return addon, cluster
 
     @staticmethod
@@ -211,9 +218,10 @@ class _AddonOperation:
     ) -> Apply:
         async def apply(uow: UnitOfWork, wr: WorkRequest) -> None:
             addon = await uow.addons.get(
-                ctx.params["cluster_id"], ctx.params["name"], for_update=True
+                *_addon_key(ctx),
+                for_update=True,
             )
-            assert addon is not None, ctx.params
+            assert addon is not None, ctx.id
             now = ctx.clock.now()
             edit(addon, now)
             addon.touch(now)
@@ -249,7 +257,8 @@ class _AddonOperation:
         async def done(uow: UnitOfWork, wr: WorkRequest, result: dict[str, object]) -> None:
             report = PassReport.from_json(result)
             addon = await uow.addons.get(
-                ctx.params["cluster_id"], ctx.params["name"], for_update=True
+                *_addon_key(ctx),
+                for_update=True,
             )
             assert addon is not None
             now = ctx.clock.now()
@@ -342,7 +351,7 @@ class _AddonOperation:
         # The last look had been recorded before a restart: conclude from what it recorded.
         async with ctx.store.read() as uow:
             wr = await uow.work_requests.get(ctx.id)
-            latest = await uow.addons.get(ctx.params["cluster_id"], ctx.params["name"])
+            latest = await uow.addons.get(*_addon_key(ctx))
         assert wr is not None
         assert latest is not None
         await self._conclude(ctx, latest, wr.time_started)
@@ -410,7 +419,8 @@ class _AddonOperation:
     def _close(self, ctx: OperationContext, action: ActionType) -> Apply:
         async def close(uow: UnitOfWork, wr: WorkRequest) -> None:
             addon = await uow.addons.get(
-                ctx.params["cluster_id"], ctx.params["name"], for_update=True
+                *_addon_key(ctx),
+                for_update=True,
             )
             assert addon is not None
             if addon.reconciliation_id == ctx.id:
@@ -439,7 +449,7 @@ class EnableAddon(_AddonOperation):
         _not_after_start(wr, "installing")
 
     async def run(self, ctx: OperationContext) -> None:
-        name = ctx.params["name"]
+        name = ctx.params_as(AddonParams).name
         try:
             report = await self.apply_desired(ctx, "Installed")
         except StepFailed as failed:
@@ -474,7 +484,7 @@ class UpdateAddon(_AddonOperation):
         _not_after_start(wr, "updating")
 
     async def run(self, ctx: OperationContext) -> None:
-        name = ctx.params["name"]
+        name = ctx.params_as(AddonParams).name
         try:
             report = await self.apply_desired(ctx, "Updated")
         except StepFailed as failed:
@@ -498,7 +508,8 @@ class UpdateAddon(_AddonOperation):
 
         async def reconcile_now(uow: UnitOfWork, wr: WorkRequest) -> None:
             addon = await uow.addons.get(
-                ctx.params["cluster_id"], ctx.params["name"], for_update=True
+                *_addon_key(ctx),
+                for_update=True,
             )
             assert addon is not None
             # Updating triggers a reconciliation at once (set as the lock is released, so
@@ -515,12 +526,12 @@ class UpdateAddon(_AddonOperation):
         self.wake_reconciler()
 
     async def undo(self, ctx: OperationContext) -> None:
-        previous = ctx.params["previous"]
+        previous = ctx.params_as(UpdateAddonParams).previous
 
         def restore(addon: Addon, now: datetime) -> None:
-            addon.version = previous["version"]
-            addon.configurations = dict(previous["configurations"])
-            addon.lifecycle_state = AddonState(previous["state"])
+            addon.version = previous.version
+            addon.configurations = dict(previous.configurations)
+            addon.lifecycle_state = previous.state
             addon.next_check_at = now
 
         await ctx.finish(
@@ -548,8 +559,8 @@ class DisableAddon(_AddonOperation):
         _not_after_start(wr, "disabling")
 
     async def run(self, ctx: OperationContext) -> None:
-        name = ctx.params["name"]
-        remove = bool(ctx.params["remove_existing"])
+        name = ctx.params_as(AddonParams).name
+        remove = ctx.params_as(DisableAddonParams).remove_existing
 
         async def act() -> None:
             _, cluster = await self.load(ctx)
@@ -583,7 +594,7 @@ class DisableAddon(_AddonOperation):
         )
 
     async def undo(self, ctx: OperationContext) -> None:
-        previous = AddonState(ctx.params["previous_state"])
+        previous = ctx.params_as(DisableAddonParams).previous_state
 
         def restore(addon: Addon, now: datetime) -> None:
             addon.lifecycle_state = previous
@@ -610,7 +621,8 @@ class ReconcileAddon(_AddonOperation):
     async def undo(self, ctx: OperationContext) -> None:
         async def canceled(uow: UnitOfWork, wr: WorkRequest) -> None:
             addon = await uow.addons.get(
-                ctx.params["cluster_id"], ctx.params["name"], for_update=True
+                *_addon_key(ctx),
+                for_update=True,
             )
             if addon is None:
                 return
@@ -638,7 +650,7 @@ class ReconcileAddon(_AddonOperation):
         as the last check left it; a check that was due moves to its next interval rather
         than crashing again at once."""
         await self._close(ctx, ActionType.FAILED)(uow, wr)
-        addon = await uow.addons.get(ctx.params["cluster_id"], ctx.params["name"], for_update=True)
+        addon = await uow.addons.get(*_addon_key(ctx), for_update=True)
         now = ctx.clock.now()
         if addon is not None and addon.next_check_at is not None and addon.next_check_at <= now:
             addon.next_check_at = now + (

@@ -13,6 +13,7 @@ from clusterops_server.domain.work_requests import (
     WorkRequestStatus,
 )
 from clusterops_server.engine.context import Apply, OperationContext, StepFailed
+from clusterops_server.operations.params import ClusterParams
 from clusterops_server.providers.base import Provider
 from clusterops_server.store.uow import UnitOfWork
 
@@ -25,7 +26,7 @@ async def _cluster(uow: UnitOfWork, cluster_id: str) -> Cluster:
 
 def _set_state(ctx: OperationContext, state: ClusterState, action: ActionType | None) -> Apply:
     async def apply(uow: UnitOfWork, wr: WorkRequest) -> None:
-        cluster = await _cluster(uow, ctx.params["cluster_id"])
+        cluster = await _cluster(uow, ctx.params_as(ClusterParams).cluster_id)
         cluster.lifecycle_state = state
         cluster.touch(ctx.clock.now())
         await uow.inventory.save_cluster(cluster)
@@ -45,7 +46,7 @@ class CreateCluster:
         return None
 
     async def run(self, ctx: OperationContext) -> None:
-        cluster_id: str = ctx.params["cluster_id"]
+        cluster_id: str = ctx.params_as(ClusterParams).cluster_id
 
         async def create() -> None:
             async with ctx.store.read() as uow:
@@ -73,7 +74,7 @@ class CreateCluster:
         await _set_state(ctx, ClusterState.FAILED, ActionType.FAILED)(uow, wr)
 
     async def undo(self, ctx: OperationContext) -> None:
-        cluster_id: str = ctx.params["cluster_id"]
+        cluster_id: str = ctx.params_as(ClusterParams).cluster_id
 
         async def delete() -> None:
             async with ctx.store.read() as uow:
@@ -113,7 +114,7 @@ class DeleteCluster:
             )
 
     async def run(self, ctx: OperationContext) -> None:
-        cluster_id: str = ctx.params["cluster_id"]
+        cluster_id: str = ctx.params_as(ClusterParams).cluster_id
 
         async def delete() -> None:
             async with ctx.store.read() as uow:

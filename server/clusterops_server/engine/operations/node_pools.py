@@ -31,6 +31,7 @@ from clusterops_server.engine.context import (
     StepFailed,
     run_parallel,
 )
+from clusterops_server.operations.params import NodePoolParams
 from clusterops_server.providers.base import Provider, ProviderError
 from clusterops_server.store.uow import UnitOfWork
 
@@ -60,7 +61,7 @@ class CreateNodePool:
         return None
 
     async def run(self, ctx: OperationContext) -> None:
-        pool_id: str = ctx.params["node_pool_id"]
+        pool_id: str = ctx.params_as(NodePoolParams).node_pool_id
         async with ctx.store.read() as uow:
             _, _, nodes = await _load(uow, pool_id)
 
@@ -176,7 +177,7 @@ class CreateNodePool:
     async def abandon(self, ctx: OperationContext, uow: UnitOfWork, wr: WorkRequest) -> None:
         """As when nodes fail to register: each node still being created FAILED, and the
         pool settled from its nodes; deleting the pool removes what is left."""
-        pool_id: str = ctx.params["node_pool_id"]
+        pool_id: str = ctx.params_as(NodePoolParams).node_pool_id
         for node in await uow.inventory.nodes_of(pool_id):
             if node.lifecycle_state is NodeState.CREATING:
                 await self._settle_node(
@@ -186,7 +187,7 @@ class CreateNodePool:
 
     async def undo(self, ctx: OperationContext) -> None:
         """A canceled create removes what it made: nodes first, then the pool."""
-        pool_id: str = ctx.params["node_pool_id"]
+        pool_id: str = ctx.params_as(NodePoolParams).node_pool_id
         async with ctx.store.read() as uow:
             _, _, nodes = await _load(uow, pool_id)
         failures = await remove_nodes(ctx, self.provider, pool_id, nodes, step_prefix="undo")
@@ -294,7 +295,7 @@ class DeleteNodePool:
         )
 
     async def run(self, ctx: OperationContext) -> None:
-        pool_id: str = ctx.params["node_pool_id"]
+        pool_id: str = ctx.params_as(NodePoolParams).node_pool_id
         async with ctx.store.read() as uow:
             _, pool, nodes = await _load(uow, pool_id)
         failures = await remove_nodes(ctx, self.provider, pool_id, nodes, step_prefix="run")
@@ -321,12 +322,12 @@ class DeleteNodePool:
 
     async def abandon(self, ctx: OperationContext, uow: UnitOfWork, wr: WorkRequest) -> None:
         """As when a node fails to go."""
-        await _attention(ctx, ctx.params["node_pool_id"])(uow, wr)
+        await _attention(ctx, ctx.params_as(NodePoolParams).node_pool_id)(uow, wr)
 
     async def undo(self, ctx: OperationContext) -> None:
         # Only reached when canceled before it started: nothing was deleted.
         async def restore(uow: UnitOfWork, wr: WorkRequest) -> None:
-            pool = await uow.inventory.get_node_pool(ctx.params["node_pool_id"])
+            pool = await uow.inventory.get_node_pool(ctx.params_as(NodePoolParams).node_pool_id)
             assert pool is not None
             pool.lifecycle_state = NodePoolState.ACTIVE
             pool.touch(ctx.clock.now())

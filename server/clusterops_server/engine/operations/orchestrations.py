@@ -36,7 +36,8 @@ from clusterops_server.domain.work_requests import (
     WorkRequestStatus,
 )
 from clusterops_server.engine.context import UNEXPECTED_FAILURE, OperationContext, Recheck
-from clusterops_server.services.upgrade_workflows import start_upgrade
+from clusterops_server.operations.params import OrchestrationRunParams
+from clusterops_server.operations.upgrades import start_upgrade
 from clusterops_server.store.orchestrations import FinishedRun
 from clusterops_server.store.uow import UnitOfWork
 
@@ -87,7 +88,7 @@ class RunOrchestration:
         await self._advance(ctx)
 
     async def _advance(self, ctx: OperationContext) -> None:
-        orchestration_id: str = ctx.params["orchestration_id"]
+        orchestration_id: str = ctx.params_as(OrchestrationRunParams).orchestration_id
         while True:
             seen = Pass()
 
@@ -111,7 +112,7 @@ class RunOrchestration:
         """As when operations fail: those that had not started FAILED, so that a retry runs
         them, and the orchestration FAILED. Upgrades already running go on; a retry's run
         records how they ended."""
-        orchestration_id: str = ctx.params["orchestration_id"]
+        orchestration_id: str = ctx.params_as(OrchestrationRunParams).orchestration_id
         orchestration = await uow.orchestrations.get(orchestration_id, for_update=True)
         assert orchestration is not None, orchestration_id
         now = ctx.clock.now()

@@ -35,6 +35,7 @@ from clusterops_server.engine.context import (
     StepFailed,
 )
 from clusterops_server.ids import IdKind, new_id
+from clusterops_server.operations.params import UpgradeParams
 from clusterops_server.providers.base import Provider, ProviderError
 from clusterops_server.store.uow import UnitOfWork
 
@@ -70,6 +71,10 @@ async def _cluster(uow: UnitOfWork, cluster_id: str, *, for_update: bool = False
     return cluster
 
 
+def _workflow_id(ctx: OperationContext) -> str:
+    return ctx.params_as(UpgradeParams).upgrade_workflow_id
+
+
 class UpgradeCluster:
     """Runs one upgrade workflow; its work request's params name the workflow."""
 
@@ -95,7 +100,7 @@ class UpgradeCluster:
             await self._conclude_failure(ctx, failure)
             return
         async with ctx.store.read() as uow:
-            workflow = await _workflow(uow, ctx.params["upgrade_workflow_id"])
+            workflow = await _workflow(uow, _workflow_id(ctx))
         await ctx.finish(
             WorkRequestStatus.SUCCEEDED,
             apply=self._succeed(ctx),
@@ -107,7 +112,7 @@ class UpgradeCluster:
         """Canceled before the Cluster task: nothing on the cluster changed."""
 
         async def apply(uow: UnitOfWork, wr: WorkRequest) -> None:
-            workflow = await _workflow(uow, ctx.params["upgrade_workflow_id"], for_update=True)
+            workflow = await _workflow(uow, _workflow_id(ctx), for_update=True)
             now = ctx.clock.now()
             workflow.cancel()
             workflow.touch(now)
@@ -116,7 +121,7 @@ class UpgradeCluster:
             wr.resource_action(EntityType.CLUSTER, workflow.cluster_id, ActionType.RELATED)
 
         async with ctx.store.read() as uow:
-            workflow = await _workflow(uow, ctx.params["upgrade_workflow_id"])
+            workflow = await _workflow(uow, _workflow_id(ctx))
         await ctx.finish(
             WorkRequestStatus.CANCELED,
             apply=apply,
@@ -128,7 +133,7 @@ class UpgradeCluster:
         """As when a task fails: the workflow Pending (or Cancel, if it was being canceled),
         its task failed; the cluster stays ACTIVE on its version unless the Cluster task
         had started, when it may be half-changed and, as after a failed rollback, is FAILED."""
-        workflow = await _workflow(uow, ctx.params["upgrade_workflow_id"], for_update=True)
+        workflow = await _workflow(uow, _workflow_id(ctx), for_update=True)
         half_changed = workflow.passed_point_of_no_return
         workflow.abandon(ctx.clock.now(), UNEXPECTED_FAILURE)
         workflow.touch(ctx.clock.now())
@@ -141,7 +146,7 @@ class UpgradeCluster:
 
     async def _task(self, ctx: OperationContext, task_type: UpgradeTaskType) -> None:
         """Run one task unless the workflow says it already ran; TaskFailed if it failed."""
-        workflow_id: str = ctx.params["upgrade_workflow_id"]
+        workflow_id: str = _workflow_id(ctx)
         async with ctx.store.read() as uow:
             workflow = await _workflow(uow, workflow_id)
         point = workflow.point(task_type)
@@ -217,7 +222,7 @@ class UpgradeCluster:
         task_id = new_id(IdKind.UPGRADE_TASK)
 
         async def apply(uow: UnitOfWork, wr: WorkRequest) -> None:
-            workflow = await _workflow(uow, ctx.params["upgrade_workflow_id"], for_update=True)
+            workflow = await _workflow(uow, _workflow_id(ctx), for_update=True)
             workflow.queue(task_type, task_id)
             workflow.touch(ctx.clock.now())
             await uow.upgrade_workflows.save(workflow)
@@ -227,7 +232,7 @@ class UpgradeCluster:
 
     async def _refresh_pre_check(self, ctx: OperationContext) -> None:
         """Run PreCheck again if its result expired while Snapshot ran (or the server was down)."""
-        workflow_id: str = ctx.params["upgrade_workflow_id"]
+        workflow_id: str = _workflow_id(ctx)
         async with ctx.store.read() as uow:
             workflow = await _workflow(uow, workflow_id)
         if not workflow.pre_check_expired(ctx.clock.now()):
@@ -263,7 +268,7 @@ class UpgradeCluster:
         errors = [(code, message)]
         cluster_state = ClusterState.ACTIVE
         async with ctx.store.read() as uow:
-            workflow = await _workflow(uow, ctx.params["upgrade_workflow_id"])
+            workflow = await _workflow(uow, _workflow_id(ctx))
         if failure.task_type in ROLLBACK_AFTER:
             try:
                 await self._task(ctx, UpgradeTaskType.ROLLBACK)
@@ -302,7 +307,7 @@ class UpgradeCluster:
 
     def _succeed(self, ctx: OperationContext) -> Apply:
         async def apply(uow: UnitOfWork, wr: WorkRequest) -> None:
-            workflow = await _workflow(uow, ctx.params["upgrade_workflow_id"], for_update=True)
+            workflow = await _workflow(uow, _workflow_id(ctx), for_update=True)
             workflow.phase = UpgradePhase.SUCCESS
             workflow.touch(ctx.clock.now())
             await uow.upgrade_workflows.save(workflow)
