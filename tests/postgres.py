@@ -140,3 +140,17 @@ async def terminate_backend(pid: int) -> None:
         await admin.execute("SELECT pg_terminate_backend($1)", pid)
     finally:
         await admin.close()
+
+
+async def end_sessions(url: str) -> None:
+    """End every session on the database at `url`, as the death of the process that held
+    them would: their open transactions abort and their locks go."""
+    admin = await _admin()
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = $1 AND pid <> pg_backend_pid()",
+            make_url(url).database,
+        )
+    finally:
+        await admin.close()

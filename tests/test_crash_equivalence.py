@@ -175,14 +175,17 @@ async def kill(app: App) -> None:
         task.cancel()
     await asyncio.gather(*doomed, return_exceptions=True)
     engine._running.clear()
+    if app.commit_listener is not None:
+        await app.commit_listener.close()
+    if not app.database.is_sqlite:
+        # A dead process's sessions end with it, even those a cancelled task left open.
+        await postgres.end_sessions(app.config.database_url)
     await app.database.dispose()
     if app.server is not None:
         await app.server.stop(0)
     await app.hub.close()
     if app._maintenance is not None:
         app._maintenance.cancel()
-    if app.commit_listener is not None:
-        await app.commit_listener.close()
     app.metrics.close()
 
 

@@ -46,7 +46,7 @@ from clusterops_server.operations.start import (
     start_operation,
 )
 from clusterops_server.providers.base import Provider, ProviderError
-from clusterops_server.services.idempotency import previous_result, remember
+from clusterops_server.services.idempotency import Remembered, run_once
 from clusterops_server.services.inventory import require_cluster, require_not_deleting
 from clusterops_server.services.work_requests import get_work_request
 from clusterops_server.store.uow import Store, UnitOfWork
@@ -204,10 +204,8 @@ class AddonService:
                 f"{error.message}; retry",
                 metadata={"provider_code": error.code},
             ) from error
-        async with self.store.write() as uow:
-            prior = await previous_result(uow, "InstallAddon", cmd.request_id, cmd)
-            if prior is not None:
-                return await self._replay(uow, prior)
+
+        async def act(uow: UnitOfWork) -> tuple[tuple[Addon, WorkRequest], Remembered]:
             cluster = await require_cluster(
                 uow, cmd.cluster_id, for_update=True, verb=Verb.MANAGE, family=Family.ADDONS
             )
@@ -244,14 +242,16 @@ class AddonService:
                 + ("" if cmd.version else " (following the newest ACTIVE version)"),
             )
             await uow.addons.save(addon)
-            await remember(
-                uow,
-                "InstallAddon",
-                cmd.request_id,
-                {"cluster_id": cluster.id, "name": cmd.name, "work_request_id": wr.id},
-            )
-            await uow.commit()
-        return addon, wr
+            return (addon, wr), {
+                "cluster_id": cluster.id,
+                "name": cmd.name,
+                "work_request_id": wr.id,
+            }
+
+        async def replay(uow: UnitOfWork, prior: Remembered) -> tuple[Addon, WorkRequest]:
+            return await self._replay(uow, prior)
+
+        return await run_once(self.store, "InstallAddon", cmd, act, replay)
 
     def _new_addon(
         self, cluster: Cluster, cmd: InstallAddonCommand, previous: Addon | None
@@ -285,10 +285,7 @@ class AddonService:
             return await uow.addons.list_addons(cluster_id, states, page)
 
     async def update(self, cmd: UpdateAddonCommand) -> tuple[Addon, WorkRequest]:
-        async with self.store.write() as uow:
-            prior = await previous_result(uow, "UpdateAddon", cmd.request_id, cmd)
-            if prior is not None:
-                return await self._replay(uow, prior)
+        async def act(uow: UnitOfWork) -> tuple[tuple[Addon, WorkRequest], Remembered]:
             cluster = await require_cluster(
                 uow, cmd.cluster_id, verb=Verb.USE, family=Family.ADDONS
             )
@@ -336,20 +333,19 @@ class AddonService:
                 )
             addon.touch(now)
             await uow.addons.save(addon)
-            await remember(
-                uow,
-                "UpdateAddon",
-                cmd.request_id,
-                {"cluster_id": addon.cluster_id, "name": addon.name, "work_request_id": wr.id},
-            )
-            await uow.commit()
-        return addon, wr
+            return (addon, wr), {
+                "cluster_id": addon.cluster_id,
+                "name": addon.name,
+                "work_request_id": wr.id,
+            }
+
+        async def replay(uow: UnitOfWork, prior: Remembered) -> tuple[Addon, WorkRequest]:
+            return await self._replay(uow, prior)
+
+        return await run_once(self.store, "UpdateAddon", cmd, act, replay)
 
     async def disable(self, cmd: DisableAddonCommand) -> tuple[Addon, WorkRequest]:
-        async with self.store.write() as uow:
-            prior = await previous_result(uow, "DisableAddon", cmd.request_id, cmd)
-            if prior is not None:
-                return await self._replay(uow, prior)
+        async def act(uow: UnitOfWork) -> tuple[tuple[Addon, WorkRequest], Remembered]:
             cluster = await require_cluster(
                 uow, cmd.cluster_id, verb=Verb.MANAGE, family=Family.ADDONS
             )
@@ -378,14 +374,16 @@ class AddonService:
             addon.lifecycle_state = AddonState.DELETING
             addon.touch(self.clock.now())
             await uow.addons.save(addon)
-            await remember(
-                uow,
-                "DisableAddon",
-                cmd.request_id,
-                {"cluster_id": addon.cluster_id, "name": addon.name, "work_request_id": wr.id},
-            )
-            await uow.commit()
-        return addon, wr
+            return (addon, wr), {
+                "cluster_id": addon.cluster_id,
+                "name": addon.name,
+                "work_request_id": wr.id,
+            }
+
+        async def replay(uow: UnitOfWork, prior: Remembered) -> tuple[Addon, WorkRequest]:
+            return await self._replay(uow, prior)
+
+        return await run_once(self.store, "DisableAddon", cmd, act, replay)
 
     def list_options(
         self, kubernetes_minor: str, name: str, page: PageRequest

@@ -1,15 +1,19 @@
-"""request_id handling shared by every mutating call."""
+"""request_id handling shared by every mutating call, and the write path they all take."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from clusterops_server.auth.caller import request_scope
-from clusterops_server.store.uow import UnitOfWork
+from clusterops_server.store.uow import Store, UnitOfWork
+
+R = TypeVar("R")
+Remembered = dict[str, Any]
 
 # request_ids are honoured for at least this long.
 RETENTION = timedelta(hours=48)
@@ -43,3 +47,30 @@ async def previous_result(
 async def remember(uow: UnitOfWork, scope: str, request_id: str, result: dict[str, Any]) -> None:
     if request_id:
         await uow.idempotency.record(request_scope(scope), request_id, result)
+
+
+class Command(Protocol):
+    @property
+    def request_id(self) -> str: ...
+
+
+async def run_once(
+    store: Store,
+    scope: str,
+    command: Command,
+    act: Callable[[UnitOfWork], Awaitable[tuple[R, Remembered]]],
+    replay: Callable[[UnitOfWork, Remembered], Awaitable[R]],
+) -> R:
+    """The write path of a mutating call, in one transaction: claim the request_id, `act`
+    (which returns its answer and what a retry needs to rebuild it), remember that, and
+    commit (a commit that starts an operation wakes the engine). A retry with the same
+    request_id gets `replay` of what the first call remembered; a domain error rolls
+    everything back, the claim included."""
+    async with store.write() as uow:
+        prior = await previous_result(uow, scope, command.request_id, command)
+        if prior is not None:
+            return await replay(uow, prior)
+        answer, remembered = await act(uow)
+        await remember(uow, scope, command.request_id, remembered)
+        await uow.commit()
+    return answer

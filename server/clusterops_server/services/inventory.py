@@ -48,7 +48,7 @@ from clusterops_server.operations.start import (
     require_active_cluster,
     start_operation,
 )
-from clusterops_server.services.idempotency import previous_result, remember
+from clusterops_server.services.idempotency import Remembered, run_once
 from clusterops_server.services.work_requests import get_work_request
 from clusterops_server.store.uow import Store, UnitOfWork
 
@@ -149,13 +149,8 @@ class InventoryService:
     async def create_cluster(self, cmd: CreateClusterCommand) -> tuple[Cluster, WorkRequest]:
         require(Verb.MANAGE, Family.CLUSTERS, cmd.compartment_id)
         self.versions.require_supported("kubernetes_version", cmd.kubernetes_version)
-        async with self.store.write() as uow:
-            prior = await previous_result(uow, "CreateCluster", cmd.request_id, cmd)
-            if prior is not None:
-                return (
-                    await require_cluster(uow, prior["cluster_id"]),
-                    await get_work_request(uow, prior["work_request_id"]),
-                )
+
+        async def act(uow: UnitOfWork) -> tuple[tuple[Cluster, WorkRequest], Remembered]:
             now = self.clock.now()
             cluster = Cluster(
                 id=new_id(IdKind.CLUSTER),
@@ -185,14 +180,15 @@ class InventoryService:
                     log=f"Creating cluster {cluster.name} on {cluster.kubernetes_version}",
                 ),
             )
-            await remember(
-                uow,
-                "CreateCluster",
-                cmd.request_id,
-                {"cluster_id": cluster.id, "work_request_id": wr.id},
+            return (cluster, wr), {"cluster_id": cluster.id, "work_request_id": wr.id}
+
+        async def replay(uow: UnitOfWork, prior: Remembered) -> tuple[Cluster, WorkRequest]:
+            return (
+                await require_cluster(uow, prior["cluster_id"]),
+                await get_work_request(uow, prior["work_request_id"]),
             )
-            await uow.commit()
-        return cluster, wr
+
+        return await run_once(self.store, "CreateCluster", cmd, act, replay)
 
     async def get_cluster(self, cluster_id: str) -> Cluster:
         async with self.store.read() as uow:
@@ -206,10 +202,7 @@ class InventoryService:
             return await uow.inventory.list_clusters(scoped, page)
 
     async def delete_cluster(self, cmd: DeleteCommand) -> WorkRequest:
-        async with self.store.write() as uow:
-            prior = await previous_result(uow, "DeleteCluster", cmd.request_id, cmd)
-            if prior is not None:
-                return await get_work_request(uow, prior["work_request_id"])
+        async def act(uow: UnitOfWork) -> tuple[WorkRequest, Remembered]:
             cluster = await require_cluster(uow, cmd.resource_id, for_update=True, verb=Verb.MANAGE)
             _check_etag("cluster", cluster.id, cluster.etag, cmd.etag)
             await require_no_operation(uow, cluster.id)
@@ -254,17 +247,15 @@ class InventoryService:
             cluster.lifecycle_state = ClusterState.DELETING
             cluster.touch(now)
             await uow.inventory.save_cluster(cluster)
-            await remember(uow, "DeleteCluster", cmd.request_id, {"work_request_id": wr.id})
-            await uow.commit()
-        return wr
+            return wr, {"work_request_id": wr.id}
+
+        async def replay(uow: UnitOfWork, prior: Remembered) -> WorkRequest:
+            return await get_work_request(uow, prior["work_request_id"])
+
+        return await run_once(self.store, "DeleteCluster", cmd, act, replay)
 
     async def create_node_pool(self, cmd: CreateNodePoolCommand) -> tuple[NodePool, WorkRequest]:
-        async with self.store.write() as uow:
-            prior = await previous_result(uow, "CreateNodePool", cmd.request_id, cmd)
-            if prior is not None:
-                pool = await uow.inventory.get_node_pool(prior["node_pool_id"])
-                assert pool is not None
-                return pool, await get_work_request(uow, prior["work_request_id"])
+        async def act(uow: UnitOfWork) -> tuple[tuple[NodePool, WorkRequest], Remembered]:
             cluster = await require_cluster(uow, cmd.cluster_id, for_update=True, verb=Verb.MANAGE)
             await require_no_operation(uow, cluster.id)
             require_active_cluster(cluster, "adding a node pool")
@@ -311,14 +302,14 @@ class InventoryService:
                 ),
             )
             await uow.inventory.add_node_pool(pool, nodes)
-            await remember(
-                uow,
-                "CreateNodePool",
-                cmd.request_id,
-                {"node_pool_id": pool.id, "work_request_id": wr.id},
-            )
-            await uow.commit()
-        return pool, wr
+            return (pool, wr), {"node_pool_id": pool.id, "work_request_id": wr.id}
+
+        async def replay(uow: UnitOfWork, prior: Remembered) -> tuple[NodePool, WorkRequest]:
+            pool = await uow.inventory.get_node_pool(prior["node_pool_id"])
+            assert pool is not None
+            return pool, await get_work_request(uow, prior["work_request_id"])
+
+        return await run_once(self.store, "CreateNodePool", cmd, act, replay)
 
     async def get_node_pool(self, node_pool_id: str) -> NodePool:
         async with self.store.read() as uow:
@@ -335,10 +326,7 @@ class InventoryService:
             return await uow.inventory.list_nodes(node_pool_id, page)
 
     async def delete_node_pool(self, cmd: DeleteCommand) -> WorkRequest:
-        async with self.store.write() as uow:
-            prior = await previous_result(uow, "DeleteNodePool", cmd.request_id, cmd)
-            if prior is not None:
-                return await get_work_request(uow, prior["work_request_id"])
+        async def act(uow: UnitOfWork) -> tuple[WorkRequest, Remembered]:
             pool = await require_node_pool(uow, cmd.resource_id, verb=Verb.MANAGE)
             _check_etag("node pool", pool.id, pool.etag, cmd.etag)
             cluster = await require_cluster(uow, pool.cluster_id, for_update=True)
@@ -362,9 +350,12 @@ class InventoryService:
             pool.lifecycle_state = NodePoolState.DELETING
             pool.touch(now)
             await uow.inventory.save_node_pool(pool)
-            await remember(uow, "DeleteNodePool", cmd.request_id, {"work_request_id": wr.id})
-            await uow.commit()
-        return wr
+            return wr, {"work_request_id": wr.id}
+
+        async def replay(uow: UnitOfWork, prior: Remembered) -> WorkRequest:
+            return await get_work_request(uow, prior["work_request_id"])
+
+        return await run_once(self.store, "DeleteNodePool", cmd, act, replay)
 
 
 def _pool_resources(pool: NodePool, nodes: list[Node]) -> list[WorkRequestResource]:

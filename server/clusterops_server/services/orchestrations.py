@@ -40,7 +40,7 @@ from clusterops_server.domain.work_requests import (
 from clusterops_server.ids import IdKind, new_id
 from clusterops_server.operations.params import OrchestrationRunParams
 from clusterops_server.operations.start import OperationStart, start_operation
-from clusterops_server.services.idempotency import previous_result, remember
+from clusterops_server.services.idempotency import Remembered, run_once
 from clusterops_server.services.work_requests import get_work_request
 from clusterops_server.store.uow import Store, UnitOfWork
 
@@ -169,14 +169,8 @@ class OrchestrationService:
                 "parameters.strategy.schedule_time",
                 f"must be at most {MAX_SCHEDULE_AHEAD.days} days ahead",
             )
-        async with self.store.write() as uow:
-            prior = await previous_result(uow, "CreateOrchestration", cmd.request_id, cmd)
-            if prior is not None:
-                return (
-                    await require_orchestration(uow, prior["orchestration_id"]),
-                    await get_work_request(uow, prior["work_request_id"]),
-                )
-            # Only this compartment's clusters are ever candidates.
+
+        async def act(uow: UnitOfWork) -> tuple[tuple[Orchestration, WorkRequest], Remembered]:
             clusters = await uow.inventory.all_clusters(
                 ClusterQuery(compartment_id=cmd.compartment_id)
             )
@@ -227,14 +221,18 @@ class OrchestrationService:
             wr = await start_operation(uow, replace(run, log=_plan_log(orchestration, start_note)))
             await uow.orchestrations.add(orchestration)
             await uow.orchestrations.add_operations(operations)
-            await remember(
-                uow,
-                "CreateOrchestration",
-                cmd.request_id,
-                {"orchestration_id": orchestration_id, "work_request_id": wr.id},
+            return (orchestration, wr), {
+                "orchestration_id": orchestration_id,
+                "work_request_id": wr.id,
+            }
+
+        async def replay(uow: UnitOfWork, prior: Remembered) -> tuple[Orchestration, WorkRequest]:
+            return (
+                await require_orchestration(uow, prior["orchestration_id"]),
+                await get_work_request(uow, prior["work_request_id"]),
             )
-            await uow.commit()
-        return orchestration, wr
+
+        return await run_once(self.store, "CreateOrchestration", cmd, act, replay)
 
     async def get(self, orchestration_id: str) -> Orchestration:
         async with self.store.read() as uow:
@@ -303,10 +301,8 @@ class OrchestrationService:
     async def cancel(self, cmd: CancelOrchestrationCommand) -> Orchestration:
         """CANCELING at once; the run then cancels what has not started and ends CANCELED
         when the running operations have finished."""
-        async with self.store.write() as uow:
-            prior = await previous_result(uow, "CancelOrchestration", cmd.request_id, cmd)
-            if prior is not None:
-                return await require_orchestration(uow, prior["orchestration_id"])
+
+        async def act(uow: UnitOfWork) -> tuple[Orchestration, Remembered]:
             orchestration, wr = await _lock_with_run(uow, cmd.orchestration_id, verb=Verb.USE)
             if cmd.etag and cmd.etag != orchestration.etag:
                 raise EtagMismatch("orchestration", orchestration.id, orchestration.etag)
@@ -342,22 +338,18 @@ class OrchestrationService:
                 orchestration.description = orchestration.progress()
                 orchestration.touch(now)
                 await uow.orchestrations.save(orchestration)
-            await remember(
-                uow, "CancelOrchestration", cmd.request_id, {"orchestration_id": orchestration.id}
-            )
-            await uow.commit()
-        return orchestration
+            return orchestration, {"orchestration_id": orchestration.id}
+
+        async def replay(uow: UnitOfWork, prior: Remembered) -> Orchestration:
+            return await require_orchestration(uow, prior["orchestration_id"])
+
+        return await run_once(self.store, "CancelOrchestration", cmd, act, replay)
 
     async def retry(self, cmd: RetryOrchestrationCommand) -> tuple[Orchestration, list[str]]:
         """Failed operations wait to run again as new attempts (their earlier attempts are
         kept); a finished orchestration gets a new run work request."""
-        async with self.store.write() as uow:
-            prior = await previous_result(uow, "RetryOrchestration", cmd.request_id, cmd)
-            if prior is not None:
-                return (
-                    await require_orchestration(uow, prior["orchestration_id"]),
-                    list(prior["retried_operation_ids"]),
-                )
+
+        async def act(uow: UnitOfWork) -> tuple[tuple[Orchestration, list[str]], Remembered]:
             orchestration, wr = await _lock_with_run(uow, cmd.orchestration_id, verb=Verb.MANAGE)
             if cmd.etag and cmd.etag != orchestration.etag:
                 raise EtagMismatch("orchestration", orchestration.id, orchestration.etag)
@@ -402,14 +394,18 @@ class OrchestrationService:
             orchestration.touch(now)
             await uow.orchestrations.save(orchestration)
             retried = [op.id for op in operations]
-            await remember(
-                uow,
-                "RetryOrchestration",
-                cmd.request_id,
-                {"orchestration_id": orchestration.id, "retried_operation_ids": retried},
+            return (orchestration, retried), {
+                "orchestration_id": orchestration.id,
+                "retried_operation_ids": retried,
+            }
+
+        async def replay(uow: UnitOfWork, prior: Remembered) -> tuple[Orchestration, list[str]]:
+            return (
+                await require_orchestration(uow, prior["orchestration_id"]),
+                list(prior["retried_operation_ids"]),
             )
-            await uow.commit()
-        return orchestration, retried
+
+        return await run_once(self.store, "RetryOrchestration", cmd, act, replay)
 
     async def _retriable(
         self, uow: UnitOfWork, orchestration: Orchestration, operation_ids: tuple[str, ...]

@@ -17,7 +17,7 @@ from clusterops_server.domain.upgrade_workflows import (
 from clusterops_server.domain.versions import VersionCatalogue
 from clusterops_server.domain.work_requests import LogEntry, WorkRequest, WorkRequestStatus
 from clusterops_server.operations.upgrades import start_upgrade
-from clusterops_server.services.idempotency import previous_result, remember
+from clusterops_server.services.idempotency import Remembered, run_once
 from clusterops_server.services.inventory import require_cluster
 from clusterops_server.services.work_requests import get_work_request
 from clusterops_server.store.uow import Store, UnitOfWork
@@ -72,13 +72,7 @@ class UpgradeWorkflowService:
     async def create(
         self, cmd: CreateUpgradeWorkflowCommand
     ) -> tuple[UpgradeWorkflow, WorkRequest]:
-        async with self.store.write() as uow:
-            prior = await previous_result(uow, "CreateUpgradeWorkflow", cmd.request_id, cmd)
-            if prior is not None:
-                return (
-                    await require_workflow(uow, prior["upgrade_workflow_id"]),
-                    await get_work_request(uow, prior["work_request_id"]),
-                )
+        async def act(uow: UnitOfWork) -> tuple[tuple[UpgradeWorkflow, WorkRequest], Remembered]:
             cluster = await require_cluster(
                 uow,
                 cmd.cluster_id,
@@ -95,14 +89,15 @@ class UpgradeWorkflowService:
                 labels=cmd.labels,
                 annotations=cmd.annotations,
             )
-            await remember(
-                uow,
-                "CreateUpgradeWorkflow",
-                cmd.request_id,
-                {"upgrade_workflow_id": workflow.id, "work_request_id": wr.id},
+            return (workflow, wr), {"upgrade_workflow_id": workflow.id, "work_request_id": wr.id}
+
+        async def replay(uow: UnitOfWork, prior: Remembered) -> tuple[UpgradeWorkflow, WorkRequest]:
+            return (
+                await require_workflow(uow, prior["upgrade_workflow_id"]),
+                await get_work_request(uow, prior["work_request_id"]),
             )
-            await uow.commit()
-        return workflow, wr
+
+        return await run_once(self.store, "CreateUpgradeWorkflow", cmd, act, replay)
 
     async def get(self, workflow_id: str) -> UpgradeWorkflow:
         async with self.store.read() as uow:
@@ -123,12 +118,8 @@ class UpgradeWorkflowService:
         workflow before its next task. Refused once the Cluster task has started, unless
         the workflow is Pending (a task failed, its work request has ended): then canceling
         is the decision that closes it, and the cluster stays as the failure left it."""
-        async with self.store.write() as uow:
-            prior = await previous_result(uow, "CancelUpgradeWorkflow", cmd.request_id, cmd)
-            if prior is not None:
-                return await require_workflow(uow, prior["upgrade_workflow_id"])
-            # The store's lock order: the work request, then the workflow it drives, as the
-            # engine's steps take them. A workflow never changes its work request.
+
+        async def act(uow: UnitOfWork) -> tuple[UpgradeWorkflow, Remembered]:
             seen = await require_workflow(uow, cmd.upgrade_workflow_id, verb=Verb.USE)
             wr = await uow.work_requests.get(seen.work_request_id, for_update=True)
             assert wr is not None, seen.work_request_id
@@ -156,11 +147,12 @@ class UpgradeWorkflowService:
                 workflow.cancel()
                 workflow.touch(now)
                 await uow.upgrade_workflows.save(workflow)
-            await remember(
-                uow, "CancelUpgradeWorkflow", cmd.request_id, {"upgrade_workflow_id": workflow.id}
-            )
-            await uow.commit()
-        return workflow
+            return workflow, {"upgrade_workflow_id": workflow.id}
+
+        async def replay(uow: UnitOfWork, prior: Remembered) -> UpgradeWorkflow:
+            return await require_workflow(uow, prior["upgrade_workflow_id"])
+
+        return await run_once(self.store, "CancelUpgradeWorkflow", cmd, act, replay)
 
     def list_versions(self) -> list[SupportedVersion]:
         return [

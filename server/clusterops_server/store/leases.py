@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clusterops_server.domain.work_requests import ACTIVE_STATUSES
@@ -123,12 +123,21 @@ class LeaseRepository:
         )
 
     async def wake(self, work_request_id: str, now: datetime) -> None:
-        """Make a scheduled work request due now (a cancel should not wait for its timer)."""
+        """Make a scheduled work request due now (a cancel should not wait for its timer).
+
+        The row is written (so locked until commit) even when it is already due: a handler
+        about to park it locks it first, so it parks either before this waker, which then
+        moves its run_after, or after this waker has committed, when its recheck sees the
+        change. Skipping a row that is due now would let the park slip in between."""
         self.on_due()
         await self.session.execute(
             update(WorkRequestRow)
-            .where(WorkRequestRow.id == work_request_id, WorkRequestRow.run_after > now)
-            .values(run_after=now)
+            .where(WorkRequestRow.id == work_request_id)
+            .values(
+                run_after=case(
+                    (WorkRequestRow.run_after > now, now), else_=WorkRequestRow.run_after
+                )
+            )
         )
 
     async def is_leased(self, work_request_id: str, now: datetime) -> bool:
