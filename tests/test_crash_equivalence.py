@@ -511,7 +511,7 @@ async def play(url: str, ops: list[Op], points: list[tuple[int, bool]]) -> tuple
 
 @pytest.mark.both_backends
 @settings(
-    max_examples=3,
+    max_examples=2,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
