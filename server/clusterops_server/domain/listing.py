@@ -103,7 +103,9 @@ class SigningKey:
 
 
 MAX_PAGE_TOKEN_LENGTH = 2048
-_TOKEN = re.compile(r"(?P<generation>[0-9]{1,9})\.(?P<payload>[A-Za-z0-9_-]+)\.(?P<mac>[A-Za-z0-9_-]{43})")
+_TOKEN = re.compile(
+    r"(?P<generation>[0-9]{1,9})\.(?P<payload>[A-Za-z0-9_-]+)\.(?P<mac>[A-Za-z0-9_-]{43})"
+)
 _INT64 = 2**63
 NOT_A_PAGE_TOKEN = "is not a page token from this list; start again without one"
 

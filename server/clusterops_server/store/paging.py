@@ -273,4 +273,3 @@ async def paginate(
         last = Cursor(tuple(_to_key(v) for v in key_of(rows[-1])))
         token = await tokens.issue(last, query_fingerprint)
     return Page([convert(r) for r in rows], token, total)
-
