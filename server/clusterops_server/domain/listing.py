@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Generic, TypeVar
 
-from clusterops_server.domain.errors import InvalidArgument
+from clusterops_server.domain.errors import InvalidArgument, one_of
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -215,6 +215,6 @@ def parse_order_by(text: str, allowed: Sequence[str], default: OrderBy) -> Order
         or words[0] not in allowed
         or (len(words) == 2 and words[1].lower() not in {"asc", "desc"})
     ):
-        choices = ", ".join(f'"{f}", "{f} desc"' for f in allowed)
+        choices = one_of([f'"{f}", "{f} desc"' for f in allowed])
         raise InvalidArgument.one("order_by", f"use one of {choices}")
     return OrderBy(words[0], len(words) == 2 and words[1].lower() == "desc")

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from clusterops_server.domain.errors import FieldViolation, InvalidArgument
+from clusterops_server.domain.errors import FieldViolation, InvalidArgument, one_of
 from clusterops_server.domain.filtering import Expression, FilterField, parse_filter
 from clusterops_server.domain.listing import (
     DEFAULT_PAGE_SIZE,
@@ -147,7 +147,7 @@ class Validator:
     ) -> E | None:
         value = mapping.to_domain(number)
         if value is None and (required or number != 0):
-            self.fail(field, f"{number} is not valid; use one of {', '.join(mapping.choices())}")
+            self.fail(field, f"{number} is not valid; use one of {one_of(mapping.choices())}")
         return value
 
     def enums(self, field: str, numbers: Iterable[int], mapping: EnumMap[E]) -> frozenset[E]:
