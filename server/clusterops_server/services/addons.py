@@ -222,6 +222,11 @@ class AddonService:
             )
             existing = await uow.addons.get(cluster.id, cmd.name, for_update=True)
             if existing is not None and existing.lifecycle_state is not AddonState.DELETED:
+                # Busy (retry later) is a conflict, as for node pools and upgrades;
+                # ALREADY_EXISTS is for an add-on that is installed and idle.
+                holder = await uow.work_requests.lock_holder(existing.resource_id)
+                if holder is not None:
+                    raise ResourceBusy(existing.resource_id, holder)
                 raise AlreadyExists(
                     "addon",
                     existing.resource_id,
