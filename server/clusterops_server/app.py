@@ -235,6 +235,8 @@ class App:
         self.port = 0
         self.metrics_port = 0
         self._maintenance: asyncio.Task[None] | None = None
+        # Set after each maintenance run (tests wait on it instead of sleeping).
+        self.maintained = asyncio.Event()
 
     async def start(self) -> int:
         """Migrate the schema, bind, start the engine and serve; returns the bound port.
@@ -326,6 +328,7 @@ class App:
         """Compact, and rotate the page token key when it is due."""
         await self.compact()
         await self.store.page_tokens.rotate()
+        self.maintained.set()
 
     async def compact(self) -> int:
         """Drop watch history older than the retention and expired request_ids."""
