@@ -200,5 +200,7 @@ async def test_concurrent_installs_of_one_addon_are_aborted_naming_the_winner(
         assert len(losers) == 49
         assert {d.code for d in losers} == {grpc.StatusCode.ABORTED}
         assert {d.error_info.reason for d in losers if d.error_info} == {"RESOURCE_BUSY"}
-        blocking = {d.error_info.metadata["blocking_work_request_id"] for d in losers if d.error_info}
+        blocking = {
+            d.error_info.metadata["blocking_work_request_id"] for d in losers if d.error_info
+        }
         assert blocking == {winners[0].work_request.id}

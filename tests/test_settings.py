@@ -28,7 +28,9 @@ def parse(*argv: str) -> argparse.Namespace:
 async def refused(capsys: pytest.CaptureFixture[str], tmp_path: Path, *argv: str) -> str:
     """Start the server with `argv`; it must exit 2 with one line on stderr, which is returned."""
     database = f"sqlite:///{tmp_path / 'never.db'}"
-    code = await serve(parse("--insecure-no-auth", "--database-url", database, "--port", "0", *argv))
+    code = await serve(
+        parse("--insecure-no-auth", "--database-url", database, "--port", "0", *argv)
+    )
     err = capsys.readouterr().err
     assert code == 2, err
     lines = err.strip().splitlines()
@@ -70,7 +72,9 @@ BAD_SETTINGS: list[tuple[list[str], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("argv", "expected"), BAD_SETTINGS, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+@pytest.mark.parametrize(
+    ("argv", "expected"), BAD_SETTINGS, ids=lambda v: " ".join(v) if isinstance(v, list) else ""
+)
 async def test_every_bad_setting_is_one_line_and_exit_2(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], expected: str
 ) -> None:

@@ -231,9 +231,7 @@ def _tokens(args: argparse.Namespace) -> TokenStore | None:
         try:
             return TokenStore.load(args.auth_config)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
-            raise ConfigError(
-                f"--auth-config {args.auth_config}: {_oneline(error)}"
-            ) from None
+            raise ConfigError(f"--auth-config {args.auth_config}: {_oneline(error)}") from None
     if args.insecure_no_auth or args.demo:
         return None
     raise ConfigError(

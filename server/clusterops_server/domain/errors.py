@@ -12,7 +12,6 @@ from typing import ClassVar
 
 import grpc
 
-
 MAX_CHOICES_LISTED = 8
 
 

@@ -11,6 +11,7 @@ the sort key's column types, before the list's query runs.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 import time
@@ -151,7 +152,7 @@ class PageTokenKeys:
             # Keep the newest and every key whose successor is recent enough.
             expired = [
                 old.generation
-                for old, new in zip(rows, rows[1:], strict=False)
+                for old, new in itertools.pairwise(rows)
                 if new.created_at <= now - PREVIOUS_KEY_ACCEPTED
             ]
             if expired:

@@ -3,8 +3,8 @@
 - With a token store configured, a call without a valid bearer token answers
   UNAUTHENTICATED, whatever its bytes; so does a call with more than one
   `authorization` header (proxies and servers disagree on which one counts);
-  otherwise the handler runs as the token's principal. Health and reflection stay open: they describe the API, not anyone's
-  resources. Tokens are never logged.
+  otherwise the handler runs as the token's principal. Health and reflection stay
+  open: they describe the API, not anyone's resources. Tokens are never logged.
 - A request larger than MAX_REQUEST_BYTES, or whose bytes are not a valid message,
   answers INVALID_ARGUMENT (grpc would answer RESOURCE_EXHAUSTED, or UNKNOWN with the
   parser's exception text).
@@ -38,8 +38,7 @@ _UNAUTHENTICATED = to_rpc_status(
 )
 _AMBIGUOUS = to_rpc_status(
     Unauthenticated(
-        "more than one authorization header; send exactly one "
-        "`authorization: Bearer <token>`",
+        "more than one authorization header; send exactly one `authorization: Bearer <token>`",
         reason="AMBIGUOUS_CREDENTIALS",
     )
 )
