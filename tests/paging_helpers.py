@@ -15,7 +15,7 @@ from clusterops.v1 import orchestrations_pb2 as orc_pb
 from clusterops.v1 import upgrade_workflows_pb2 as uw_pb
 from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import App
-from clusterops_server.domain.listing import Cursor, encode_page_token
+from clusterops_server.domain.listing import Cursor, encode_page_token, sign_page_token
 
 from tests import orchestration_helpers as orchestrations
 from tests.addon_helpers import install
@@ -123,3 +123,8 @@ async def resigned(app: App, token: str, key: list[Any]) -> str:
     strict decoding stands between it and the query."""
     signing = await app.store.page_tokens.signing_key()
     return encode_page_token(Cursor(tuple(key)), payload_of(token)["q"], signing, "system")
+
+
+async def signed(app: App, payload: bytes, scope: str = "system") -> str:
+    """Any payload, signed with the server's own key as if the server had issued it."""
+    return sign_page_token(payload, await app.store.page_tokens.signing_key(), scope)

@@ -130,7 +130,12 @@ def _mac(key: SigningKey, payload: str, scope: str) -> bytes:
 def encode_page_token(cursor: Cursor, query_fingerprint: str, key: SigningKey, scope: str) -> str:
     """`generation.payload.mac`: the mac binds the cursor, the query and the caller (`scope`)."""
     raw = json.dumps({"k": list(cursor.key), "q": query_fingerprint}, separators=(",", ":"))
-    payload = _b64(raw.encode())
+    return sign_page_token(raw.encode(), key, scope)
+
+
+def sign_page_token(raw: bytes, key: SigningKey, scope: str) -> str:
+    """A token carrying `raw` as its payload, signed for `scope`."""
+    payload = _b64(raw)
     return f"{key.generation}.{payload}.{_b64(_mac(key, payload, scope))}"
 
 
