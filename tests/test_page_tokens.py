@@ -18,6 +18,7 @@ from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import App
 from clusterops_server.clock import FakeClock
 from clusterops_server.domain.listing import Cursor, encode_page_token
+from clusterops_server.ids import IdKind, new_id
 from clusterops_server.store.paging import KEY_LIFETIME, PREVIOUS_KEY_ACCEPTED
 
 from tests.conftest import AppFactory, Stubs, connect, seed_cluster
@@ -167,3 +168,15 @@ async def test_every_replica_accepts_tokens_and_rotation_keeps_the_previous_key_
         assert len((await b.clusters.ListClusters(request)).clusters) == 1
         clock.advance((PREVIOUS_KEY_ACCEPTED - timedelta(hours=1)).total_seconds() + 1)
         await assert_bad_token(b.clusters.ListClusters(request))
+
+
+async def test_a_malformed_token_is_refused_before_the_list_looks_anything_up(
+    app: App, stubs: Stubs
+) -> None:
+    """With the other fields' checks: a cluster that does not exist is never looked for."""
+    for token in (b64(b"[" * 1500), "x" * 3000):
+        await assert_bad_token(
+            stubs.clusters.ListNodePools(
+                cl_pb.ListNodePoolsRequest(cluster_id=new_id(IdKind.CLUSTER), page_token=token)
+            )
+        )
