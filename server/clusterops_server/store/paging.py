@@ -88,7 +88,10 @@ class PageTokenKeys:
         self._lock = asyncio.Lock()
 
     async def _load(self) -> None:
+        asked = time.monotonic()
         async with self._lock:
+            if self._loaded_at >= asked:
+                return  # another caller read them while this one waited
             async with self.database.session(write=False) as session:
                 rows = (
                     await session.scalars(
