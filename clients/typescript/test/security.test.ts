@@ -1,0 +1,133 @@
+// The client against a server with bearer tokens and TLS (its certificate from the test's
+// own CA), whose simulated steps take 30 s so that an operation stays in progress: the
+// conflict it causes is certain, not a race.
+
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import {
+  type ClusteropsClient,
+  Conflict,
+  createClient,
+  PermissionDenied,
+  Unauthenticated,
+  Unavailable,
+  WorkRequestStatus,
+} from "@clusterops/client";
+import {
+  type Certificates,
+  makeCertificates,
+  type Server,
+  startServer,
+  writeAuthConfig,
+} from "./support.js";
+import { rm } from "node:fs/promises";
+
+let certs: Certificates;
+let server: Server;
+let admin: ClusteropsClient;
+
+before(async () => {
+  certs = await makeCertificates();
+  server = await startServer(
+    "--demo",
+    "--sim-step-seconds",
+    "30",
+    "--auth-config",
+    await writeAuthConfig(certs.directory),
+    "--tls-cert",
+    certs.serverCert,
+    "--tls-key",
+    certs.serverKey,
+  );
+  admin = createClient({
+    baseUrl: `https://${server.address}`,
+    token: "admin-token",
+    tls: { ca: certs.caPem },
+  });
+});
+
+after(async () => {
+  admin?.close();
+  await server?.stop();
+  if (certs) await rm(certs.directory, { recursive: true, force: true });
+});
+
+test("a call with a token, over TLS trusting the test's CA, is answered", async () => {
+  const clusters = await admin.clusters.listClustersAsync({ compartmentId: "dev" }).toArray();
+  assert.deepEqual(clusters.map((c) => c.name).sort(), ["dev-ashburn", "dev-frankfurt"]);
+});
+
+test("host:port with tls options means https", async () => {
+  const client = createClient({
+    baseUrl: server.address,
+    token: "admin-token",
+    tls: { ca: certs.caPem },
+  });
+  try {
+    const { clusters } = await client.clusters.listClusters({ compartmentId: "prod" });
+    assert.equal(clusters.length, 2);
+  } finally {
+    client.close();
+  }
+});
+
+test("without a token the call is Unauthenticated; beyond a token's policies, PermissionDenied", async () => {
+  const anonymous = createClient({ baseUrl: server.address, tls: { ca: certs.caPem } });
+  const reader = createClient({
+    baseUrl: server.address,
+    token: "reader-token",
+    tls: { ca: certs.caPem },
+  });
+  try {
+    await assert.rejects(anonymous.clusters.listClusters({}), Unauthenticated);
+    const { clusters } = await reader.clusters.listClusters({ compartmentId: "dev" });
+    assert.equal(clusters.length, 2);
+    await assert.rejects(
+      reader.clusters.createNodePool({ clusterId: clusters[0]!.id, name: "denied", nodeCount: 1 }),
+      PermissionDenied,
+    );
+  } finally {
+    anonymous.close();
+    reader.close();
+  }
+});
+
+test("a server certificate from another CA is refused: Unavailable, as grpc reports it", async () => {
+  const client = createClient({
+    baseUrl: server.address,
+    token: "admin-token",
+    tls: { ca: certs.otherCaPem },
+  });
+  try {
+    await assert.rejects(client.clusters.listClusters({}), (error: unknown) => {
+      assert.ok(error instanceof Unavailable, String(error));
+      return true;
+    });
+  } finally {
+    client.close();
+  }
+});
+
+test("a second node pool on a busy cluster is a Conflict naming the first one's work request", async () => {
+  const [cluster] = await admin.clusters
+    .listClustersAsync({ compartmentId: "prod", filter: 'name = "prod-ashburn"' })
+    .toArray();
+  assert.ok(cluster);
+  const first = await admin.clusters.createNodePool({
+    clusterId: cluster.id,
+    name: "first",
+    nodeCount: 1,
+  });
+  assert.notEqual(first.workRequest?.status, WorkRequestStatus.SUCCEEDED);
+  await assert.rejects(
+    admin.clusters.createNodePool({ clusterId: cluster.id, name: "second", nodeCount: 1 }),
+    (error: unknown) => {
+      assert.ok(error instanceof Conflict, String(error));
+      assert.equal(error.reason, "RESOURCE_BUSY");
+      assert.equal(error.blockingWorkRequestId, first.workRequest?.id);
+      assert.equal(error.resourceId, cluster.id);
+      assert.match(error.message, new RegExp(first.workRequest!.id));
+      return true;
+    },
+  );
+});
