@@ -12,6 +12,7 @@ import {
   type ClusteropsClient,
   Cancelled,
   createClient,
+  EtagMismatch,
   InvalidArgument,
   NodeLifecycleState,
   NodePoolLifecycleState,
@@ -298,6 +299,20 @@ describe("typed errors", () => {
       assert.equal(error.resourceType, "cluster");
       return true;
     });
+  });
+  test("a stale etag is EtagMismatch carrying the current etag", async () => {
+    const [cluster] = await client.clusters
+      .listClustersAsync({ filter: 'name = "prod-frankfurt"' })
+      .toArray();
+    await assert.rejects(
+      client.clusters.deleteCluster({ clusterId: cluster!.id, etag: "stale" }),
+      (error: unknown) => {
+        assert.ok(error instanceof EtagMismatch, String(error));
+        assert.equal(error.reason, "ETAG_MISMATCH");
+        assert.equal(error.currentEtag, cluster!.etag);
+        return true;
+      },
+    );
   });
 });
 

@@ -8,6 +8,7 @@ import {
   type ClusteropsClient,
   Conflict,
   createClient,
+  DeadlineExceeded,
   PermissionDenied,
   Unauthenticated,
   Unavailable,
@@ -130,4 +131,19 @@ test("a second node pool on a busy cluster is a Conflict naming the first one's 
       return true;
     },
   );
+});
+
+test("wait() past its timeout throws DeadlineExceeded with reason WAIT_TIMEOUT", async () => {
+  const [running] = await admin.workRequests
+    .listWorkRequestsAsync({
+      statuses: [WorkRequestStatus.ACCEPTED, WorkRequestStatus.IN_PROGRESS],
+    })
+    .toArray();
+  assert.ok(running, "the demo's node pool is still being created");
+  await assert.rejects(admin.workRequests.wait(running, { timeoutMs: 300 }), (error: unknown) => {
+    assert.ok(error instanceof DeadlineExceeded, String(error));
+    assert.equal(error.reason, "WAIT_TIMEOUT");
+    assert.equal(error.metadata["work_request_id"], running.id);
+    return true;
+  });
 });
