@@ -61,7 +61,10 @@ export interface ClientOptions {
   readonly token?: string | undefined;
   /** TLS settings, or true for the system's trusted roots. */
   readonly tls?: TlsOptions | boolean | undefined;
-  /** Default deadline of each unary call in milliseconds (default 30 s; 0: none). */
+  /**
+   * Default deadline of each unary call in milliseconds (default 30 s; 0: none). Streams
+   * have none unless the call gives its own `timeoutMs`.
+   */
   readonly defaultTimeoutMs?: number | undefined;
   /** connect interceptors, run on every call after the client's own. */
   readonly interceptors?: readonly Interceptor[] | undefined;
@@ -232,7 +235,13 @@ export function serviceClient<S extends DescService>(
     } else {
       client[method.localName] = (request: unknown, options?: CallOptions) =>
         typedStream(
-          (signal) => call(request, { ...options, signal }) as AsyncIterable<unknown>,
+          // defaultTimeoutMs is for unary calls: a stream lasts until it is done.
+          (signal) =>
+            call(request, {
+              ...options,
+              timeoutMs: options?.timeoutMs ?? 0,
+              signal,
+            }) as AsyncIterable<unknown>,
           options?.signal,
         );
     }
