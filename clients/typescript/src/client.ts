@@ -163,11 +163,13 @@ export function createClient(options: ClientOptions): ClusteropsClient {
   }
   interceptors.push(...(options.interceptors ?? []));
   const sessionManager = new Http2SessionManager(baseUrl, {}, nodeOptions);
+  const timeoutMs = options.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS;
   const transport = createGrpcTransport({
     baseUrl,
     sessionManager,
     interceptors,
-    defaultTimeoutMs: options.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS,
+    // connect takes a default of 0 as a deadline already passed, not as none.
+    ...(timeoutMs > 0 ? { defaultTimeoutMs: timeoutMs } : {}),
   });
   return {
     workRequests: workRequestsClient(transport),

@@ -316,6 +316,25 @@ describe("typed errors", () => {
   });
 });
 
+describe("options", () => {
+  test("defaultTimeoutMs 0 means no deadline, not one already passed", async () => {
+    const patient = createClient({ baseUrl: server.address, defaultTimeoutMs: 0 });
+    try {
+      const { clusters } = await patient.clusters.listClusters({ compartmentId: "dev" });
+      assert.ok(clusters.length >= 2);
+    } finally {
+      patient.close();
+    }
+  });
+
+  test("tls options with an http:// baseUrl are refused before any call", () => {
+    assert.throws(
+      () => createClient({ baseUrl: `http://${server.address}`, tls: true }),
+      /https:\/\/ baseUrl/,
+    );
+  });
+});
+
 describe("the README", () => {
   test("shows examples/quickstart.ts verbatim", async () => {
     const readme = await readFile(join(ROOT, "README.md"), "utf8");

@@ -1,15 +1,18 @@
-// The client against a server with bearer tokens and TLS (its certificate from the test's
-// own CA), whose simulated steps take 30 s so that an operation stays in progress: the
-// conflict it causes is certain, not a race.
+// The client against a server with bearer tokens and mutual TLS (its certificate and the
+// client's from the test's own CA), whose simulated steps take 30 s so that an operation
+// stays in progress: the conflict it causes is certain, not a race.
 
 import assert from "node:assert/strict";
+import { rm } from "node:fs/promises";
 import { after, before, test } from "node:test";
 import {
+  type ClientOptions,
   type ClusteropsClient,
   Conflict,
   createClient,
   DeadlineExceeded,
   PermissionDenied,
+  type TlsOptions,
   Unauthenticated,
   Unavailable,
   WorkRequestStatus,
@@ -21,11 +24,22 @@ import {
   startServer,
   writeAuthConfig,
 } from "./support.js";
-import { rm } from "node:fs/promises";
 
 let certs: Certificates;
 let server: Server;
 let admin: ClusteropsClient;
+const opened: ClusteropsClient[] = [];
+
+/** A client trusting the test CA and presenting the client certificate, unless told. */
+function connect(options: Partial<ClientOptions> = {}, tls: TlsOptions = {}): ClusteropsClient {
+  const client = createClient({
+    baseUrl: server.address,
+    tls: { ca: certs.caPem, cert: certs.clientCertPem, key: certs.clientKeyPem, ...tls },
+    ...options,
+  });
+  opened.push(client);
+  return client;
+}
 
 before(async () => {
   certs = await makeCertificates();
@@ -39,74 +53,53 @@ before(async () => {
     certs.serverCert,
     "--tls-key",
     certs.serverKey,
+    "--tls-client-ca",
+    certs.caPath,
   );
-  admin = createClient({
-    baseUrl: `https://${server.address}`,
-    token: "admin-token",
-    tls: { ca: certs.caPem },
-  });
+  admin = connect({ baseUrl: `https://${server.address}`, token: "admin-token" });
 });
 
 after(async () => {
-  admin?.close();
+  for (const client of opened) client.close();
   await server?.stop();
   if (certs) await rm(certs.directory, { recursive: true, force: true });
 });
 
-test("a call with a token, over TLS trusting the test's CA, is answered", async () => {
+test("a call with a token, over mutual TLS with the test's CA, is answered", async () => {
   const clusters = await admin.clusters.listClustersAsync({ compartmentId: "dev" }).toArray();
   assert.deepEqual(clusters.map((c) => c.name).sort(), ["dev-ashburn", "dev-frankfurt"]);
 });
 
 test("host:port with tls options means https", async () => {
-  const client = createClient({
-    baseUrl: server.address,
-    token: "admin-token",
-    tls: { ca: certs.caPem },
+  const { clusters } = await connect({ token: "admin-token" }).clusters.listClusters({
+    compartmentId: "prod",
   });
-  try {
-    const { clusters } = await client.clusters.listClusters({ compartmentId: "prod" });
-    assert.equal(clusters.length, 2);
-  } finally {
-    client.close();
-  }
+  assert.equal(clusters.length, 2);
 });
 
 test("without a token the call is Unauthenticated; beyond a token's policies, PermissionDenied", async () => {
-  const anonymous = createClient({ baseUrl: server.address, tls: { ca: certs.caPem } });
-  const reader = createClient({
-    baseUrl: server.address,
-    token: "reader-token",
-    tls: { ca: certs.caPem },
-  });
-  try {
-    await assert.rejects(anonymous.clusters.listClusters({}), Unauthenticated);
-    const { clusters } = await reader.clusters.listClusters({ compartmentId: "dev" });
-    assert.equal(clusters.length, 2);
-    await assert.rejects(
-      reader.clusters.createNodePool({ clusterId: clusters[0]!.id, name: "denied", nodeCount: 1 }),
-      PermissionDenied,
-    );
-  } finally {
-    anonymous.close();
-    reader.close();
-  }
+  await assert.rejects(connect().clusters.listClusters({}), Unauthenticated);
+  const reader = connect({ token: "reader-token" });
+  const { clusters } = await reader.clusters.listClusters({ compartmentId: "dev" });
+  assert.equal(clusters.length, 2);
+  await assert.rejects(
+    reader.clusters.createNodePool({ clusterId: clusters[0]!.id, name: "denied", nodeCount: 1 }),
+    PermissionDenied,
+  );
 });
 
 test("a server certificate from another CA is refused: Unavailable, as grpc reports it", async () => {
-  const client = createClient({
-    baseUrl: server.address,
-    token: "admin-token",
-    tls: { ca: certs.otherCaPem },
+  const client = connect({ token: "admin-token" }, { ca: certs.otherCaPem });
+  await assert.rejects(client.clusters.listClusters({}), (error: unknown) => {
+    assert.ok(error instanceof Unavailable, String(error));
+    assert.match(String((error.cause as Error).message), /certificate/);
+    return true;
   });
-  try {
-    await assert.rejects(client.clusters.listClusters({}), (error: unknown) => {
-      assert.ok(error instanceof Unavailable, String(error));
-      return true;
-    });
-  } finally {
-    client.close();
-  }
+});
+
+test("without a client certificate the server refuses the connection: Unavailable", async () => {
+  const client = connect({ token: "admin-token" }, { cert: undefined, key: undefined });
+  await assert.rejects(client.clusters.listClusters({}), Unavailable);
 });
 
 test("a second node pool on a busy cluster is a Conflict naming the first one's work request", async () => {

@@ -153,14 +153,19 @@ export class CuttingProxy {
 
 export interface Certificates {
   readonly directory: string;
+  /** The test CA, and the paths of what it issued. */
   readonly caPem: string;
+  readonly caPath: string;
   readonly serverCert: string;
   readonly serverKey: string;
+  /** A client certificate and key (PEM), for mutual TLS. */
+  readonly clientCertPem: string;
+  readonly clientKeyPem: string;
   /** A CA that signed nothing the server has. */
   readonly otherCaPem: string;
 }
 
-/** A test CA, a server certificate for 127.0.0.1 and localhost, and an unrelated CA. */
+/** A test CA with a server certificate for 127.0.0.1 and a client one; an unrelated CA. */
 export async function makeCertificates(): Promise<Certificates> {
   const directory = await mkdtemp(join(tmpdir(), "clusterops-ts-certs-"));
   const script = [
@@ -168,18 +173,28 @@ export async function makeCertificates(): Promise<Certificates> {
     "from pathlib import Path",
     "from tests.certs import Authority",
     "d = Path(sys.argv[1])",
-    "server = Authority(d, 'test').issue('server', server=True)",
+    "ca = Authority(d, 'test')",
+    "server = ca.issue('server', server=True)",
+    "client = ca.issue('client', server=False)",
     "Authority(d, 'other')",
-    "print(server.cert)",
-    "print(server.key)",
+    "print(ca.path, server.cert, server.key, client.cert, client.key, sep='\\n')",
   ].join("\n");
   const { stdout } = await promisify(execFile)(PYTHON, ["-c", script, directory], { cwd: ROOT });
-  const [serverCert, serverKey] = stdout.trim().split("\n") as [string, string];
+  const [caPath, serverCert, serverKey, clientCert, clientKey] = stdout.trim().split("\n") as [
+    string,
+    string,
+    string,
+    string,
+    string,
+  ];
   return {
     directory,
-    caPem: await readFile(join(directory, "test-ca.pem"), "utf8"),
+    caPem: await readFile(caPath, "utf8"),
+    caPath,
     serverCert,
     serverKey,
+    clientCertPem: await readFile(clientCert, "utf8"),
+    clientKeyPem: await readFile(clientKey, "utf8"),
     otherCaPem: await readFile(join(directory, "other-ca.pem"), "utf8"),
   };
 }
