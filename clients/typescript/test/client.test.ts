@@ -10,6 +10,7 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import {
   type ClusteropsClient,
+  type CreateClusterResponse,
   Cancelled,
   createClient,
   EtagMismatch,
@@ -17,6 +18,7 @@ import {
   NodeLifecycleState,
   NodePoolLifecycleState,
   NotFound,
+  OutOfRange,
   type ReconnectEvent,
   type WatchWorkRequestResponse,
   WatchEventType,
@@ -45,6 +47,17 @@ after(async () => {
   client?.close();
   await server?.stop();
 });
+
+/** Start creating a cluster in compartment dev; the response holds its work request. */
+function startCluster(via: ClusteropsClient): Promise<CreateClusterResponse> {
+  return via.clusters.createCluster({
+    compartmentId: "dev",
+    name: `ts-${suffix()}`,
+    kubernetesVersion: "v1.30.4",
+    region: "eu-frankfurt-1",
+    plan: "standard",
+  });
+}
 
 describe("every kind of resource", () => {
   test("lists and gets clusters, node pools, nodes and work requests with their logs", async () => {
@@ -184,13 +197,7 @@ describe("waiting", () => {
     const proxy = await CuttingProxy.start(server.port);
     const viaProxy = createClient({ baseUrl: `127.0.0.1:${proxy.port}` });
     try {
-      const created = await viaProxy.clusters.createCluster({
-        compartmentId: "dev",
-        name: `ts-${suffix()}`,
-        kubernetesVersion: "v1.30.4",
-        region: "eu-frankfurt-1",
-        plan: "standard",
-      });
+      const created = await startCluster(viaProxy);
       const seen: WatchWorkRequestResponse[] = [];
       const reconnects: ReconnectEvent[] = [];
       const cutOnce = (event: WatchWorkRequestResponse): void => {
@@ -238,13 +245,7 @@ describe("waiting", () => {
   });
 
   test("watch() resumed after a revision yields only the changes after it", async () => {
-    const created = await client.clusters.createCluster({
-      compartmentId: "dev",
-      name: `ts-${suffix()}`,
-      kubernetesVersion: "v1.30.4",
-      region: "eu-frankfurt-1",
-      plan: "standard",
-    });
+    const created = await startCluster(client);
     const all = await collect(client.workRequests.watch(created));
     assert.ok(all.length >= 3);
     const resumed = await collect(
@@ -255,6 +256,28 @@ describe("waiting", () => {
       all.slice(2).map((e) => e.revision),
     );
   });
+  test("a revision that cannot be resumed restarts the watch from a snapshot", async () => {
+    const finished = await client.workRequests.wait(await startCluster(client), {
+      timeoutMs: 20_000,
+    });
+    const reconnects: ReconnectEvent[] = [];
+    // A revision beyond the store's: the server answers OUT_OF_RANGE, as for compacted history.
+    const events = await collect(
+      client.workRequests.watch(finished, {
+        afterRevision: 1n << 40n,
+        onReconnect: (e) => reconnects.push(e),
+      }),
+    );
+    assert.deepEqual(
+      reconnects.map((e) => [e.action, e.revision, e.error.constructor]),
+      [["restart", 1n << 40n, OutOfRange]],
+    );
+    assert.deepEqual(
+      events.map((e) => [e.eventType, e.workRequest?.status]),
+      [[WatchEventType.SNAPSHOT, WorkRequestStatus.SUCCEEDED]],
+    );
+  });
+
   test("a watch its caller cancels throws Cancelled and does not reconnect", async () => {
     const [workRequest] = await client.workRequests
       .listWorkRequestsAsync({ pageSize: 1 })
