@@ -38,8 +38,9 @@ let server: Server;
 let client: ClusteropsClient;
 
 before(async () => {
-  // Simulated steps of 20 ms: operations take a fraction of a second, yet several events.
-  server = await startServer("--demo", "--sim-step-seconds", "0.02");
+  // Simulated steps of 50 ms: an operation takes a fraction of a second, yet is still
+  // running when a watch started right after it begins, so a cut lands mid-stream.
+  server = await startServer("--demo", "--sim-step-seconds", "0.05");
   client = createClient({ baseUrl: `http://${server.address}` });
 });
 
@@ -219,6 +220,7 @@ describe("waiting", () => {
       assert.ok(proxy.connections >= 2);
 
       seen.length = 0;
+      reconnects.length = 0;
       proxy.cuts = 0;
       const started = await viaProxy.clusters.createNodePool({
         clusterId: created.cluster!.id,
@@ -228,6 +230,7 @@ describe("waiting", () => {
       const poolDone = await viaProxy.workRequests.wait(started, options);
       assert.equal(poolDone.status, WorkRequestStatus.SUCCEEDED);
       assert.equal(proxy.cuts, 1);
+      assert.equal(reconnects[0]?.revision, seen[0]?.revision, "resumed after the snapshot");
       assert.equal(seen[0]?.eventType, WatchEventType.SNAPSHOT);
       const revisions = seen.map((e) => e.revision);
       assert.deepEqual(
