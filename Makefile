@@ -72,7 +72,7 @@ breaking: install
 
 # The TypeScript client (clients/typescript): its own package.json and lock, installed
 # with npm ci; its tests build it and run node's test runner against `clusterops serve`.
-# Extra prerequisites of install, typecheck and test, kept apart from their own rules.
+# Each -ts target is an extra prerequisite of its namesake, declared here on its own line.
 TS_DIR := clients/typescript
 TS_INSTALLED := $(TS_DIR)/node_modules/.installed
 .PHONY: install-ts fmt-ts lint-ts typecheck-ts test-ts clean-ts
