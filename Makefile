@@ -70,5 +70,39 @@ breaking: install
 	$(BUF) breaking --against '.git#branch=main'
 
 
+# The TypeScript client (clients/typescript): its own package.json and lock, installed
+# with npm ci; its tests build it and run node's test runner against `clusterops serve`.
+# Each -ts target is an extra prerequisite of its namesake, declared here on its own line.
+TS_DIR := clients/typescript
+TS_INSTALLED := $(TS_DIR)/node_modules/.installed
+.PHONY: install-ts fmt-ts lint-ts typecheck-ts test-ts clean-ts
+install: install-ts
+fmt: fmt-ts
+lint: lint-ts
+typecheck: typecheck-ts
+test: test-ts
+clean: clean-ts
+
+install-ts: $(TS_INSTALLED)
+
+$(TS_INSTALLED): $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
+	cd $(TS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+fmt-ts: install
+	cd $(TS_DIR) && npm run --silent fmt
+
+lint-ts: install
+	cd $(TS_DIR) && npm run --silent lint
+
+typecheck-ts: install
+	cd $(TS_DIR) && npm run --silent typecheck
+
+test-ts: install
+	cd $(TS_DIR) && npm test
+
+clean-ts:
+	rm -rf $(TS_DIR)/node_modules $(TS_DIR)/dist $(TS_DIR)/build
+
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
