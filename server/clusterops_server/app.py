@@ -37,6 +37,7 @@ from clusterops_server.domain.addon_catalogue import CatalogueFile
 from clusterops_server.domain.addons import ReconcileSettings
 from clusterops_server.domain.orchestrations import OrchestrationSettings
 from clusterops_server.domain.upgrade_workflows import UpgradeSettings
+from clusterops_server.domain.plans import PlanCatalogue
 from clusterops_server.domain.versions import VersionCatalogue
 from clusterops_server.engine.context import EngineSettings
 from clusterops_server.engine.engine import Engine, OperationHandler
@@ -163,6 +164,7 @@ class App:
             self.simulator = None
             self.provider = provider_factory(self.store, self.clock)
         self.versions = VersionCatalogue.load()
+        self.plans = PlanCatalogue.load()
         self.addon_catalogue = CatalogueFile(config.addon_catalogue_path)
         self.reconciler = AddonReconciler(
             self.store,
@@ -205,7 +207,9 @@ class App:
             else CommitListener(self.database, self.store.notify_committed)
         )
         self.work_requests = WorkRequestService(self.store, self.clock, self.engine, self.hub)
-        self.inventory = InventoryService(self.store, self.clock, self.engine, self.versions)
+        self.inventory = InventoryService(
+            self.store, self.clock, self.engine, self.versions, self.plans
+        )
         self.upgrade_workflows = UpgradeWorkflowService(
             self.store, self.clock, self.engine, self.versions
         )
