@@ -85,7 +85,7 @@ def test_malformed_catalogues_are_refused() -> None:
     good = json.loads(
         (Path(__file__).parent.parent / "server/clusterops_server/data/addons.json").read_text()
     )
-    twice = {"addons": good["addons"] + good["addons"][:1]}
+    twice = {**good, "addons": good["addons"] + good["addons"][:1]}
     with pytest.raises(ValueError, match="repeat"):
         AddonCatalogue.from_json(twice)
     bad_minor = json.loads(json.dumps(good))

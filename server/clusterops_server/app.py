@@ -155,9 +155,10 @@ class App:
         self.clock: Clock = clock or SystemClock()
         self.database = Database(config.database_url)
         self.store = Store(self.database, self.clock)
+        self.addon_catalogue = CatalogueFile(config.addon_catalogue_path)
         if provider_factory is None:
             self.simulator: SimulatedProvider | None = SimulatedProvider(
-                self.store, self.clock, config.simulation
+                self.store, self.clock, config.simulation, self.addon_catalogue
             )
             self.provider: Provider = self.simulator
         else:
@@ -165,7 +166,6 @@ class App:
             self.provider = provider_factory(self.store, self.clock)
         self.versions = VersionCatalogue.load()
         self.plans = PlanCatalogue.load()
-        self.addon_catalogue = CatalogueFile(config.addon_catalogue_path)
         self.reconciler = AddonReconciler(
             self.store,
             self.clock,
