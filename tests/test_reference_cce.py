@@ -248,7 +248,8 @@ async def test_the_documents_workflow_through_the_sdk_and_the_cli(
     # The bare point prints as its task type alone.
     snapshot = lines.index("    - task_type: SNAPSHOT")
     assert lines[snapshot + 1] == "    - task_type: CLUSTER"
-    assert "v1.17.17-r0" in run.out and "v1.19.16-r80" in run.out
+    assert "v1.17.17-r0" in run.out
+    assert "v1.19.16-r80" in run.out
 
     # A second run on the CLI, now that the fault is spent, succeeds without a snapshot.
     assert (
@@ -261,7 +262,7 @@ async def test_the_documents_workflow_through_the_sdk_and_the_cli(
             "v1.19.16-r80",
             "--skip-snapshot",
             "--watch",
-        )  # fmt: skip
+        )
         == 0
     )
     assert "SUCCEEDED" in run.out.splitlines()[-1]
