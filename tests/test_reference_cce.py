@@ -14,12 +14,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from clusterops.v1 import clusters_pb2 as cl_pb
+from clusterops.v1 import orchestrations_pb2 as orc_pb
 from clusterops.v1 import upgrade_workflows_pb2 as uw_pb
 from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import App
 from clusterops_server.domain.upgrade_workflows import UpgradePhase, UpgradeTaskStatus
 from clusterops_server.domain.versions import KubernetesVersion, VersionCatalogue
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from tests.conftest import Stubs, seed_cluster, simulator
 from tests.helpers import watch_to_end
@@ -95,10 +96,6 @@ def _shape(document: dict[str, Any]) -> dict[str, Any]:
 def _cce_view(workflow: uw_pb.UpgradeWorkflow) -> dict[str, Any]:
     """Our workflow in CCE's names, with ids and times replaced by what they are."""
 
-    def time_or_absent(point: dict[str, Any], name: str, field: Timestamp, set_: bool) -> None:
-        if set_:
-            point[name] = "<time>"
-
     points = []
     for p in workflow.status.point_statuses:
         point: dict[str, Any] = {"taskType": TASK_NAMES[p.task_type]}
@@ -106,9 +103,12 @@ def _cce_view(workflow: uw_pb.UpgradeWorkflow) -> dict[str, Any]:
             point["taskID"] = "<id>"
         if p.status:
             point["status"] = _STATUS[p.status]
-        time_or_absent(point, "startTimeStamp", p.start_timestamp, p.HasField("start_timestamp"))
-        time_or_absent(point, "endTimeStamp", p.end_timestamp, p.HasField("end_timestamp"))
-        time_or_absent(point, "expireTimeStamp", p.expire_timestamp, p.HasField("expire_timestamp"))
+        if p.HasField("start_timestamp"):
+            point["startTimeStamp"] = "<time>"
+        if p.HasField("end_timestamp"):
+            point["endTimeStamp"] = "<time>"
+        if p.HasField("expire_timestamp"):
+            point["expireTimeStamp"] = "<time>"
         points.append(point)
     return {
         "metadata": {
@@ -285,9 +285,6 @@ def test_versions_with_a_platform_revision_compare_after_the_patch() -> None:
 async def test_revision_versions_are_accepted_by_clusters_and_orchestrations(
     app: App, stubs: Stubs
 ) -> None:
-    from clusterops.v1 import clusters_pb2 as cl_pb
-    from clusterops.v1 import orchestrations_pb2 as orc_pb
-
     listed = await stubs.upgrade_workflows.ListKubernetesVersions(
         uw_pb.ListKubernetesVersionsRequest()
     )

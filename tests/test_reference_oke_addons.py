@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 from datetime import timedelta
+from importlib import resources
 from typing import Any
 
 import grpc
@@ -318,20 +320,12 @@ def test_the_catalogue_has_the_documents_keys_and_which_values_break_readiness_i
         assert not version.shortfalls({**CONFIGURATIONS, "numOfReplicas": "1"})
 
     # The same rule on another add-on is a line of data, not code.
-    import json
-    from importlib import resources
-
     data = json.loads((resources.files("clusterops_server") / "data" / "addons.json").read_text())
     dashboard = next(a for a in data["addons"] if a["name"] == "KubernetesDashboard")
     replicas = next(c for c in dashboard["configurations"] if c["key"] == "numOfReplicas")
-    assert (
-        not AddonCatalogue.from_json(data)
-        .get("KubernetesDashboard")
-        .versions[0]
-        .shortfalls(  # type: ignore[union-attr]
-            {"numOfReplicas": "0"}
-        )
-    )
+    before = AddonCatalogue.from_json(data).get("KubernetesDashboard")
+    assert before is not None
+    assert not before.versions[0].shortfalls({"numOfReplicas": "0"})
     replicas["needs"] = [{"minimum": "2", "reason": "it runs highly available"}]
     changed = AddonCatalogue.from_json(data).get("KubernetesDashboard")
     assert changed is not None

@@ -36,8 +36,8 @@ from clusterops_server.clock import Clock, SystemClock
 from clusterops_server.domain.addon_catalogue import CatalogueFile
 from clusterops_server.domain.addons import ReconcileSettings
 from clusterops_server.domain.orchestrations import OrchestrationSettings
-from clusterops_server.domain.upgrade_workflows import UpgradeSettings
 from clusterops_server.domain.plans import PlanCatalogue
+from clusterops_server.domain.upgrade_workflows import UpgradeSettings
 from clusterops_server.domain.versions import VersionCatalogue
 from clusterops_server.engine.context import EngineSettings
 from clusterops_server.engine.engine import Engine, OperationHandler

@@ -47,7 +47,7 @@ _SCHEMA_KEYWORDS = frozenset(
         "description",
     }
 )
-_JSON_TYPES = {
+_JSON_TYPES: dict[str, type | tuple[type, ...]] = {
     "object": dict,
     "string": str,
     "integer": int,
