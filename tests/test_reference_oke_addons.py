@@ -332,3 +332,20 @@ def test_the_catalogue_has_the_documents_keys_and_which_values_break_readiness_i
     assert changed.versions[0].shortfalls({"numOfReplicas": "1"}) == [
         "numOfReplicas is below 2: it runs highly available"
     ]
+
+
+async def test_the_catalogue_tells_each_keys_type_and_what_the_addon_needs(stubs: Stubs) -> None:
+    listed = await stubs.addons.ListAddonOptions(ad_pb.ListAddonOptionsRequest(addon_name=NAME))
+    (option,) = listed.addon_options
+    keys = {c.key: c for c in option.versions[-1].configurations}
+    replicas = keys["numOfReplicas"]
+    assert (replicas.value_type, replicas.constraint) == ("integer", "an integer from 0 to 10")
+    assert replicas.needs == [
+        "at least 1: its Domain custom resources need an operator replica to reconcile them"
+    ]
+    resources_key = keys["weblogic-operator.ContainerResources"]
+    assert resources_key.value_type == "json"
+    assert [n.split(":")[0] for n in resources_key.needs] == [
+        "limits.cpu at least 100m",
+        "limits.memory at least 128Mi",
+    ]

@@ -155,6 +155,10 @@ class Need:
     shown: str
     reason: str
 
+    def describe(self) -> str:
+        at = f"{'.'.join(self.path)} " if self.path else ""
+        return f"{at}at least {self.shown}: {self.reason}"
+
 
 @dataclass(frozen=True)
 class ValueSpec:
