@@ -78,7 +78,7 @@ def parse_object(text: str) -> Any:
     with single quotes ("{'limits': {'cpu': '500m'}}"). ValueError when it is neither."""
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass
     try:
         value = ast.literal_eval(text)
