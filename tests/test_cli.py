@@ -102,7 +102,7 @@ async def test_get_describes_one_resource_and_options_may_come_first(
 async def test_clusters_and_node_pools_create_get_and_list(app: App, run: Run) -> None:
     created = await run(
         "clusters", "create", "--compartment", "dev", "--name", "cli-1",
-        "--kubernetes-version", "v1.30.4", "--region", "eu-frankfurt-1", "--plan", "standard",
+        "--kubernetes-version", "v1.30.4", "--region", "eu-frankfurt-1", "--plan", "aws",
         "--maintenance-window", "22:00-02:00", "--label", "team=edge", "--watch",
     )  # fmt: skip
     assert created == 0

@@ -119,7 +119,7 @@ async def test_concurrent_retries_with_one_request_id_make_exactly_one_operation
         name="once",
         kubernetes_version="v1.30.4",
         region="eu-frankfurt-1",
-        plan="standard",
+        plan="aws",
         request_id="client-retry-7",
     )
     replies = await asyncio.gather(*(stubs.clusters.CreateCluster(request) for _ in range(20)))

@@ -23,6 +23,12 @@ SECTIONS = {
     "## Upgrade a cluster (upgrade workflows)": "UPGRADE_WORKFLOW_PHASE_CANCEL",
     "## Upgrade a fleet (orchestrations)": "ORCHESTRATION_STATE_CANCEL",
     "## Add-ons": "WORK_REQUEST_OPERATION_TYPE_DISABLE_ADDON",
+    # The reference documents' examples: what each shows at its end.
+    "### OKE: an add-on that needs attention": '"current_installed_version": "4.2.3"',
+    "### KEB: an orchestration's operations with their plan ids": (
+        '"plan_id": "ca6e5357-707f-4565-bbbd-b3ab732597c6"'
+    ),
+    "### CCE: an upgrade without a snapshot": '"phase": "UPGRADE_WORKFLOW_PHASE_PENDING"',
 }
 
 

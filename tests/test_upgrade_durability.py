@@ -109,7 +109,7 @@ async def test_sigkill_during_an_upgrade_resumes_it_after_restart(tmp_path: Path
                     name="kill-me",
                     kubernetes_version="v1.29.8",
                     region="eu-frankfurt-1",
-                    plan="standard",
+                    plan="aws",
                 )
             )
             await watch_to_end(stubs, made.work_request.id)

@@ -601,7 +601,7 @@ async def test_cancel_with_a_stale_etag_is_aborted(make_app: AppFactory, clock: 
             "already runs",
         ),
         (
-            "v1.20.1",
+            "v1.14.1",
             "v1.27.16",
             grpc.StatusCode.FAILED_PRECONDITION,
             "UNSUPPORTED_CURRENT_VERSION",

@@ -36,6 +36,7 @@ from clusterops_server.clock import Clock, SystemClock
 from clusterops_server.domain.addon_catalogue import CatalogueFile
 from clusterops_server.domain.addons import ReconcileSettings
 from clusterops_server.domain.orchestrations import OrchestrationSettings
+from clusterops_server.domain.plans import PlanCatalogue
 from clusterops_server.domain.upgrade_workflows import UpgradeSettings
 from clusterops_server.domain.versions import VersionCatalogue
 from clusterops_server.engine.context import EngineSettings
@@ -155,16 +156,17 @@ class App:
         self.clock: Clock = clock or SystemClock()
         self.database = Database(config.database_url)
         self.store = Store(self.database, self.clock)
+        self.addon_catalogue = CatalogueFile(config.addon_catalogue_path)
         if provider_factory is None:
             self.simulator: SimulatedProvider | None = SimulatedProvider(
-                self.store, self.clock, config.simulation
+                self.store, self.clock, config.simulation, self.addon_catalogue
             )
             self.provider: Provider = self.simulator
         else:
             self.simulator = None
             self.provider = provider_factory(self.store, self.clock)
         self.versions = VersionCatalogue.load()
-        self.addon_catalogue = CatalogueFile(config.addon_catalogue_path)
+        self.plans = PlanCatalogue.load()
         self.reconciler = AddonReconciler(
             self.store,
             self.clock,
@@ -206,7 +208,9 @@ class App:
             else CommitListener(self.database, self.store.notify_committed)
         )
         self.work_requests = WorkRequestService(self.store, self.clock, self.engine, self.hub)
-        self.inventory = InventoryService(self.store, self.clock, self.engine, self.versions)
+        self.inventory = InventoryService(
+            self.store, self.clock, self.engine, self.versions, self.plans
+        )
         self.upgrade_workflows = UpgradeWorkflowService(
             self.store, self.clock, self.engine, self.versions
         )

@@ -410,6 +410,7 @@ def uw_create(client: Client, args: argparse.Namespace, out: Output) -> int:
         labels=args.label,
         annotations=args.annotation,
         request_id=args.request_id,
+        skip_snapshot=args.skip_snapshot,
     )
     return started(client, operation, args, out)
 
@@ -457,6 +458,11 @@ def add_upgrade_workflows(
     p.add_argument("--name", default="")
     _key_value_option(p, "--label")
     _key_value_option(p, "--annotation")
+    p.add_argument(
+        "--skip-snapshot",
+        action="store_true",
+        help="take no snapshot first (then a failed upgrade is not rolled back)",
+    )
     _watchable(p)
     p = leaf(verbs, "get", uw_get, "show one upgrade workflow")
     p.add_argument("upgrade_workflow_id")

@@ -286,20 +286,27 @@ def addon_option_details(option: AddonOption, out: Output) -> None:
         ],
         indent="  ",
     )
-    groups: dict[tuple[tuple[str, str, str, bool], ...], list[str]] = {}
+    groups: dict[tuple[tuple[str, str, str, bool, str], ...], list[str]] = {}
     for version in option.versions:
         keys = tuple(
-            (c.key, c.default_value, c.description, c.is_required) for c in version.configurations
+            (c.key, c.default_value, c.description, c.is_required, c.constraint)
+            for c in version.configurations
         )
         groups.setdefault(keys, []).append(version.version_number)
     for keys, versions in groups.items():
         which = "every version" if len(groups) == 1 else ", ".join(versions)
         out.line(f"configuration keys ({which}):")
         out.grid(
-            ("KEY", "DEFAULT", "REQUIRED", "DESCRIPTION"),
+            ("KEY", "DEFAULT", "REQUIRED", "VALUES", "DESCRIPTION"),
             [
-                [key, default or "-", "yes" if required else "no", description or "-"]
-                for key, default, description, required in keys
+                [
+                    key,
+                    default or "-",
+                    "yes" if required else "no",
+                    constraint or "-",
+                    description or "-",
+                ]
+                for key, default, description, required, constraint in keys
             ],
             indent="  ",
         )

@@ -219,6 +219,7 @@ class AddonService:
                 kubernetes_version=cluster.kubernetes_version,
                 given_keys=keys,
                 resulting_keys=keys,
+                given_values=[v for _, v in cmd.configurations],
             )
             existing = await uow.addons.get(cluster.id, cmd.name, for_update=True)
             if existing is not None and existing.lifecycle_state is not AddonState.DELETED:
@@ -310,6 +311,7 @@ class AddonService:
                 kubernetes_version=cluster.kubernetes_version,
                 given_keys=[k for k, _ in cmd.configurations],
                 resulting_keys=configurations,
+                given_values=[v for _, v in cmd.configurations],
             )
             now = self.clock.now()
             previous = {

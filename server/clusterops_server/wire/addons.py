@@ -71,6 +71,9 @@ def version_to_proto(v: AddonVersion) -> pb.AddonVersion:
                 description=c.description,
                 default_value=c.default_value,
                 is_required=c.is_required,
+                value_type=c.spec.type.value,
+                constraint=c.spec.describe(),
+                needs=[n.describe() for n in c.spec.needs],
             )
             for c in v.configurations
         ],
