@@ -49,6 +49,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "both_backends: run the test on SQLite and again on PostgreSQL"
     )
+    config.addinivalue_line(
+        "markers", "slow: takes seconds; runs first, so no worker ends the run with it alone"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Longest first: pytest-xdist hands tests out in this order (a stable sort keeps the rest).
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
