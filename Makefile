@@ -47,9 +47,12 @@ postgres:
 
 # The whole suite: lint, types, breaking changes, stale stubs, unit, integration and end-to-end tests
 # (on SQLite, and on PostgreSQL: several replicas, and the behaviour tests marked both_backends).
+# pytest-xdist workers: each has its own SQLite files, PostgreSQL databases (named by
+# pid) and ports (0); four keep two cores busy while tests wait on sockets and databases.
+TEST_WORKERS ?= 4
 test: lint typecheck breaking postgres
 	$(PY) scripts/gen_protos.py --check
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 serve: install
 	$(BIN)/clusterops serve --demo

@@ -393,10 +393,12 @@ async def test_watch_says_on_stderr_when_it_resumes_after_a_lost_connection(
     await clock.wait_for_sleepers(1)
     run = Run(first, capsys)
     watching = asyncio.create_task(run("work-requests", "watch", operation.id))
-    for _ in range(500):  # the CLI is watching (bounded: 10 seconds)
-        if first.hub.watchers:
-            break
+    early = ""
+    for _ in range(500):  # the CLI has printed its snapshot (bounded: 10 seconds)
         await asyncio.sleep(0.02)
+        early += capsys.readouterr().out
+        if f"{operation.id} is" in early:
+            break
     async with sdk_client(first) as client:  # the revision its snapshot carried
         seen = client.work_requests.watch(operation.id)
         revision = (await anext(seen)).revision
@@ -410,6 +412,7 @@ async def test_watch_says_on_stderr_when_it_resumes_after_a_lost_connection(
     assert second.port == first.port
     assert f"{operation.id} SUCCEEDED" in run.out
     notices = run.err.splitlines()
+    # The snapshot's revision: the CLI had it before the server went away.
     assert notices[0] == f"clusterops: connection lost; resuming from revision {revision}"
     assert all(n.startswith("clusterops: still reconnecting (attempt ") for n in notices[1:])
 

@@ -168,9 +168,7 @@ def test_the_server_depends_on_the_sdk_of_its_own_release_and_ships_its_data(
     sdk, server = wheel_metadata(wheels["clients"]), wheel_metadata(wheels["server"])
     assert server["Name"] == ["clusterops-server"]
     assert server["Version"] == sdk["Version"]
-    requirements = {
-        str(canonicalize_name(Requirement(r).name)): r for r in server["Requires-Dist"]
-    }
+    requirements = {str(canonicalize_name(Requirement(r).name)): r for r in server["Requires-Dist"]}
     assert requirements["clusterops"] == f"clusterops=={sdk['Version'][0]}"
     assert "sqlalchemy" in requirements
     for name, requirement in requirements.items():
