@@ -13,7 +13,7 @@ import sys
 import pytest
 from clusterops.cli._output import Output
 from clusterops.cli._progress import Progress
-from clusterops.cli.main import check_server, main
+from clusterops.cli.main import _without_server, check_server, main
 from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import App
 from clusterops_server.clock import FakeClock
@@ -470,3 +470,16 @@ def test_server_addresses_grpc_understands_are_accepted() -> None:
     for server in ("localhost:50051", "127.0.0.1:1", "[::1]:50051", "dns:///localhost:50051",
                    "unix:///run/clusterops.sock", "ipv4:127.0.0.1:50051"):  # fmt: skip
         check_server(server)
+
+
+def test_serve_without_a_loadable_server_says_why_in_one_line() -> None:
+    missing = ModuleNotFoundError("No module named 'clusterops_server'", name="clusterops_server")
+    assert _without_server(missing) == (
+        "serve needs the server, which is not installed: pip install clusterops-server"
+    )
+    # Installed but broken (a dependency missing): the import error itself, not "install it".
+    broken = ModuleNotFoundError("No module named 'sqlalchemy'", name="sqlalchemy")
+    assert _without_server(broken) == (
+        "serve needs the server, whose clusterops-server package cannot load: "
+        "No module named 'sqlalchemy'"
+    )
