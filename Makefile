@@ -45,8 +45,9 @@ typecheck: install
 postgres:
 	scripts/ensure-postgres
 
-# The whole suite: lint, types, breaking changes, stale stubs, unit, integration and end-to-end tests
-# (on SQLite, and on PostgreSQL: several replicas, and the behaviour tests marked both_backends).
+# The whole suite: lint, types, breaking changes, stale stubs, unit, integration and
+# end-to-end tests (on SQLite, and on PostgreSQL: several replicas, and the behaviour
+# tests marked both_backends).
 # pytest-xdist workers: each has its own SQLite files, PostgreSQL databases (named by
 # pid) and ports (0); four keep two cores busy while tests wait on sockets and databases.
 TEST_WORKERS ?= 4
@@ -78,6 +79,40 @@ bench-orchestration: install
 breaking: install
 	scripts/check-breaking
 
+
+# The TypeScript client (clients/typescript): its own package.json and lock, installed
+# with npm ci; its tests build it and run node's test runner against `clusterops serve`.
+# Each -ts target is an extra prerequisite of its namesake, declared here on its own line.
+TS_DIR := clients/typescript
+TS_INSTALLED := $(TS_DIR)/node_modules/.installed
+.PHONY: install-ts fmt-ts lint-ts typecheck-ts test-ts clean-ts
+install: install-ts
+fmt: fmt-ts
+lint: lint-ts
+typecheck: typecheck-ts
+test: test-ts
+clean: clean-ts
+
+install-ts: $(TS_INSTALLED)
+
+$(TS_INSTALLED): $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
+	cd $(TS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+fmt-ts: install
+	cd $(TS_DIR) && npm run --silent fmt
+
+lint-ts: install
+	cd $(TS_DIR) && npm run --silent lint
+
+typecheck-ts: install
+	cd $(TS_DIR) && npm run --silent typecheck
+
+test-ts: install
+	cd $(TS_DIR) && npm test
+
+clean-ts:
+	rm -rf $(TS_DIR)/node_modules $(TS_DIR)/dist $(TS_DIR)/build
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -123,6 +123,7 @@ class ServerConfig:
     watch_poll_seconds: float = 1.0
     # Watch events older than this are compacted away; resuming before them is OUT_OF_RANGE.
     event_retention: timedelta = timedelta(hours=24)
+    # Compaction (and page token key rotation) runs at start and then this often.
     maintenance_interval_seconds: float = 300.0
     # Bearer tokens and policies; None serves without authentication (local demos only).
     tokens: TokenStore | None = None
@@ -234,12 +235,17 @@ class App:
         self.port = 0
         self.metrics_port = 0
         self._maintenance: asyncio.Task[None] | None = None
+        # Set after each maintenance run (tests wait on it instead of sleeping).
+        self.maintained = asyncio.Event()
 
     async def start(self) -> int:
         """Migrate the schema, bind, start the engine and serve; returns the bound port.
 
         Raises CannotListen, before any work starts, when the address is taken."""
         await upgrade_to_head(self.database)
+        # Before serving: history beyond the retention is gone at once, and a signing
+        # key exists before the first list.
+        await self.maintain()
         server = self._build_server()
         address = f"{self.config.host}:{self.config.port}"
         try:
@@ -318,6 +324,12 @@ class App:
             await self.commit_listener.close()
         await self.database.dispose()
 
+    async def maintain(self) -> None:
+        """Compact, and rotate the page token key when it is due."""
+        await self.compact()
+        await self.store.page_tokens.rotate()
+        self.maintained.set()
+
     async def compact(self) -> int:
         """Drop watch history older than the retention and expired request_ids."""
         now = self.clock.now()
@@ -331,6 +343,6 @@ class App:
         while True:
             await asyncio.sleep(self.config.maintenance_interval_seconds)
             try:
-                await self.compact()
+                await self.maintain()
             except Exception:
                 log.exception("maintenance failed; will retry")

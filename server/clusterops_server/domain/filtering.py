@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import TypeAlias
 
-from clusterops_server.domain.errors import InvalidArgument
+from clusterops_server.domain.errors import InvalidArgument, one_of
 
 MAX_FILTER_LENGTH = 2000
 MAX_FILTER_TERMS = 50
@@ -202,7 +202,7 @@ def _convert(name: str, spec: FilterField, op: str, raw: str) -> FilterValue:
         if spec.enum_prefix and value.startswith(spec.enum_prefix):
             value = value[len(spec.enum_prefix) :]
         if value not in spec.choices:
-            raise _bad(f"{raw!r} is not a {name}; use one of {', '.join(sorted(spec.choices))}")
+            raise _bad(f"{raw!r} is not a {name}; use one of {one_of(sorted(spec.choices))}")
         return value
     if spec.kind is FieldKind.NUMBER:
         try:

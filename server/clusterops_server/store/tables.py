@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -390,3 +391,12 @@ class OrchestrationOperationRow(Base):
         Index("ix_orchestration_operations_state", "orchestration_id", "state", "id"),
         Index("ix_orchestration_operations_due", "orchestration_id", "due_at", "id"),
     )
+
+
+class PageTokenKeyRow(Base):
+    """The secrets page tokens are signed with, shared by every replica; the newest signs."""
+
+    __tablename__ = "page_token_keys"
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    secret: Mapped[bytes] = mapped_column(LargeBinary(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

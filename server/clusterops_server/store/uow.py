@@ -45,6 +45,7 @@ from clusterops_server.store.inventory import InventoryRepository
 from clusterops_server.store.leases import LeaseRepository
 from clusterops_server.store.notify import announce
 from clusterops_server.store.orchestrations import OrchestrationRepository
+from clusterops_server.store.paging import PageTokenKeys
 from clusterops_server.store.steps import StepRepository
 from clusterops_server.store.tables import WorkRequestRow
 from clusterops_server.store.upgrade_workflows import UpgradeWorkflowRepository
@@ -67,6 +68,7 @@ class UnitOfWork:
         self.clock = store.clock
         self.dialect = store.database.url.get_backend_name()
         self.session = store.database.session(write=write)
+        self.session.info["page_token_keys"] = store.page_tokens
         self.work_requests = WorkRequestRepository(self.session, self)
         self.inventory = InventoryRepository(self.session, self.dialect)
         self.events = EventRepository(self.session)
@@ -136,6 +138,7 @@ class Store:
     def __init__(self, database: Database, clock: Clock) -> None:
         self.database = database
         self.clock = clock
+        self.page_tokens = PageTokenKeys(database, clock)
         self._listeners: list[Callable[[int], None]] = []
 
     @property

@@ -209,7 +209,7 @@ class AddonServicer(pb_grpc.AddonServiceServicer):
         name = check.text("addon_name", request.addon_name, limit=64)
         page = check.page(request.page_size, request.page_token)
         check.check()
-        result = self.service.list_options(minor, name, page)
+        result = await self.service.list_options(minor, name, page)
         return pb.ListAddonOptionsResponse(
             addon_options=[option_to_proto(o) for o in result.items],
             next_page_token=result.next_page_token,
