@@ -475,7 +475,8 @@ def test_server_addresses_grpc_understands_are_accepted() -> None:
 def test_serve_without_a_loadable_server_says_why_in_one_line() -> None:
     missing = ModuleNotFoundError("No module named 'clusterops_server'", name="clusterops_server")
     assert _without_server(missing) == (
-        "serve needs the server, which is not installed: pip install clusterops-server"
+        "serve needs the server, which is not installed: install clusterops-server "
+        "(pip install ./server in a clusterops checkout)"
     )
     # Installed but broken (a dependency missing): the import error itself, not "install it".
     broken = ModuleNotFoundError("No module named 'sqlalchemy'", name="sqlalchemy")

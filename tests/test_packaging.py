@@ -206,7 +206,8 @@ async def test_the_sdk_wheel_alone_gives_a_working_cli_without_the_server(
     assert serve.returncode == 2
     assert serve.stdout == ""
     assert serve.stderr.splitlines() == [
-        "clusterops: serve needs the server, which is not installed: pip install clusterops-server"
+        "clusterops: serve needs the server, which is not installed: install clusterops-server "
+        "(pip install ./server in a clusterops checkout)"
     ]
 
     # The server's wheel, added to the same environment, brings `serve`.

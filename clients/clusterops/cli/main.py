@@ -139,7 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _without_server(error: ImportError) -> str:
     """One line for `clusterops serve` where the server cannot be imported."""
     if error.name == "clusterops_server":
-        return f"serve needs the server, which is not installed: pip install {SERVER_PACKAGE}"
+        return (
+            f"serve needs the server, which is not installed: install {SERVER_PACKAGE} "
+            "(pip install ./server in a clusterops checkout)"
+        )
     return f"serve needs the server, whose {SERVER_PACKAGE} package cannot load: {error}"
 
 
