@@ -13,7 +13,7 @@ import sys
 import pytest
 from clusterops.cli._output import Output
 from clusterops.cli._progress import Progress
-from clusterops.cli.main import check_server, main
+from clusterops.cli.main import _without_server, check_server, main
 from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import App
 from clusterops_server.clock import FakeClock
@@ -393,10 +393,12 @@ async def test_watch_says_on_stderr_when_it_resumes_after_a_lost_connection(
     await clock.wait_for_sleepers(1)
     run = Run(first, capsys)
     watching = asyncio.create_task(run("work-requests", "watch", operation.id))
-    for _ in range(500):  # the CLI is watching (bounded: 10 seconds)
-        if first.hub.watchers:
-            break
+    early = ""
+    for _ in range(500):  # the CLI has printed its snapshot (bounded: 10 seconds)
         await asyncio.sleep(0.02)
+        early += capsys.readouterr().out
+        if f"{operation.id} is" in early:
+            break
     async with sdk_client(first) as client:  # the revision its snapshot carried
         seen = client.work_requests.watch(operation.id)
         revision = (await anext(seen)).revision
@@ -410,6 +412,7 @@ async def test_watch_says_on_stderr_when_it_resumes_after_a_lost_connection(
     assert second.port == first.port
     assert f"{operation.id} SUCCEEDED" in run.out
     notices = run.err.splitlines()
+    # The snapshot's revision: the CLI had it before the server went away.
     assert notices[0] == f"clusterops: connection lost; resuming from revision {revision}"
     assert all(n.startswith("clusterops: still reconnecting (attempt ") for n in notices[1:])
 
@@ -467,3 +470,17 @@ def test_server_addresses_grpc_understands_are_accepted() -> None:
     for server in ("localhost:50051", "127.0.0.1:1", "[::1]:50051", "dns:///localhost:50051",
                    "unix:///run/clusterops.sock", "ipv4:127.0.0.1:50051"):  # fmt: skip
         check_server(server)
+
+
+def test_serve_without_a_loadable_server_says_why_in_one_line() -> None:
+    missing = ModuleNotFoundError("No module named 'clusterops_server'", name="clusterops_server")
+    assert _without_server(missing) == (
+        "serve needs the server, which is not installed: install clusterops-server "
+        "(pip install ./server in a clusterops checkout)"
+    )
+    # Installed but broken (a dependency missing): the import error itself, not "install it".
+    broken = ModuleNotFoundError("No module named 'sqlalchemy'", name="sqlalchemy")
+    assert _without_server(broken) == (
+        "serve needs the server, whose clusterops-server package cannot load: "
+        "No module named 'sqlalchemy'"
+    )

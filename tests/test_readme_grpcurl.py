@@ -17,6 +17,9 @@ from tests.test_grpcurl import grpcurl_binary
 from tests.test_server_process import running_server
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+
+# Real processes in real time: started first, so that no worker ends the run with them.
+pytestmark = pytest.mark.slow
 # Each block, and what its last steps show when they worked (a cancel landed mid-way...).
 SECTIONS = {
     "## Try it with grpcurl": "WORK_REQUEST_STATUS_CANCELED",

@@ -67,6 +67,7 @@ async def drain(call: Any) -> None:
         pass
 
 
+@pytest.mark.slow  # seconds of real time: started first
 async def test_sigterm_ends_watches_with_a_resume_point_and_exits_zero(tmp_path: Path) -> None:
     async with running_server(tmp_path / "s.db", "--demo", "--sim-step-seconds", "30") as server:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -87,6 +88,7 @@ async def test_sigterm_ends_watches_with_a_resume_point_and_exits_zero(tmp_path:
         assert await asyncio.wait_for(server.process.wait(), 30) == 0
 
 
+@pytest.mark.slow  # seconds of real time: started first
 async def test_sigkill_mid_operation_resumes_after_restart(tmp_path: Path) -> None:
     database = tmp_path / "k.db"
     async with running_server(database, "--demo", "--sim-step-seconds", "1") as server:
@@ -146,6 +148,7 @@ async def serve_exit(tmp_path: Path, *argv: str, **env: str) -> tuple[int, str]:
     return process.returncode or 0, stderr.decode()
 
 
+@pytest.mark.slow  # seconds of real time: started first
 async def test_a_second_server_on_a_busy_port_refuses_to_start(tmp_path: Path) -> None:
     async with running_server(tmp_path / "first.db", "--insecure-no-auth") as first:
         code, stderr = await serve_exit(tmp_path, "--port", str(first.port))

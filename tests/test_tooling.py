@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -92,3 +93,66 @@ def test_stale_check_notices_added_and_removed_files_of_both_languages(tmp_path:
         "not generated: clients/clusterops/v1/leftover_pb2.py",
         "not generated: clients/typescript/src/gen/clusterops/v1/leftover_pb.ts",
     ]
+
+
+def git(repo: Path, *argv: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *argv],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+def check_breaking(repo: Path) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "BREAKING_AGAINST"}
+    return subprocess.run(
+        ["scripts/check-breaking"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+    )
+
+
+PROTO = """syntax = "proto3";
+
+package demo.v1;
+
+message Thing {
+  string id = 1;
+%s}
+"""
+
+
+def test_breaking_check_compares_a_branch_with_where_it_left_main(tmp_path: Path) -> None:
+    """On a branch the base is the merge base; on main, the commit before (never main
+    against itself, which would check nothing)."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    (repo / "protos" / "demo" / "v1").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "check-breaking", repo / "scripts")
+    shutil.copy(ROOT / "buf.yaml", repo)
+    (repo / "node_modules").symlink_to(ROOT / "node_modules")
+    (repo / ".gitignore").write_text("node_modules\n")
+    proto = repo / "protos" / "demo" / "v1" / "thing.proto"
+    proto.write_text(PROTO % "  string name = 2;\n")
+    git(repo, "init", "--quiet", "--initial-branch=main")
+    git(repo, "add", ".")
+    git(repo, "commit", "--quiet", "-m", "a thing with a name")
+
+    git(repo, "checkout", "--quiet", "-b", "feature")
+    proto.write_text(PROTO % "")
+    git(repo, "commit", "--quiet", "-am", "the name goes")
+    git(repo, "commit", "--quiet", "--allow-empty", "-m", "something else")
+    broken = check_breaking(repo)
+    assert broken.returncode != 0, broken.stdout + broken.stderr
+    assert 'Previously present field "2" with name "name"' in broken.stdout, broken.stdout
+
+    git(repo, "checkout", "--quiet", "main")
+    git(repo, "merge", "--quiet", "--no-ff", "-m", "merge feature", "feature")
+    merged = check_breaking(repo)
+    assert merged.returncode != 0, merged.stdout + merged.stderr
+    assert "against HEAD^" in merged.stdout

@@ -14,16 +14,17 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 
-/** The repository root: the nearest directory above this file that holds pyproject.toml. */
+/** The repository root: the nearest directory above this file that holds buf.yaml (the
+ * Python SDK and server have pyproject.toml files of their own below it). */
 export const ROOT = ((): string => {
   for (
     let dir = dirname(fileURLToPath(import.meta.url));
     dir !== dirname(dir);
     dir = dirname(dir)
   ) {
-    if (existsSync(join(dir, "pyproject.toml"))) return dir;
+    if (existsSync(join(dir, "buf.yaml"))) return dir;
   }
-  throw new Error("no pyproject.toml above the tests: run them from the repository");
+  throw new Error("no buf.yaml above the tests: run them from the repository");
 })();
 export const PACKAGE_DIR = join(ROOT, "clients", "typescript");
 const PYTHON = process.env["CLUSTEROPS_PYTHON"] ?? join(ROOT, ".venv", "bin", "python");
