@@ -28,6 +28,7 @@ from clusterops.v1 import (
 from clusterops_server.app import App, ProviderFactory, ServerConfig
 from clusterops_server.clock import Clock, FakeClock
 from clusterops_server.domain.inventory import Cluster, ClusterState, MaintenanceWindow
+from clusterops_server.domain.plans import PlanCatalogue
 from clusterops_server.ids import IdKind, new_id
 from clusterops_server.providers.simulated import SimulatedProvider, SimulationSettings
 from clusterops_server.store.database import Database, default_sqlite_url
@@ -218,6 +219,9 @@ class HasStore(Protocol):
 
     @property
     def store(self) -> Store: ...
+
+    @property
+    def plans(self) -> PlanCatalogue: ...
 
 
 async def seed_cluster(

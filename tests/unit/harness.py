@@ -11,6 +11,7 @@ tests keep proving the wire.
 from __future__ import annotations
 
 from clusterops_server.clock import Clock, FakeClock
+from clusterops_server.domain.plans import PlanCatalogue
 from clusterops_server.domain.versions import VersionCatalogue
 from clusterops_server.engine.engine import Engine
 from clusterops_server.services.inventory import InventoryService
@@ -37,7 +38,8 @@ class Services:
         self.store = Store(self.database, clock)
         self.engine = IdleEngine(self.store, clock)
         self.versions = VersionCatalogue.load()
-        self.inventory = InventoryService(self.store, clock, self.engine, self.versions)
+        self.plans = PlanCatalogue.load()
+        self.inventory = InventoryService(self.store, clock, self.engine, self.versions, self.plans)
         self.upgrade_workflows = UpgradeWorkflowService(
             self.store, clock, self.engine, self.versions
         )
