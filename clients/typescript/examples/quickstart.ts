@@ -12,7 +12,7 @@ const created = await client.clusters.createCluster({
   name: `edge-${randomBytes(3).toString("hex")}`,
   kubernetesVersion: "v1.30.4",
   region: "eu-frankfurt-1",
-  plan: "standard",
+  plan: "aws",
 });
 await client.workRequests.waitSucceeded(created, { timeoutMs: 120_000 });
 const cluster = created.cluster!;

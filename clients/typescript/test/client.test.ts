@@ -56,7 +56,7 @@ function startCluster(via: ClusteropsClient): Promise<CreateClusterResponse> {
     name: `ts-${suffix()}`,
     kubernetesVersion: "v1.30.4",
     region: "eu-frankfurt-1",
-    plan: "standard",
+    plan: "aws",
   });
 }
 
