@@ -770,6 +770,7 @@ async def test_list_filters_by_cluster_compartment_and_phase_and_pages_newest_fi
     assert sorted(details_of(bad.value).fields) == [
         "cluster_id",
         "page_size",
+        "page_token",
         "phases[0]",
     ]
     first_page = await stubs.upgrade_workflows.ListUpgradeWorkflows(
