@@ -141,7 +141,7 @@ class Validator:
                 SignedToken.parse(token)
             except InvalidArgument as error:
                 self._absorb(error)
-                return PageRequest()
+                token = ""  # the size is still checked, so both problems are told at once
         try:
             return PageRequest.of(size, token, default=default, maximum=maximum)
         except InvalidArgument as error:
