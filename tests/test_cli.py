@@ -69,12 +69,17 @@ async def test_work_requests_list_prints_a_table_and_json(app: App, run: Run) ->
     by_id = {row.split()[0]: row.split() for row in rows}
     assert by_id[ok][1:4] == ["NODEPOOL_CREATE", "SUCCEEDED", "100"]
     assert by_id[failed][2] == "FAILED"
+    # The failure reason is on the row (the newest error), no second call needed.
+    assert header.split()[-2:] == ["LAST", "ERROR"]
+    assert by_id[failed][-1] == "NodePoolCreationFailed"
+    assert by_id[ok][-1] == "-"
 
     assert await run("wr", "list", "--status", "failed", "-o", "json") == 0
     listed = run.json()
     assert isinstance(listed, list)
     assert [item["id"] for item in listed] == [failed]
     assert listed[0]["status"] == "WORK_REQUEST_STATUS_FAILED"
+    assert listed[0]["last_error"]["code"] == "NodePoolCreationFailed"
 
 
 async def test_get_describes_one_resource_and_options_may_come_first(

@@ -41,6 +41,7 @@ COLUMNS: dict[type[Message], Sequence[tuple[str, str]]] = {
         ("ACCEPTED", "time_accepted"),
         ("FINISHED", "time_finished"),
         ("COMPARTMENT", "compartment_id"),
+        ("LAST ERROR", "last_error.code"),
     ),
     WorkRequestLogEntry: (("TIME", "timestamp"), ("MESSAGE", "message")),
     WorkRequestError: (("TIME", "timestamp"), ("CODE", "code"), ("MESSAGE", "message")),

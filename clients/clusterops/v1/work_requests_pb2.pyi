@@ -189,6 +189,7 @@ class WorkRequest(_message.Message):
     TIME_FINISHED_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """"wr-" followed by 20 lowercase hexadecimal digits."""
     compartment_id: _builtins.str
@@ -206,6 +207,12 @@ class WorkRequest(_message.Message):
     def time_finished(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def resources(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkRequestResource]: ...
+    @_builtins.property
+    def last_error(self) -> Global___WorkRequestError:
+        """The newest entry of its error list (unset while it has none), so a FAILED work
+        request arrives with its reason.
+        """
+
     def __init__(
         self,
         *,
@@ -219,10 +226,11 @@ class WorkRequest(_message.Message):
         time_finished: _timestamp_pb2.Timestamp | None = ...,
         resources: _abc.Iterable[Global___WorkRequestResource] | None = ...,
         revision: _builtins.int = ...,
+        last_error: Global___WorkRequestError | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["time_accepted", b"time_accepted", "time_finished", b"time_finished", "time_started", b"time_started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_error", b"last_error", "time_accepted", b"time_accepted", "time_finished", b"time_finished", "time_started", b"time_started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compartment_id", b"compartment_id", "id", b"id", "operation_type", b"operation_type", "percent_complete", b"percent_complete", "resources", b"resources", "revision", b"revision", "status", b"status", "time_accepted", b"time_accepted", "time_finished", b"time_finished", "time_started", b"time_started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compartment_id", b"compartment_id", "id", b"id", "last_error", b"last_error", "operation_type", b"operation_type", "percent_complete", b"percent_complete", "resources", b"resources", "revision", b"revision", "status", b"status", "time_accepted", b"time_accepted", "time_finished", b"time_finished", "time_started", b"time_started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

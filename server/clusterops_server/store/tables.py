@@ -162,6 +162,10 @@ class WorkRequestRow(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     run_after: Mapped[datetime] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer)
+    # The newest row of work_request_errors, kept here so reads need no second query.
+    last_error_code: Mapped[str | None] = mapped_column(String(64))
+    last_error_message: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_work_requests_runnable", "status", "run_after"),

@@ -34,6 +34,7 @@ from clusterops_server.clock import Clock
 from clusterops_server.domain.work_requests import (
     ErrorEntry,
     LogEntry,
+    StoredState,
     WorkRequest,
     WorkRequestResource,
 )
@@ -59,6 +60,7 @@ class _StagedEvent:
     resources: list[WorkRequestResource]
     logs: list[LogEntry]
     errors: list[ErrorEntry]
+    previous: StoredState | None
 
 
 class UnitOfWork:
@@ -86,9 +88,12 @@ class UnitOfWork:
         resources: Sequence[WorkRequestResource],
         logs: Sequence[LogEntry],
         errors: Sequence[ErrorEntry],
+        previous: StoredState | None,
     ) -> None:
         snapshot = replace(wr, resources=list(wr.resources))
-        self._staged.append(_StagedEvent(wr, snapshot, list(resources), list(logs), list(errors)))
+        self._staged.append(
+            _StagedEvent(wr, snapshot, list(resources), list(logs), list(errors), previous)
+        )
 
     async def commit(self) -> None:
         if self._staged:
@@ -109,7 +114,9 @@ class UnitOfWork:
                 revision,
                 event.work_request.id,
                 now,
-                event_payload(event.work_request, event.resources, event.logs, event.errors),
+                event_payload(
+                    event.work_request, event.resources, event.logs, event.errors, event.previous
+                ),
             )
         newest: dict[str, int] = {e.work_request.id: e.work_request.revision for e in staged}
         for work_request_id, revision in newest.items():

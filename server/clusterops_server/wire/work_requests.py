@@ -75,6 +75,7 @@ def work_request_to_proto(
             resource_to_proto(r) for r in (wr.resources if resources is None else resources)
         ],
         revision=wr.revision,
+        last_error=error_to_proto(wr.last_error) if wr.last_error else None,
     )
 
 
