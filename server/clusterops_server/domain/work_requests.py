@@ -208,6 +208,19 @@ class WorkRequestEvent:
 
 
 @dataclass(frozen=True)
+class WorkRequestSetEvent:
+    """One event of a filtered watch (WatchWorkRequests): a work request's snapshot or
+    change, or, with no `event`, the marker that the snapshot is complete at `revision`."""
+
+    revision: int
+    event: WorkRequestEvent | None
+    # The change took the work request out of the filter.
+    left_filter: bool = False
+    # False when the caller may list the work request but not read it: no logs or errors.
+    readable: bool = True
+
+
+@dataclass(frozen=True)
 class WorkRequestQuery:
     compartment_id: str = ""
     resource_id: str = ""

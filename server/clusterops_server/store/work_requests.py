@@ -331,6 +331,39 @@ class WorkRequestRepository:
         resources = await self._resources([r.id for r in rows.items])
         return Page([_to_domain(r, resources[r.id]) for r in rows.items], rows.next_page_token)
 
+    async def matching(
+        self, query: WorkRequestQuery, *, after: tuple[datetime, str] | None, limit: int
+    ) -> list[WorkRequest]:
+        """The next `limit` work requests of the query's set, oldest first, after the
+        (time_accepted, id) key `after`: a whole set read in batches (WatchWorkRequests)."""
+        stmt = self._query(query)
+        if after is not None:
+            accepted, wr_id = after
+            stmt = stmt.where(
+                or_(
+                    WorkRequestRow.accepted_at > accepted,
+                    and_(WorkRequestRow.accepted_at == accepted, WorkRequestRow.id > wr_id),
+                )
+            )
+        stmt = stmt.order_by(WorkRequestRow.accepted_at, WorkRequestRow.id).limit(limit)
+        rows = (await self.session.scalars(stmt)).all()
+        resources = await self._resources([r.id for r in rows])
+        return [_to_domain(r, resources[r.id]) for r in rows]
+
+    async def newest_logs(self, ids: Sequence[str]) -> dict[str, LogEntry]:
+        """Each work request's newest log entry, in one query for all of them."""
+        if not ids:
+            return {}
+        newest = (
+            select(func.max(WorkRequestLogRow.id))
+            .where(WorkRequestLogRow.work_request_id.in_(ids))
+            .group_by(WorkRequestLogRow.work_request_id)
+        )
+        rows = await self.session.scalars(
+            select(WorkRequestLogRow).where(WorkRequestLogRow.id.in_(newest))
+        )
+        return {r.work_request_id: LogEntry(r.message, r.logged_at) for r in rows}
+
     async def list_logs(self, work_request_id: str, page: PageRequest) -> Page[LogEntry]:
         return await paginate(
             self.session,
