@@ -13,6 +13,7 @@ import sys
 import pytest
 from clusterops.cli._output import Output
 from clusterops.cli._progress import Progress
+from clusterops.cli._table import LiveTable
 from clusterops.cli.main import check_server, main
 from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import App
@@ -472,3 +473,56 @@ def test_server_addresses_grpc_understands_are_accepted() -> None:
     for server in ("localhost:50051", "127.0.0.1:1", "[::1]:50051", "dns:///localhost:50051",
                    "unix:///run/clusterops.sock", "ipv4:127.0.0.1:50051"):  # fmt: skip
         check_server(server)
+
+
+async def test_watch_with_filters_shows_the_set_until_it_is_done(app: App, run: Run) -> None:
+    ok = await finished_pool(app)
+    failed = await finished_pool(app, fail=True)
+    args = ("wr", "watch", "--compartment", "dev", "--until-done")
+
+    assert await run(*args) == 4  # one of them FAILED
+    header, *rows = run.out.splitlines()
+    assert header.split() == ["ID", "OPERATION", "STATUS", "%", "LAST"]
+    by_id = {row.split()[0]: row for row in rows}
+    assert by_id[ok].split()[1:4] == ["NODEPOOL_CREATE", "SUCCEEDED", "100"]
+    assert "error NodePoolCreationFailed" in by_id[failed]
+
+    assert await run(*args, "--filter", "status = SUCCEEDED", "-o", "json") == 0
+    events = [json.loads(line) for line in run.out.splitlines()]
+    assert [e["event_type"] for e in events] == [
+        "WATCH_EVENT_TYPE_SNAPSHOT",
+        "WATCH_EVENT_TYPE_SYNCED",
+    ]
+    assert events[0]["work_request"]["id"] == ok
+
+    assert await run("wr", "watch", ok, "--filter", "status = FAILED") == 2
+
+
+def test_the_live_table_redraws_in_place_and_drops_what_leaves_the_set() -> None:
+    stream = io.StringIO()
+    table = LiveTable(Output("table", stream=stream), live=True)
+    wr = wr_pb.WorkRequest(
+        id="wr-1", status=wr_pb.WORK_REQUEST_STATUS_IN_PROGRESS, percent_complete=50
+    )
+    table(
+        wr_pb.WatchWorkRequestsResponse(event_type=wr_pb.WATCH_EVENT_TYPE_SNAPSHOT, work_request=wr)
+    )
+    table(wr_pb.WatchWorkRequestsResponse(revision=7, event_type=wr_pb.WATCH_EVENT_TYPE_SYNCED))
+    first = stream.getvalue()
+    assert first.startswith("\x1b[J")
+    assert "IN_PROGRESS" in first
+    assert first.count("\n") == 2  # header and one row
+
+    done = wr_pb.WorkRequest(id="wr-1", status=wr_pb.WORK_REQUEST_STATUS_SUCCEEDED)
+    table(
+        wr_pb.WatchWorkRequestsResponse(
+            revision=8,
+            event_type=wr_pb.WATCH_EVENT_TYPE_CHANGE,
+            work_request=done,
+            left_filter=True,
+        )
+    )
+    redrawn = stream.getvalue()[len(first) :]
+    assert redrawn.startswith("\x1b[2F\x1b[J")  # back up over the two lines drawn
+    assert "wr-1" not in redrawn
+    assert table.done

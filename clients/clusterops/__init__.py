@@ -49,6 +49,7 @@ from clusterops.v1.clusters_pb2 import Cluster, Node, NodePool
 from clusterops.v1.orchestrations_pb2 import Orchestration, OrchestrationOperation
 from clusterops.v1.upgrade_workflows_pb2 import KubernetesVersion, UpgradeWorkflow
 from clusterops.v1.work_requests_pb2 import WatchWorkRequestResponse as WatchEvent
+from clusterops.v1.work_requests_pb2 import WatchWorkRequestsResponse as WatchManyEvent
 from clusterops.v1.work_requests_pb2 import WorkRequest, WorkRequestError, WorkRequestLogEntry
 
 __all__ = [
@@ -102,6 +103,7 @@ __all__ = [
     "Unimplemented",
     "UpgradeWorkflow",
     "WatchEvent",
+    "WatchManyEvent",
     "WorkRequest",
     "WorkRequestError",
     "WorkRequestLogEntry",

@@ -33,6 +33,7 @@ from clusterops.cli._output import (
     addon_version_rows,
 )
 from clusterops.cli._progress import Progress, status_label
+from clusterops.cli._table import LiveTable
 
 Handler = Callable[[Client, argparse.Namespace, Output], int]
 T = TypeVar("T")
@@ -223,8 +224,30 @@ def wr_errors(client: Client, args: argparse.Namespace, out: Output) -> int:
     return _listed(WorkRequestError, items, args, out)
 
 
+_EXIT_USAGE = 2  # main.EXIT_USAGE (main imports this module)
+
+
 def wr_watch(client: Client, args: argparse.Namespace, out: Output) -> int:
-    return follow(client, args.work_request_id, args, out)
+    if args.work_request_id:
+        if args.filter or args.compartment or args.status or args.resource or args.until_done:
+            out.note("give a work request id, or filters, not both")
+            return _EXIT_USAGE
+        return follow(client, args.work_request_id, args, out)
+    table = LiveTable(out)
+    events = client.work_requests.watch_many(
+        compartment_id=args.compartment,
+        resource_id=args.resource,
+        resource_type=args.resource_type,
+        statuses=args.status,
+        filter=args.filter,
+        timeout=args.wait_timeout,
+    )
+    with events:
+        for event in events:
+            table(event)
+            if args.until_done and table.done:
+                return table.exit_code()
+    return 0
 
 
 def wr_cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -261,9 +284,23 @@ def add_work_requests(commands: Subparsers, leaf: Callable[..., argparse.Argumen
         verbs,
         "watch",
         wr_watch,
-        "follow a work request until it finishes (exit 0 SUCCEEDED, 4 FAILED, 5 CANCELED)",
+        "follow a work request until it finishes (exit 0 SUCCEEDED, 4 FAILED, 5 CANCELED), "
+        "or, given filters instead of an id, every matching work request as a live table",
     )
-    p.add_argument("work_request_id")
+    p.add_argument("work_request_id", nargs="?", default="")
+    p.add_argument("--compartment", default="")
+    p.add_argument("--resource", default="", help="only those affecting this resource id")
+    p.add_argument("--resource-type", default="", help="cluster, nodepool, addon, ...")
+    p.add_argument(
+        "--status", action="append", default=[], help="ACCEPTED, IN_PROGRESS, ... (repeatable)"
+    )
+    p.add_argument("--filter", default="", help='AIP-160, e.g. "status = IN_PROGRESS"')
+    p.add_argument(
+        "--until-done",
+        action="store_true",
+        help="with filters: stop once every matching work request has finished "
+        "(exit 4 if one FAILED)",
+    )
     _wait_timeout(p)
     p = leaf(verbs, "cancel", wr_cancel, "ask a work request to stop")
     p.add_argument("work_request_id")

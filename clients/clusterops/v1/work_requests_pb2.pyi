@@ -660,6 +660,7 @@ class WatchWorkRequestsRequest(_message.Message):
     STATUSES_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     AFTER_REVISION_FIELD_NUMBER: _builtins.int
+    WORK_REQUEST_IDS_FIELD_NUMBER: _builtins.int
     compartment_id: _builtins.str
     """Only work requests in this compartment."""
     resource_id: _builtins.str
@@ -676,6 +677,10 @@ class WatchWorkRequestsRequest(_message.Message):
     def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___WorkRequestStatus.ValueType]:
         """Only work requests in one of these statuses."""
 
+    @_builtins.property
+    def work_request_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these work requests (at most 1000), for a client waiting on several at once."""
+
     def __init__(
         self,
         *,
@@ -685,10 +690,11 @@ class WatchWorkRequestsRequest(_message.Message):
         statuses: _abc.Iterable[Global___WorkRequestStatus.ValueType] | None = ...,
         filter: _builtins.str = ...,
         after_revision: _builtins.int = ...,
+        work_request_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_revision", b"after_revision", "compartment_id", b"compartment_id", "filter", b"filter", "resource_id", b"resource_id", "resource_type", b"resource_type", "statuses", b"statuses"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_revision", b"after_revision", "compartment_id", b"compartment_id", "filter", b"filter", "resource_id", b"resource_id", "resource_type", b"resource_type", "statuses", b"statuses", "work_request_ids", b"work_request_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

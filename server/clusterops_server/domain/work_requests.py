@@ -227,6 +227,8 @@ class WorkRequestQuery:
     resource_type: EntityType | None = None
     statuses: frozenset[WorkRequestStatus] = frozenset()
     filter: Expression | None = None
+    # Only these work requests (none: any).
+    ids: frozenset[str] = frozenset()
     order: OrderBy = field(default_factory=lambda: OrderBy("time_accepted", True))
     # What the caller may see; None means everything.
     visibility: WorkRequestVisibility | None = None
@@ -241,6 +243,8 @@ class WorkRequestQuery:
         ):
             return False
         if self.compartment_id and wr.compartment_id != self.compartment_id:
+            return False
+        if self.ids and wr.id not in self.ids:
             return False
         if self.statuses and state.status not in self.statuses:
             return False
@@ -278,5 +282,6 @@ class WorkRequestQuery:
             self.resource_type,
             sorted(self.statuses),
             self.filter,
+            sorted(self.ids),
             self.order,
         )

@@ -300,6 +300,8 @@ class WorkRequestRepository:
             conditions.append(_visible(query.visibility))
         if query.compartment_id:
             conditions.append(WorkRequestRow.compartment_id == query.compartment_id)
+        if query.ids:
+            conditions.append(WorkRequestRow.id.in_(sorted(query.ids)))
         if query.statuses:
             conditions.append(WorkRequestRow.status.in_(sorted(s.value for s in query.statuses)))
         if query.resource_id or query.resource_type:

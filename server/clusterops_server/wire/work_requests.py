@@ -171,6 +171,19 @@ def _query(check: Validator, request: Any) -> WorkRequestQuery:
     )
 
 
+MAX_WATCHED_IDS = 1000
+
+
+def _work_request_ids(check: Validator, request: pb.WatchWorkRequestsRequest) -> frozenset[str]:
+    ids = list(request.work_request_ids)
+    if len(ids) > MAX_WATCHED_IDS:
+        check.fail("work_request_ids", f"at most {MAX_WATCHED_IDS}; watch by filter instead")
+        return frozenset()
+    for i, wr_id in enumerate(ids):
+        check.resource_id(f"work_request_ids[{i}]", wr_id, IdKind.WORK_REQUEST)
+    return frozenset(ids)
+
+
 def _work_request_id(request: Any) -> str:
     check = Validator()
     check.resource_id("work_request_id", request.work_request_id, IdKind.WORK_REQUEST)
@@ -260,7 +273,7 @@ class WorkRequestServicer(pb_grpc.WorkRequestServiceServicer):
         self, request: pb.WatchWorkRequestsRequest, context: Any
     ) -> AsyncIterator[pb.WatchWorkRequestsResponse]:
         check = Validator()
-        query = _query(check, request)
+        query = replace(_query(check, request), ids=_work_request_ids(check, request))
         if request.after_revision < 0:
             check.fail("after_revision", "must not be negative")
         check.check()
