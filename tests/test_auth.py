@@ -11,6 +11,7 @@ import grpc
 import pytest
 from clusterops.v1 import addons_pb2 as ad_pb
 from clusterops.v1 import clusters_pb2 as cl_pb
+from clusterops.v1 import notifications_pb2 as nt_pb
 from clusterops.v1 import orchestrations_pb2 as orc_pb
 from clusterops.v1 import upgrade_workflows_pb2 as uw_pb
 from clusterops.v1 import work_requests_pb2 as wr_pb
@@ -59,6 +60,8 @@ class Tenants:
     prod_orchestration: str
     dev_operation: str
     prod_operation: str
+    dev_subscription: str
+    prod_subscription: str
 
 
 @pytest.fixture
@@ -108,6 +111,15 @@ async def tenants(make_app: AppFactory) -> AsyncIterator[Tenants]:
             )
             made[f"{compartment}_orchestration"] = orchestration.orchestration.id
             made[f"{compartment}_operation"] = operations.data[0].id
+            subscription = await stubs.notifications.CreateSubscription(
+                nt_pb.CreateSubscriptionRequest(
+                    compartment_id=compartment,
+                    url="http://127.0.0.1:9/hook",  # nothing listens: deliveries just retry
+                    secret="s" * 16,
+                ),
+                metadata=metadata(f"{who}-token"),
+            )
+            made[f"{compartment}_subscription"] = subscription.subscription.id
         yield Tenants(app, stubs, **made)
 
 
@@ -198,6 +210,15 @@ CROSS_TENANT: dict[str, Call] = {
         s.work_requests.WatchWorkRequest(
             wr_pb.WatchWorkRequestRequest(work_request_id=t.prod_wr), metadata=md
         )
+    ),
+    "NotificationService/GetSubscription": lambda s, t, md: s.notifications.GetSubscription(
+        nt_pb.GetSubscriptionRequest(subscription_id=t.prod_subscription), metadata=md
+    ),
+    "NotificationService/DeleteSubscription": lambda s, t, md: s.notifications.DeleteSubscription(
+        nt_pb.DeleteSubscriptionRequest(subscription_id=t.prod_subscription), metadata=md
+    ),
+    "NotificationService/ResumeSubscription": lambda s, t, md: s.notifications.ResumeSubscription(
+        nt_pb.ResumeSubscriptionRequest(subscription_id=t.prod_subscription), metadata=md
     ),
     "ClusterService/GetCluster": lambda s, t, md: s.clusters.GetCluster(
         cl_pb.GetClusterRequest(cluster_id=t.prod_cluster), metadata=md
@@ -302,6 +323,12 @@ DENIED_IN_OTHER_COMPARTMENT: dict[str, Call] = {
         ),
         metadata=md,
     ),
+    "NotificationService/CreateSubscription": lambda s, t, md: s.notifications.CreateSubscription(
+        nt_pb.CreateSubscriptionRequest(
+            compartment_id="prod", url="https://hooks.example.com/x", secret="s" * 16
+        ),
+        metadata=md,
+    ),
     # Targets resolve only in the orchestration's own compartment, which must be allowed.
     "OrchestrationService/CreateOrchestration": lambda s, t, md: (
         s.orchestrations.CreateOrchestration(
@@ -325,6 +352,9 @@ LISTS: dict[str, Call] = {
     ),
     "WorkRequestService/WatchWorkRequests": lambda s, t, md: _watched_set(
         s.work_requests.WatchWorkRequests(wr_pb.WatchWorkRequestsRequest(), metadata=md)
+    ),
+    "NotificationService/ListSubscriptions": lambda s, t, md: s.notifications.ListSubscriptions(
+        nt_pb.ListSubscriptionsRequest(), metadata=md
     ),
     "ClusterService/ListClusters": lambda s, t, md: s.clusters.ListClusters(
         cl_pb.ListClustersRequest(), metadata=md

@@ -526,3 +526,33 @@ def test_the_live_table_redraws_in_place_and_drops_what_leaves_the_set() -> None
     assert redrawn.startswith("\x1b[2F\x1b[J")  # back up over the two lines drawn
     assert "wr-1" not in redrawn
     assert table.done
+
+
+async def test_subscriptions_create_list_get_and_delete_with_their_delivery_state(
+    app: App, run: Run
+) -> None:
+    created = await run(
+        "subscriptions", "create", "--compartment", "dev", "--url", "http://127.0.0.1:9/hook",
+        "--secret", "0123456789abcdef", "--filter", "status = FAILED", "-o", "json",
+    )  # fmt: skip
+    assert created == 0
+    subscription = run.json()
+    assert isinstance(subscription, dict)
+    assert subscription["state"] == "SUBSCRIPTION_STATE_ACTIVE"
+    assert "secret" not in subscription
+
+    assert await run("sub", "list", "--compartment", "dev") == 0
+    header, row = run.out.splitlines()
+    assert header.split()[:5] == ["ID", "STATE", "CURSOR", "LAST", "STATUS"]
+    assert row.split()[:2] == [subscription["id"], "ACTIVE"]
+    assert await run("sub", "get", subscription["id"]) == 0
+    assert "state: ACTIVE" in run.out
+    assert "delivery:" in run.out
+    assert await run("sub", "delete", subscription["id"]) == 0
+    assert await run("sub", "get", subscription["id"]) == 1
+    bad = await run(
+        "sub", "create", "--compartment", "dev", "--url", "http://example.com/", "--secret", "x"
+    )  # fmt: skip
+    assert bad == 1  # the server refused it
+    assert "url" in run.err
+    assert "secret" in run.err

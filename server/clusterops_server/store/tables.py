@@ -394,3 +394,37 @@ class OrchestrationOperationRow(Base):
         Index("ix_orchestration_operations_state", "orchestration_id", "state", "id"),
         Index("ix_orchestration_operations_due", "orchestration_id", "due_at", "id"),
     )
+
+
+# ---- webhook subscriptions (issue 15) ----
+
+
+class WebhookSubscriptionRow(Base):
+    """A webhook subscription, its durable delivery cursor and its delivery lease."""
+
+    __tablename__ = "webhook_subscriptions"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    compartment_id: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(String(256))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    resource_type: Mapped[str] = mapped_column(String(32))
+    statuses: Mapped[list[str]] = mapped_column(JSON)
+    filter: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    suspended_reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    cursor: Mapped[int] = mapped_column(BigInteger)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_webhook_subscriptions_listing", "compartment_id", "created_at", "id"),
+        Index("ix_webhook_subscriptions_state", "state", "lease_expires_at"),
+    )

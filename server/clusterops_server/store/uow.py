@@ -47,6 +47,7 @@ from clusterops_server.store.leases import LeaseRepository
 from clusterops_server.store.notify import announce
 from clusterops_server.store.orchestrations import OrchestrationRepository
 from clusterops_server.store.steps import StepRepository
+from clusterops_server.store.subscriptions import SubscriptionRepository
 from clusterops_server.store.tables import WorkRequestRow
 from clusterops_server.store.upgrade_workflows import UpgradeWorkflowRepository
 from clusterops_server.store.work_requests import WorkRequestRepository
@@ -78,6 +79,7 @@ class UnitOfWork:
         self.upgrade_workflows = UpgradeWorkflowRepository(self.session, self.dialect)
         self.addons = AddonRepository(self.session, self.dialect)
         self.orchestrations = OrchestrationRepository(self.session, self.dialect)
+        self.subscriptions = SubscriptionRepository(self.session)
         self._staged: list[_StagedEvent] = []
         self.committed_revision = 0
 

@@ -165,7 +165,7 @@ def _query(check: Validator, request: Any) -> WorkRequestQuery:
     return WorkRequestQuery(
         compartment_id=check.compartment("compartment_id", request.compartment_id, required=False),
         resource_id=check.text("resource_id", request.resource_id, limit=64),
-        resource_type=_entity_type(check, request.resource_type),
+        resource_type=parse_entity_type(check, request.resource_type),
         statuses=check.enums("statuses", request.statuses, STATUS),
         filter=check.filter(request.filter, FILTER_FIELDS),
     )
@@ -281,7 +281,7 @@ class WorkRequestServicer(pb_grpc.WorkRequestServiceServicer):
             yield self._set_changes.get(item)
 
 
-def _entity_type(check: Validator, value: str) -> EntityType | None:
+def parse_entity_type(check: Validator, value: str) -> EntityType | None:
     if not value:
         return None
     try:

@@ -1,4 +1,4 @@
-"""Events out: a work request's newest error kept on its row (issue 15).
+"""Events out (issue 15): a work request's newest error kept on its row; webhook subscriptions.
 
 Revision ID: 0006
 Revises: 0004
@@ -37,8 +37,42 @@ def upgrade() -> None:
         "WHERE e.work_request_id = work_requests.id)"
     )
 
+    op.create_table(
+        "webhook_subscriptions",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("compartment_id", sa.String(length=64), nullable=False),
+        sa.Column("url", sa.String(length=2048), nullable=False),
+        sa.Column("secret", sa.String(length=256), nullable=False),
+        sa.Column("resource_id", sa.String(length=64), nullable=False),
+        sa.Column("resource_type", sa.String(length=32), nullable=False),
+        sa.Column("statuses", sa.JSON(), nullable=False),
+        sa.Column("filter", sa.Text(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("suspended_reason", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("cursor", sa.BigInteger(), nullable=False),
+        sa.Column("last_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_status", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("failing_since", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("lease_owner", sa.String(length=64), nullable=True),
+        sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_subscriptions")),
+    )
+    op.create_index(
+        "ix_webhook_subscriptions_listing",
+        "webhook_subscriptions",
+        ["compartment_id", "created_at", "id"],
+    )
+    op.create_index(
+        "ix_webhook_subscriptions_state", "webhook_subscriptions", ["state", "lease_expires_at"]
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("webhook_subscriptions")
     with op.batch_alter_table("work_requests") as batch:
         batch.drop_column("last_error_at")
         batch.drop_column("last_error_message")
