@@ -8,8 +8,9 @@ work requests each). The same 100 streams watching a compartment with no work re
 in it give the streams' own cost; the difference, divided by the work requests watched,
 is what a watched work request costs. The server keeps no state per watched work
 request (each event says what it changed from), so what remains is the allocator's
-high-water mark from 100 snapshots sent at once; the count of Python objects the
-heap holds afterwards shows it. A bare grpc.aio server-streaming method (one
+high-water mark from 100 snapshots sent at once (lower when the streams open one
+after another, measured too); the count of Python objects the heap holds afterwards
+shows it. A bare grpc.aio server-streaming method (one
 queue per stream, as in bench/watch_fanout.py) measured in the same run shows what a
 stream costs at the least. Each server runs in a fresh process of its own, so none
 inherits memory another freed and the client's memory is not counted; the work
@@ -172,9 +173,12 @@ def _serve_clusterops(pipe: Any, database_url: str) -> None:
     asyncio.run(run())
 
 
-async def measure(server: _Server, requests: list[Any], bare: bool) -> tuple[float, int]:
-    """KiB the server retains for these streams once every one has synced (all open
-    at once), and how many more objects its Python heap then holds."""
+async def measure(
+    server: _Server, requests: list[Any], bare: bool, *, staggered: bool = False
+) -> tuple[float, int]:
+    """KiB the server retains for these streams once every one has synced (opened all at
+    once, or `staggered`: each once the one before has synced), and how many more
+    objects its Python heap then holds."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
         method: Callable[[Any], Any]
         if bare:
@@ -191,8 +195,14 @@ async def measure(server: _Server, requests: list[Any], bare: bool) -> tuple[flo
         warm.cancel()
         before = await asyncio.to_thread(server.ask, "rss")
         objects = await asyncio.to_thread(server.ask, "objects")
-        calls = [method(r) for r in requests]
-        await open_streams(calls)
+        calls = []
+        if staggered:
+            for request in requests:
+                calls.append(method(request))
+                await open_streams(calls[-1:])
+        else:
+            calls = [method(r) for r in requests]
+            await open_streams(calls)
         grown = await asyncio.to_thread(server.ask, "rss") - before
         objects = await asyncio.to_thread(server.ask, "objects") - objects
         for call in calls:
@@ -217,6 +227,9 @@ def main(work_requests: int, streams: int, store: str) -> None:
         full, full_objects = asyncio.run(measure(server, sets, False))
         idle_queries = server.ask("idle")
         server.stop()
+        server = _Server(_serve_clusterops, url)
+        staggered, _ = asyncio.run(measure(server, sets, False, staggered=True))
+        server.stop()
     each = work_requests // streams
     print(f"work requests watched: {work_requests} through {streams} streams  store: {store}")
     print("server memory retained (KiB per stream):")
@@ -225,6 +238,8 @@ def main(work_requests: int, streams: int, store: str) -> None:
     print(f"  WatchWorkRequests, {each} each         {full / streams:10.2f}")
     per_wr = (full - empty) * 1024 / work_requests
     print(f"per watched work request              {per_wr:10.0f} bytes above the streams' own cost")
+    per_wr_staggered = (staggered - empty) * 1024 / work_requests
+    print(f"  with streams opened one after another {per_wr_staggered:8.0f} bytes")
     objects = (full_objects - empty_objects) / work_requests
     print(f"  Python objects held per work request  {objects:10.2f}")
     print(f"store queries/s while idle            {idle_queries:10.2f}")
