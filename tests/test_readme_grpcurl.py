@@ -23,6 +23,7 @@ SECTIONS = {
     "## Upgrade a cluster (upgrade workflows)": "UPGRADE_WORKFLOW_PHASE_CANCEL",
     "## Upgrade a fleet (orchestrations)": "ORCHESTRATION_STATE_CANCEL",
     "## Add-ons": "WORK_REQUEST_OPERATION_TYPE_DISABLE_ADDON",
+    "## Events out: many work requests, failure reasons, webhooks": "WATCH_EVENT_TYPE_SYNCED",
 }
 
 

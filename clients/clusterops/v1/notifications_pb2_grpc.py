@@ -92,7 +92,7 @@ class NotificationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteSubscription(self, request, context):
-        """Deletes a subscription; no delivery starts after this returns.
+        """Deletes a subscription; its deliveries stop (one under way may still land).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -43,7 +43,7 @@ class NotificationServiceStub:
     ListSubscriptions: _grpc.UnaryUnaryMultiCallable[_notifications_pb2.ListSubscriptionsRequest, _notifications_pb2.ListSubscriptionsResponse]
     """Lists the subscriptions of a compartment (or every one the caller may see)."""
     DeleteSubscription: _grpc.UnaryUnaryMultiCallable[_notifications_pb2.DeleteSubscriptionRequest, _notifications_pb2.DeleteSubscriptionResponse]
-    """Deletes a subscription; no delivery starts after this returns."""
+    """Deletes a subscription; its deliveries stop (one under way may still land)."""
     ResumeSubscription: _grpc.UnaryUnaryMultiCallable[_notifications_pb2.ResumeSubscriptionRequest, _notifications_pb2.ResumeSubscriptionResponse]
     """Resumes a SUSPENDED subscription from its cursor. If the events after the cursor
     have been compacted it answers OUT_OF_RANGE, unless `from_head` accepts the gap.
@@ -64,7 +64,7 @@ class NotificationServiceAsyncStub(NotificationServiceStub):
     ListSubscriptions: _aio.UnaryUnaryMultiCallable[_notifications_pb2.ListSubscriptionsRequest, _notifications_pb2.ListSubscriptionsResponse]  # type: ignore[assignment]
     """Lists the subscriptions of a compartment (or every one the caller may see)."""
     DeleteSubscription: _aio.UnaryUnaryMultiCallable[_notifications_pb2.DeleteSubscriptionRequest, _notifications_pb2.DeleteSubscriptionResponse]  # type: ignore[assignment]
-    """Deletes a subscription; no delivery starts after this returns."""
+    """Deletes a subscription; its deliveries stop (one under way may still land)."""
     ResumeSubscription: _aio.UnaryUnaryMultiCallable[_notifications_pb2.ResumeSubscriptionRequest, _notifications_pb2.ResumeSubscriptionResponse]  # type: ignore[assignment]
     """Resumes a SUSPENDED subscription from its cursor. If the events after the cursor
     have been compacted it answers OUT_OF_RANGE, unless `from_head` accepts the gap.
@@ -106,7 +106,7 @@ class NotificationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _notifications_pb2.DeleteSubscriptionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_notifications_pb2.DeleteSubscriptionResponse, _abc.Awaitable[_notifications_pb2.DeleteSubscriptionResponse]]:
-        """Deletes a subscription; no delivery starts after this returns."""
+        """Deletes a subscription; its deliveries stop (one under way may still land)."""
 
     @_abc_1.abstractmethod
     def ResumeSubscription(
