@@ -45,6 +45,10 @@ class Receiver:
         self.refused = 0
         self.fail_next = 0
         self.bad_signatures = 0
+        # While set, every request waits for it to clear (a receiver that hangs).
+        self.stalled = threading.Event()
+        self.released = threading.Event()
+        self.held = threading.Event()  # a request is waiting
         self.lock = threading.Lock()
         self.server: ThreadingHTTPServer | None = None
         self.port = 0
@@ -56,6 +60,9 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.stalled.is_set():
+                    receiver.held.set()
+                    receiver.released.wait(10)
                 expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
                 with receiver.lock:
                     if not hmac.compare_digest(
@@ -292,6 +299,25 @@ async def test_subscriptions_are_listed_deleted_and_refuse_plain_http_to_other_h
                 nt_pb.GetSubscriptionRequest(subscription_id=sub.id)
             )
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_receiver_that_hangs_slows_neither_watches_nor_operations(
+    make_app: AppFactory, clock: FakeClock, receiver: Receiver
+) -> None:
+    app = await make_app(**HOOKS)
+    sub = await create(app, url=receiver.url)
+    receiver.stalled.set()
+    started = asyncio.get_running_loop().time()
+    # Operations run and their watches end while a delivery hangs on the receiver.
+    await node_pools(app, "dev", 2)
+    assert asyncio.get_running_loop().time() - started < 5
+    assert await asyncio.to_thread(receiver.held.wait, 5)  # a delivery was hanging throughout
+    assert receiver.revisions() == []
+    receiver.released.set()
+    expected = await dev_history(app, sub.delivery.cursor_revision)
+    await drive(clock, lambda: receiver.revisions()[-1:] == expected[-1:])
+    seen = receiver.revisions()
+    assert [r for i, r in enumerate(seen) if i == 0 or r != seen[i - 1]] == expected
 
 
 @pytest.mark.parametrize("db_backend", ["postgresql"])
