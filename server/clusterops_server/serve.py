@@ -15,6 +15,7 @@ from clusterops_server.app import App, CannotListen, ServerConfig, TlsConfig
 from clusterops_server.auth.tokens import TokenStore
 from clusterops_server.demo import seed_demo_fleet
 from clusterops_server.domain.addons import ReconcileSettings
+from clusterops_server.domain.notifications import WebhookSettings
 from clusterops_server.domain.upgrade_workflows import UpgradeSettings
 from clusterops_server.engine.context import EngineSettings
 from clusterops_server.providers.simulated import SimulationSettings
@@ -178,6 +179,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="when the work request of an add-on that has not recovered FAILS (checks go on) "
         "(env CLUSTEROPS_ADDON_WORK_REQUEST_TIMEOUT_MINUTES; default 30)",
     )
+    hooks = WebhookSettings()
+    parser.add_argument(
+        "--webhook-suspend-after-hours",
+        type=float,
+        default=env("CLUSTEROPS_WEBHOOK_SUSPEND_AFTER_HOURS", _in(hooks.suspend_after, hours=1)),
+        help="suspend a webhook subscription whose deliveries have failed this long "
+        "(env CLUSTEROPS_WEBHOOK_SUSPEND_AFTER_HOURS; default 24)",
+    )
+    parser.add_argument(
+        "--webhook-max-backoff-seconds",
+        type=float,
+        default=env("CLUSTEROPS_WEBHOOK_MAX_BACKOFF_SECONDS", _in(hooks.max_backoff, seconds=1)),
+        help="the longest wait between retries of a failed delivery "
+        "(env CLUSTEROPS_WEBHOOK_MAX_BACKOFF_SECONDS; default 300)",
+    )
     parser.add_argument(
         "--log-level",
         type=str.upper,
@@ -224,6 +240,15 @@ def _tokens(args: argparse.Namespace) -> TokenStore | None:
     )
 
 
+def _webhooks(args: argparse.Namespace) -> WebhookSettings:
+    if args.webhook_suspend_after_hours <= 0 or args.webhook_max_backoff_seconds <= 0:
+        raise ConfigError("webhook durations must be positive")
+    return WebhookSettings(
+        suspend_after=timedelta(hours=args.webhook_suspend_after_hours),
+        max_backoff=timedelta(seconds=args.webhook_max_backoff_seconds),
+    )
+
+
 def _reconcile(args: argparse.Namespace) -> ReconcileSettings:
     for flag in (
         "addon_check_hours",
@@ -266,6 +291,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
             pre_check_validity=timedelta(minutes=args.pre_check_validity_minutes)
         ),
         reconcile=_reconcile(args),
+        webhooks=_webhooks(args),
         addon_catalogue_path=Path(args.addon_catalogue) if args.addon_catalogue else None,
     )
 
