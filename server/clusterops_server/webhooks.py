@@ -74,6 +74,8 @@ class WebhookDispatcher:
         self.poll_seconds = poll_seconds
         self.rng = rng or random.Random()
         self.workers: dict[str, asyncio.Task[None]] = {}
+        # When each held lease was last renewed (on the injectable clock).
+        self._renewed: dict[str, datetime] = {}
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
@@ -112,6 +114,11 @@ class WebhookDispatcher:
 
     async def _claim(self) -> None:
         now = self.clock.now()
+        # A read first: an idle replica looks for work without taking the write lock.
+        async with self.store.read() as uow:
+            claimable = await uow.subscriptions.claimable(self.owner, now, limit=100)
+        if not set(claimable) - {i for i, t in self.workers.items() if not t.done()}:
+            return
         async with self.store.write() as uow:
             claimed = await uow.subscriptions.claim(
                 self.owner, now, now + self.settings.lease, limit=100
@@ -139,13 +146,21 @@ class WebhookDispatcher:
         """One round: renew the lease, then wait, skip or deliver one event. False when
         this replica should stop delivering the subscription."""
         now = self.clock.now()
-        async with self.store.write() as uow:
-            sub = await uow.subscriptions.get(subscription_id)
-            held = sub is not None and await uow.subscriptions.renew(
-                subscription_id, self.owner, now + self.settings.lease
-            )
-            await uow.commit()
+        renewed = self._renewed.get(subscription_id)
+        if renewed is None or now - renewed >= self.settings.lease / 3:
+            async with self.store.write() as uow:
+                sub = await uow.subscriptions.get(subscription_id)
+                held = sub is not None and await uow.subscriptions.renew(
+                    subscription_id, self.owner, now + self.settings.lease
+                )
+                await uow.commit()
+            self._renewed[subscription_id] = now
+        else:
+            async with self.store.read() as uow:
+                sub = await uow.subscriptions.get(subscription_id)
+            held = sub is not None and sub.owner == self.owner
         if sub is None or not held or sub.state is not SubscriptionState.ACTIVE:
+            self._renewed.pop(subscription_id, None)
             return False
         # Sleep in pieces shorter than the lease, renewing it between them.
         renew_by = now + self.settings.lease / 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clusterops_server.domain.listing import Page, PageRequest, fingerprint
@@ -57,6 +57,10 @@ def _state_values(sub: Subscription) -> dict[str, object]:
         "failing_since": d.failing_since,
         "next_attempt_at": d.next_attempt,
     }
+
+
+def _free(owner: str, now: datetime) -> ColumnElement[bool]:
+    return or_(Row.lease_owner.is_(None), Row.lease_expires_at < now, Row.lease_owner == owner)
 
 
 class SubscriptionRepository:
@@ -115,6 +119,19 @@ class SubscriptionRepository:
             stmt = stmt.where(Row.lease_owner == owner)
         result = await self.session.execute(stmt.values(**_state_values(sub)))
         return bool(getattr(result, "rowcount", 1))
+
+    async def claimable(self, owner: str, now: datetime, limit: int) -> list[str]:
+        """ACTIVE subscriptions no live lease holds, or that `owner` holds."""
+        return list(
+            (
+                await self.session.scalars(
+                    select(Row.id)
+                    .where(Row.state == SubscriptionState.ACTIVE.value, _free(owner, now))
+                    .order_by(Row.id)
+                    .limit(limit)
+                )
+            ).all()
+        )
 
     async def claim(self, owner: str, now: datetime, until: datetime, limit: int) -> list[str]:
         """Lease up to `limit` ACTIVE subscriptions that no live lease holds (or that
