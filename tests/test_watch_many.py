@@ -215,6 +215,17 @@ async def watch_the_mix(watch_app: App, work_app: App, disconnects: int) -> None
             ids = await start_mix(work_app, via_work)
             for wr_id in ids:
                 await finished(via_work, wr_id)
+            # A disruption that lands while events are queued for the stream lets them
+            # drain first, so the mix may run out before every disconnect happened:
+            # more changes until it has (a bounded few).
+            for _ in range(disconnects):
+                if dropped >= disconnects:
+                    break
+                extra = await seed_cluster(work_app, compartment="dev")
+                more = await via_work.clusters.CreateNodePool(
+                    cl_pb.CreateNodePoolRequest(cluster_id=extra.id, name="more", node_count=1)
+                )
+                await finished(via_work, more.work_request.id)
             async with work_app.store.read() as uow:
                 head = (await uow.events.revision_range()).head
             expected = await expected_changes(work_app, watcher.synced_at, head)
