@@ -263,10 +263,11 @@ class AsyncWorkRequests:
         metadata: Metadata = (),
         retry: Retry = DEFAULT,
     ) -> dict[str, pb.WorkRequest]:
-        """Wait until every one of these work requests has finished, through one stream;
-        return each as it ended (SUCCEEDED, FAILED with its `last_error`, or CANCELED), by
-        id in the order given. Raises NotFound naming the ids that do not exist (or that
-        you may not see), DeadlineExceeded after `timeout` seconds (None: no limit).
+        """Wait until every one of these work requests (at most 1000) has finished, through
+        one stream; return each as it ended (SUCCEEDED, FAILED with its `last_error`, or
+        CANCELED), by id in the order given. Raises NotFound naming the ids that do not
+        exist (or that you may not see), DeadlineExceeded after `timeout` seconds (None:
+        no limit).
         """
         ids = list(dict.fromkeys(work_request_ids))
         latest: dict[str, pb.WorkRequest] = {}
