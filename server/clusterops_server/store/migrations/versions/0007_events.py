@@ -1,7 +1,7 @@
 """Events out (issue 15): a work request's newest error kept on its row; webhook subscriptions.
 
-Revision ID: 0006
-Revises: 0004
+Revision ID: 0007
+Revises: 0004 (main has 0005 and 0006 since this branch began: re-chain after 0006)
 Create Date: 2026-12-05 08:00:00.000000
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
+revision: str = "0007"
 down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
