@@ -9,6 +9,9 @@ LOCKS := pyproject.toml clients/pyproject.toml server/pyproject.toml constraints
 	package.json package-lock.json
 INSTALLED := $(VENV)/.installed-$(shell cat $(LOCKS) | cksum | cut -d' ' -f1)
 
+.PHONY: install gen fmt lint typecheck postgres test serve breaking clean \
+	bench bench-watch bench-watch-many bench-engine bench-orchestration
+
 install: $(INSTALLED)
 
 # Two editable distributions (clients/: the SDK and CLI; server/: the server) and the
@@ -59,12 +62,16 @@ serve: install
 	$(BIN)/clusterops serve --demo
 
 # Benchmarks (a couple of minutes; numbers depend on the machine, compare within a run).
-bench: bench-watch bench-engine bench-orchestration
+bench: bench-watch bench-watch-many bench-engine bench-orchestration
 
 # Watch fan-out against a bare grpc.aio stream: memory per watch, latency, idle queries.
 bench-watch: install postgres
 	$(PY) -m bench.watch_fanout --watchers 500
 	$(PY) -m bench.watch_fanout --watchers 500 --store postgresql
+
+# WatchWorkRequests: server memory per watched work request (10,000 through 100 streams).
+bench-watch-many: install
+	$(PY) -m bench.watch_many
 
 # Operations per second the engine drives with zero-time steps, SQLite vs PostgreSQL.
 bench-engine: install postgres

@@ -21,6 +21,7 @@ import pytest
 from clusterops.v1 import (
     addons_pb2_grpc,
     clusters_pb2_grpc,
+    notifications_pb2_grpc,
     orchestrations_pb2_grpc,
     upgrade_workflows_pb2_grpc,
     work_requests_pb2_grpc,
@@ -148,6 +149,7 @@ class Stubs:
         self.upgrade_workflows = upgrade_workflows_pb2_grpc.UpgradeWorkflowServiceStub(channel)
         self.addons = addons_pb2_grpc.AddonServiceStub(channel)
         self.orchestrations = orchestrations_pb2_grpc.OrchestrationServiceStub(channel)
+        self.notifications = notifications_pb2_grpc.NotificationServiceStub(channel)
 
 
 @pytest.fixture

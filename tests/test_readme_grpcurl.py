@@ -32,6 +32,7 @@ SECTIONS = {
         '"plan_id": "ca6e5357-707f-4565-bbbd-b3ab732597c6"'
     ),
     "### CCE: an upgrade without a snapshot": '"phase": "UPGRADE_WORKFLOW_PHASE_PENDING"',
+    "## Events out: many work requests, failure reasons, webhooks": "WATCH_EVENT_TYPE_SYNCED",
 }
 
 

@@ -19,6 +19,7 @@ from clusterops.v1 import clusters_pb2 as cl_pb
 from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import ServerConfig
 from clusterops_server.domain.addons import ReconcileSettings
+from clusterops_server.domain.notifications import WebhookSettings
 from clusterops_server.serve import ConfigError, add_arguments, config_from
 
 from tests.conftest import Stubs
@@ -206,3 +207,20 @@ def test_addon_reconcile_flags_and_environment_reach_the_config(
         config("--addon-attention-growth", "0.5")
     with pytest.raises(ConfigError, match="--addon-check-hours must be positive"):
         config("--addon-check-hours", "0")
+
+
+def test_webhook_flags_and_environment_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    def config(*argv: str) -> ServerConfig:
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        return config_from(parser.parse_args(["--insecure-no-auth", *argv]))
+
+    assert config().webhooks == WebhookSettings()
+    monkeypatch.setenv("CLUSTEROPS_WEBHOOK_SUSPEND_AFTER_HOURS", "2")
+    settings = config("--webhook-max-backoff-seconds", "60").webhooks
+    assert (settings.suspend_after, settings.max_backoff) == (
+        timedelta(hours=2),
+        timedelta(seconds=60),
+    )
+    with pytest.raises(ConfigError):
+        config("--webhook-suspend-after-hours", "0")

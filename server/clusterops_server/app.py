@@ -20,6 +20,8 @@ from clusterops.v1 import (
     addons_pb2_grpc,
     clusters_pb2,
     clusters_pb2_grpc,
+    notifications_pb2,
+    notifications_pb2_grpc,
     orchestrations_pb2,
     orchestrations_pb2_grpc,
     upgrade_workflows_pb2,
@@ -35,6 +37,8 @@ from clusterops_server.auth.tokens import TokenStore
 from clusterops_server.clock import Clock, SystemClock
 from clusterops_server.domain.addon_catalogue import CatalogueFile
 from clusterops_server.domain.addons import ReconcileSettings
+from clusterops_server.domain.filtering import parse_filter
+from clusterops_server.domain.notifications import WebhookSettings
 from clusterops_server.domain.orchestrations import OrchestrationSettings
 from clusterops_server.domain.plans import PlanCatalogue
 from clusterops_server.domain.upgrade_workflows import UpgradeSettings
@@ -58,6 +62,7 @@ from clusterops_server.providers.simulated import SimulatedProvider, SimulationS
 from clusterops_server.services.addons import AddonService
 from clusterops_server.services.idempotency import RETENTION
 from clusterops_server.services.inventory import InventoryService
+from clusterops_server.services.notifications import NotificationService
 from clusterops_server.services.orchestrations import OrchestrationService
 from clusterops_server.services.upgrade_workflows import UpgradeWorkflowService
 from clusterops_server.services.work_requests import WorkRequestService
@@ -66,12 +71,14 @@ from clusterops_server.store.migrate import upgrade_to_head
 from clusterops_server.store.notify import CommitListener
 from clusterops_server.store.uow import Store
 from clusterops_server.watch import WatchHub
+from clusterops_server.webhooks import WebhookDispatcher
 from clusterops_server.wire.addons import AddonServicer
 from clusterops_server.wire.clusters import ClusterServicer
 from clusterops_server.wire.guard import MAX_REQUEST_BYTES, GuardInterceptor
+from clusterops_server.wire.notifications import NotificationServicer, cloud_event
 from clusterops_server.wire.orchestrations import OrchestrationServicer
 from clusterops_server.wire.upgrade_workflows import UpgradeWorkflowServicer
-from clusterops_server.wire.work_requests import WorkRequestServicer
+from clusterops_server.wire.work_requests import FILTER_FIELDS, WorkRequestServicer
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +93,7 @@ SERVICE_NAMES = (
     upgrade_workflows_pb2.DESCRIPTOR.services_by_name["UpgradeWorkflowService"].full_name,
     addons_pb2.DESCRIPTOR.services_by_name["AddonService"].full_name,
     orchestrations_pb2.DESCRIPTOR.services_by_name["OrchestrationService"].full_name,
+    notifications_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
 )
 
 
@@ -139,6 +147,9 @@ class ServerConfig:
     # reconciliation another replica left, or one that failed without closing).
     reconciler_poll_seconds: float = 10.0
     orchestrations: OrchestrationSettings = field(default_factory=OrchestrationSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    # In real time: how often webhook deliveries look for work they were not woken for.
+    webhook_poll_seconds: float = 1.0
 
 
 ProviderFactory = Callable[[Store, Clock], Provider]
@@ -220,6 +231,22 @@ class App:
         self.orchestrations = OrchestrationService(
             self.store, self.clock, self.engine, self.versions
         )
+        self.notifications = NotificationService(
+            self.store,
+            self.clock,
+            lambda text: parse_filter(text, FILTER_FIELDS),
+            wake=lambda: self.webhooks.wake(),
+        )
+        self.webhooks = WebhookDispatcher(
+            self.store,
+            self.clock,
+            config.webhooks,
+            owner=self.engine.owner,
+            render=cloud_event,
+            query_of=self.notifications.query_of,
+            poll_seconds=config.webhook_poll_seconds,
+        )
+        self.store.on_commit(self.webhooks.wake)
         self.health = health_aio.HealthServicer()
         self.metrics = Metrics()
         self.metrics.gauge(
@@ -265,6 +292,7 @@ class App:
         await self.hub.start()
         await self.engine.start()
         await self.reconciler.start()
+        await self.webhooks.start()
         await server.start()
         self.server = server
         for name in ("", *SERVICE_NAMES):
@@ -299,6 +327,9 @@ class App:
         orchestrations_pb2_grpc.add_OrchestrationServiceServicer_to_server(
             OrchestrationServicer(self.orchestrations), server
         )
+        notifications_pb2_grpc.add_NotificationServiceServicer_to_server(
+            NotificationServicer(self.notifications), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (
@@ -322,6 +353,7 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
         await self.reconciler.stop()
+        await self.webhooks.stop()
         await self.engine.stop()
         self.metrics.close()
         if self.commit_listener is not None:

@@ -19,6 +19,7 @@ from clusterops_server.auth.tokens import TokenStore
 from clusterops_server.demo import seed_demo_fleet
 from clusterops_server.domain.addon_catalogue import AddonCatalogue
 from clusterops_server.domain.addons import ReconcileSettings
+from clusterops_server.domain.notifications import WebhookSettings
 from clusterops_server.domain.upgrade_workflows import UpgradeSettings
 from clusterops_server.engine.context import EngineSettings
 from clusterops_server.providers.simulated import SimulationSettings
@@ -190,6 +191,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="when the work request of an add-on that has not recovered FAILS (checks go on) "
         "(env CLUSTEROPS_ADDON_WORK_REQUEST_TIMEOUT_MINUTES; default 30)",
     )
+    hooks = WebhookSettings()
+    parser.add_argument(
+        "--webhook-suspend-after-hours",
+        type=float,
+        default=env("CLUSTEROPS_WEBHOOK_SUSPEND_AFTER_HOURS", _in(hooks.suspend_after, hours=1)),
+        help="suspend a webhook subscription whose deliveries have failed this long "
+        "(env CLUSTEROPS_WEBHOOK_SUSPEND_AFTER_HOURS; default 24)",
+    )
+    parser.add_argument(
+        "--webhook-max-backoff-seconds",
+        type=float,
+        default=env("CLUSTEROPS_WEBHOOK_MAX_BACKOFF_SECONDS", _in(hooks.max_backoff, seconds=1)),
+        help="the longest wait between retries of a failed delivery "
+        "(env CLUSTEROPS_WEBHOOK_MAX_BACKOFF_SECONDS; default 300)",
+    )
     parser.add_argument(
         "--log-level",
         type=str.upper,
@@ -273,6 +289,13 @@ def _port(value: int | None, name: str) -> None:
         raise ConfigError(f"{_flag(name)} must be a port from 0 to 65535, not {value}")
 
 
+def _webhooks(args: argparse.Namespace) -> WebhookSettings:
+    return WebhookSettings(
+        suspend_after=timedelta(hours=_number(args, "webhook_suspend_after_hours")),
+        max_backoff=timedelta(seconds=_number(args, "webhook_max_backoff_seconds")),
+    )
+
+
 def _reconcile(args: argparse.Namespace) -> ReconcileSettings:
     for flag in (
         "addon_check_hours",
@@ -348,6 +371,7 @@ def config_from(args: argparse.Namespace, *, now: datetime | None = None) -> Ser
             pre_check_validity=timedelta(minutes=_number(args, "pre_check_validity_minutes"))
         ),
         reconcile=_reconcile(args),
+        webhooks=_webhooks(args),
         addon_catalogue_path=_catalogue(args),
     )
 

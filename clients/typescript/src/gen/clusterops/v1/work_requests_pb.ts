@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file clusterops/v1/work_requests.proto.
  */
 export const file_clusterops_v1_work_requests: GenFile = /*@__PURE__*/
-  fileDesc("CiFjbHVzdGVyb3BzL3YxL3dvcmtfcmVxdWVzdHMucHJvdG8SDWNsdXN0ZXJvcHMudjEilQEKE1dvcmtSZXF1ZXN0UmVzb3VyY2USEwoLZW50aXR5X3R5cGUYASABKAkSQQoLYWN0aW9uX3R5cGUYAiABKA4yLC5jbHVzdGVyb3BzLnYxLldvcmtSZXF1ZXN0UmVzb3VyY2VBY3Rpb25UeXBlEhIKCmlkZW50aWZpZXIYAyABKAkSEgoKZW50aXR5X3VyaRgEIAEoCSKfAwoLV29ya1JlcXVlc3QSCgoCaWQYASABKAkSFgoOY29tcGFydG1lbnRfaWQYAiABKAkSPwoOb3BlcmF0aW9uX3R5cGUYAyABKA4yJy5jbHVzdGVyb3BzLnYxLldvcmtSZXF1ZXN0T3BlcmF0aW9uVHlwZRIwCgZzdGF0dXMYBCABKA4yIC5jbHVzdGVyb3BzLnYxLldvcmtSZXF1ZXN0U3RhdHVzEhgKEHBlcmNlbnRfY29tcGxldGUYBSABKAISMQoNdGltZV9hY2NlcHRlZBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMdGltZV9zdGFydGVkGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg10aW1lX2ZpbmlzaGVkGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1CglyZXNvdXJjZXMYCSADKAsyIi5jbHVzdGVyb3BzLnYxLldvcmtSZXF1ZXN0UmVzb3VyY2USEAoIcmV2aXNpb24YCiABKAMiYAoQV29ya1JlcXVlc3RFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkSLQoJdGltZXN0YW1wGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJVChNXb3JrUmVxdWVzdExvZ0VudHJ5Eg8KB21lc3NhZ2UYASABKAkSLQoJdGltZXN0YW1wGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIwChVHZXRXb3JrUmVxdWVzdFJlcXVlc3QSFwoPd29ya19yZXF1ZXN0X2lkGAEgASgJIkoKFkdldFdvcmtSZXF1ZXN0UmVzcG9uc2USMAoMd29ya19yZXF1ZXN0GAEgASgLMhouY2x1c3Rlcm9wcy52MS5Xb3JrUmVxdWVzdCLaAQoXTGlzdFdvcmtSZXF1ZXN0c1JlcXVlc3QSFgoOY29tcGFydG1lbnRfaWQYASABKAkSEwoLcmVzb3VyY2VfaWQYAiABKAkSFQoNcmVzb3VyY2VfdHlwZRgDIAEoCRIyCghzdGF0dXNlcxgEIAMoDjIgLmNsdXN0ZXJvcHMudjEuV29ya1JlcXVlc3RTdGF0dXMSDgoGZmlsdGVyGAUgASgJEhAKCG9yZGVyX2J5GAYgASgJEhEKCXBhZ2Vfc2l6ZRgHIAEoBRISCgpwYWdlX3Rva2VuGAggASgJImYKGExpc3RXb3JrUmVxdWVzdHNSZXNwb25zZRIxCg13b3JrX3JlcXVlc3RzGAEgAygLMhouY2x1c3Rlcm9wcy52MS5Xb3JrUmVxdWVzdBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiXgocTGlzdFdvcmtSZXF1ZXN0RXJyb3JzUmVxdWVzdBIXCg93b3JrX3JlcXVlc3RfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiaQodTGlzdFdvcmtSZXF1ZXN0RXJyb3JzUmVzcG9uc2USLwoGZXJyb3JzGAEgAygLMh8uY2x1c3Rlcm9wcy52MS5Xb3JrUmVxdWVzdEVycm9yEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJcChpMaXN0V29ya1JlcXVlc3RMb2dzUmVxdWVzdBIXCg93b3JrX3JlcXVlc3RfaWQYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkibwobTGlzdFdvcmtSZXF1ZXN0TG9nc1Jlc3BvbnNlEjcKC2xvZ19lbnRyaWVzGAEgAygLMiIuY2x1c3Rlcm9wcy52MS5Xb3JrUmVxdWVzdExvZ0VudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJHChhDYW5jZWxXb3JrUmVxdWVzdFJlcXVlc3QSFwoPd29ya19yZXF1ZXN0X2lkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkiTQoZQ2FuY2VsV29ya1JlcXVlc3RSZXNwb25zZRIwCgx3b3JrX3JlcXVlc3QYASABKAsyGi5jbHVzdGVyb3BzLnYxLldvcmtSZXF1ZXN0IkoKF1dhdGNoV29ya1JlcXVlc3RSZXF1ZXN0EhcKD3dvcmtfcmVxdWVzdF9pZBgBIAEoCRIWCg5hZnRlcl9yZXZpc2lvbhgCIAEoAyL7AQoYV2F0Y2hXb3JrUmVxdWVzdFJlc3BvbnNlEhAKCHJldmlzaW9uGAEgASgDEjEKCmV2ZW50X3R5cGUYAiABKA4yHS5jbHVzdGVyb3BzLnYxLldhdGNoRXZlbnRUeXBlEjAKDHdvcmtfcmVxdWVzdBgDIAEoCzIaLmNsdXN0ZXJvcHMudjEuV29ya1JlcXVlc3QSNwoLbG9nX2VudHJpZXMYBCADKAsyIi5jbHVzdGVyb3BzLnYxLldvcmtSZXF1ZXN0TG9nRW50cnkSLwoGZXJyb3JzGAUgAygLMh8uY2x1c3Rlcm9wcy52MS5Xb3JrUmVxdWVzdEVycm9yKocCChFXb3JrUmVxdWVzdFN0YXR1cxIjCh9XT1JLX1JFUVVFU1RfU1RBVFVTX1VOU1BFQ0lGSUVEEAASIAocV09SS19SRVFVRVNUX1NUQVRVU19BQ0NFUFRFRBABEiMKH1dPUktfUkVRVUVTVF9TVEFUVVNfSU5fUFJPR1JFU1MQAhIeChpXT1JLX1JFUVVFU1RfU1RBVFVTX0ZBSUxFRBADEiEKHVdPUktfUkVRVUVTVF9TVEFUVVNfU1VDQ0VFREVEEAQSIQodV09SS19SRVFVRVNUX1NUQVRVU19DQU5DRUxJTkcQBRIgChxXT1JLX1JFUVVFU1RfU1RBVFVTX0NBTkNFTEVEEAYqqQQKGFdvcmtSZXF1ZXN0T3BlcmF0aW9uVHlwZRIrCidXT1JLX1JFUVVFU1RfT1BFUkFUSU9OX1RZUEVfVU5TUEVDSUZJRUQQABIuCipXT1JLX1JFUVVFU1RfT1BFUkFUSU9OX1RZUEVfQ0xVU1RFUl9DUkVBVEUQARIuCipXT1JLX1JFUVVFU1RfT1BFUkFUSU9OX1RZUEVfQ0xVU1RFUl9ERUxFVEUQAhIvCitXT1JLX1JFUVVFU1RfT1BFUkFUSU9OX1RZUEVfTk9ERVBPT0xfQ1JFQVRFEAMSLworV09SS19SRVFVRVNUX09QRVJBVElPTl9UWVBFX05PREVQT09MX0RFTEVURRAEEi8KK1dPUktfUkVRVUVTVF9PUEVSQVRJT05fVFlQRV9DTFVTVEVSX1VQR1JBREUQBRIxCi1XT1JLX1JFUVVFU1RfT1BFUkFUSU9OX1RZUEVfT1JDSEVTVFJBVElPTl9SVU4QBhIsCihXT1JLX1JFUVVFU1RfT1BFUkFUSU9OX1RZUEVfRU5BQkxFX0FERE9OEAcSLAooV09SS19SRVFVRVNUX09QRVJBVElPTl9UWVBFX1VQREFURV9BRERPThAIEi0KKVdPUktfUkVRVUVTVF9PUEVSQVRJT05fVFlQRV9ESVNBQkxFX0FERE9OEAkSLworV09SS19SRVFVRVNUX09QRVJBVElPTl9UWVBFX1JFQ09OQ0lMRV9BRERPThAKKu8CCh1Xb3JrUmVxdWVzdFJlc291cmNlQWN0aW9uVHlwZRIxCi1XT1JLX1JFUVVFU1RfUkVTT1VSQ0VfQUNUSU9OX1RZUEVfVU5TUEVDSUZJRUQQABItCilXT1JLX1JFUVVFU1RfUkVTT1VSQ0VfQUNUSU9OX1RZUEVfQ1JFQVRFRBABEi0KKVdPUktfUkVRVUVTVF9SRVNPVVJDRV9BQ1RJT05fVFlQRV9VUERBVEVEEAISLQopV09SS19SRVFVRVNUX1JFU09VUkNFX0FDVElPTl9UWVBFX0RFTEVURUQQAxIxCi1XT1JLX1JFUVVFU1RfUkVTT1VSQ0VfQUNUSU9OX1RZUEVfSU5fUFJPR1JFU1MQBBItCilXT1JLX1JFUVVFU1RfUkVTT1VSQ0VfQUNUSU9OX1RZUEVfUkVMQVRFRBAFEiwKKFdPUktfUkVRVUVTVF9SRVNPVVJDRV9BQ1RJT05fVFlQRV9GQUlMRUQQBipuCg5XYXRjaEV2ZW50VHlwZRIgChxXQVRDSF9FVkVOVF9UWVBFX1VOU1BFQ0lGSUVEEAASHQoZV0FUQ0hfRVZFTlRfVFlQRV9TTkFQU0hPVBABEhsKF1dBVENIX0VWRU5UX1RZUEVfQ0hBTkdFEAIyiQUKEldvcmtSZXF1ZXN0U2VydmljZRJdCg5HZXRXb3JrUmVxdWVzdBIkLmNsdXN0ZXJvcHMudjEuR2V0V29ya1JlcXVlc3RSZXF1ZXN0GiUuY2x1c3Rlcm9wcy52MS5HZXRXb3JrUmVxdWVzdFJlc3BvbnNlEmMKEExpc3RXb3JrUmVxdWVzdHMSJi5jbHVzdGVyb3BzLnYxLkxpc3RXb3JrUmVxdWVzdHNSZXF1ZXN0GicuY2x1c3Rlcm9wcy52MS5MaXN0V29ya1JlcXVlc3RzUmVzcG9uc2UScgoVTGlzdFdvcmtSZXF1ZXN0RXJyb3JzEisuY2x1c3Rlcm9wcy52MS5MaXN0V29ya1JlcXVlc3RFcnJvcnNSZXF1ZXN0GiwuY2x1c3Rlcm9wcy52MS5MaXN0V29ya1JlcXVlc3RFcnJvcnNSZXNwb25zZRJsChNMaXN0V29ya1JlcXVlc3RMb2dzEikuY2x1c3Rlcm9wcy52MS5MaXN0V29ya1JlcXVlc3RMb2dzUmVxdWVzdBoqLmNsdXN0ZXJvcHMudjEuTGlzdFdvcmtSZXF1ZXN0TG9nc1Jlc3BvbnNlEmYKEUNhbmNlbFdvcmtSZXF1ZXN0EicuY2x1c3Rlcm9wcy52MS5DYW5jZWxXb3JrUmVxdWVzdFJlcXVlc3QaKC5jbHVzdGVyb3BzLnYxLkNhbmNlbFdvcmtSZXF1ZXN0UmVzcG9uc2USZQoQV2F0Y2hXb3JrUmVxdWVzdBImLmNsdXN0ZXJvcHMudjEuV2F0Y2hXb3JrUmVxdWVzdFJlcXVlc3QaJy5jbHVzdGVyb3BzLnYxLldhdGNoV29ya1JlcXVlc3RSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("CiFjbHVzdGVyb3BzL3YxL3dvcmtfcmVxdWVzdHMucHJvdG8SDWNsdXN0ZXJvcHMudjEilQEKE1dvcmtSZXF1ZXN0UmVzb3VyY2USEwoLZW50aXR5X3R5cGUYASABKAkSQQoLYWN0aW9uX3R5cGUYAiABKA4yLC5jbHVzdGVyb3BzLnYxLldvcmtSZXF1ZXN0UmVzb3VyY2VBY3Rpb25UeXBlEhIKCmlkZW50aWZpZXIYAyABKAkSEgoKZW50aXR5X3VyaRgEIAEoCSLUAwoLV29ya1JlcXVlc3QSCgoCaWQYASABKAkSFgoOY29tcGFydG1lbnRfaWQYAiABKAkSPwoOb3BlcmF0aW9uX3R5cGUYAyABKA4yJy5jbHVzdGVyb3BzLnYxLldvcmtSZXF1ZXN0T3BlcmF0aW9uVHlwZRIwCgZzdGF0dXMYBCABKA4yIC5jbHVzdGVyb3BzLnYxLldvcmtSZXF1ZXN0U3RhdHVzEhgKEHBlcmNlbnRfY29tcGxldGUYBSABKAISMQoNdGltZV9hY2NlcHRlZBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMdGltZV9zdGFydGVkGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg10aW1lX2ZpbmlzaGVkGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1CglyZXNvdXJjZXMYCSADKAsyIi5jbHVzdGVyb3BzLnYxLldvcmtSZXF1ZXN0UmVzb3VyY2USEAoIcmV2aXNpb24YCiABKAMSMwoKbGFzdF9lcnJvchgLIAEoCzIfLmNsdXN0ZXJvcHMudjEuV29ya1JlcXVlc3RFcnJvciJgChBXb3JrUmVxdWVzdEVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRItCgl0aW1lc3RhbXAYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlUKE1dvcmtSZXF1ZXN0TG9nRW50cnkSDwoHbWVzc2FnZRgBIAEoCRItCgl0aW1lc3RhbXAYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjAKFUdldFdvcmtSZXF1ZXN0UmVxdWVzdBIXCg93b3JrX3JlcXVlc3RfaWQYASABKAkiSgoWR2V0V29ya1JlcXVlc3RSZXNwb25zZRIwCgx3b3JrX3JlcXVlc3QYASABKAsyGi5jbHVzdGVyb3BzLnYxLldvcmtSZXF1ZXN0ItoBChdMaXN0V29ya1JlcXVlc3RzUmVxdWVzdBIWCg5jb21wYXJ0bWVudF9pZBgBIAEoCRITCgtyZXNvdXJjZV9pZBgCIAEoCRIVCg1yZXNvdXJjZV90eXBlGAMgASgJEjIKCHN0YXR1c2VzGAQgAygOMiAuY2x1c3Rlcm9wcy52MS5Xb3JrUmVxdWVzdFN0YXR1cxIOCgZmaWx0ZXIYBSABKAkSEAoIb3JkZXJfYnkYBiABKAkSEQoJcGFnZV9zaXplGAcgASgFEhIKCnBhZ2VfdG9rZW4YCCABKAkiZgoYTGlzdFdvcmtSZXF1ZXN0c1Jlc3BvbnNlEjEKDXdvcmtfcmVxdWVzdHMYASADKAsyGi5jbHVzdGVyb3BzLnYxLldvcmtSZXF1ZXN0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJeChxMaXN0V29ya1JlcXVlc3RFcnJvcnNSZXF1ZXN0EhcKD3dvcmtfcmVxdWVzdF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJpCh1MaXN0V29ya1JlcXVlc3RFcnJvcnNSZXNwb25zZRIvCgZlcnJvcnMYASADKAsyHy5jbHVzdGVyb3BzLnYxLldvcmtSZXF1ZXN0RXJyb3ISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlwKGkxpc3RXb3JrUmVxdWVzdExvZ3NSZXF1ZXN0EhcKD3dvcmtfcmVxdWVzdF9pZBgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJvChtMaXN0V29ya1JlcXVlc3RMb2dzUmVzcG9uc2USNwoLbG9nX2VudHJpZXMYASADKAsyIi5jbHVzdGVyb3BzLnYxLldvcmtSZXF1ZXN0TG9nRW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkcKGENhbmNlbFdvcmtSZXF1ZXN0UmVxdWVzdBIXCg93b3JrX3JlcXVlc3RfaWQYASABKAkSEgoKcmVxdWVzdF9pZBgCIAEoCSJNChlDYW5jZWxXb3JrUmVxdWVzdFJlc3BvbnNlEjAKDHdvcmtfcmVxdWVzdBgBIAEoCzIaLmNsdXN0ZXJvcHMudjEuV29ya1JlcXVlc3QiSgoXV2F0Y2hXb3JrUmVxdWVzdFJlcXVlc3QSFwoPd29ya19yZXF1ZXN0X2lkGAEgASgJEhYKDmFmdGVyX3JldmlzaW9uGAIgASgDIvsBChhXYXRjaFdvcmtSZXF1ZXN0UmVzcG9uc2USEAoIcmV2aXNpb24YASABKAMSMQoKZXZlbnRfdHlwZRgCIAEoDjIdLmNsdXN0ZXJvcHMudjEuV2F0Y2hFdmVudFR5cGUSMAoMd29ya19yZXF1ZXN0GAMgASgLMhouY2x1c3Rlcm9wcy52MS5Xb3JrUmVxdWVzdBI3Cgtsb2dfZW50cmllcxgEIAMoCzIiLmNsdXN0ZXJvcHMudjEuV29ya1JlcXVlc3RMb2dFbnRyeRIvCgZlcnJvcnMYBSADKAsyHy5jbHVzdGVyb3BzLnYxLldvcmtSZXF1ZXN0RXJyb3Ii1AEKGFdhdGNoV29ya1JlcXVlc3RzUmVxdWVzdBIWCg5jb21wYXJ0bWVudF9pZBgBIAEoCRITCgtyZXNvdXJjZV9pZBgCIAEoCRIVCg1yZXNvdXJjZV90eXBlGAMgASgJEjIKCHN0YXR1c2VzGAQgAygOMiAuY2x1c3Rlcm9wcy52MS5Xb3JrUmVxdWVzdFN0YXR1cxIOCgZmaWx0ZXIYBSABKAkSFgoOYWZ0ZXJfcmV2aXNpb24YBiABKAMSGAoQd29ya19yZXF1ZXN0X2lkcxgHIAMoCSKRAgoZV2F0Y2hXb3JrUmVxdWVzdHNSZXNwb25zZRIQCghyZXZpc2lvbhgBIAEoAxIxCgpldmVudF90eXBlGAIgASgOMh0uY2x1c3Rlcm9wcy52MS5XYXRjaEV2ZW50VHlwZRIwCgx3b3JrX3JlcXVlc3QYAyABKAsyGi5jbHVzdGVyb3BzLnYxLldvcmtSZXF1ZXN0EjcKC2xvZ19lbnRyaWVzGAQgAygLMiIuY2x1c3Rlcm9wcy52MS5Xb3JrUmVxdWVzdExvZ0VudHJ5Ei8KBmVycm9ycxgFIAMoCzIfLmNsdXN0ZXJvcHMudjEuV29ya1JlcXVlc3RFcnJvchITCgtsZWZ0X2ZpbHRlchgGIAEoCCqHAgoRV29ya1JlcXVlc3RTdGF0dXMSIwofV09SS19SRVFVRVNUX1NUQVRVU19VTlNQRUNJRklFRBAAEiAKHFdPUktfUkVRVUVTVF9TVEFUVVNfQUNDRVBURUQQARIjCh9XT1JLX1JFUVVFU1RfU1RBVFVTX0lOX1BST0dSRVNTEAISHgoaV09SS19SRVFVRVNUX1NUQVRVU19GQUlMRUQQAxIhCh1XT1JLX1JFUVVFU1RfU1RBVFVTX1NVQ0NFRURFRBAEEiEKHVdPUktfUkVRVUVTVF9TVEFUVVNfQ0FOQ0VMSU5HEAUSIAocV09SS19SRVFVRVNUX1NUQVRVU19DQU5DRUxFRBAGKqkEChhXb3JrUmVxdWVzdE9wZXJhdGlvblR5cGUSKwonV09SS19SRVFVRVNUX09QRVJBVElPTl9UWVBFX1VOU1BFQ0lGSUVEEAASLgoqV09SS19SRVFVRVNUX09QRVJBVElPTl9UWVBFX0NMVVNURVJfQ1JFQVRFEAESLgoqV09SS19SRVFVRVNUX09QRVJBVElPTl9UWVBFX0NMVVNURVJfREVMRVRFEAISLworV09SS19SRVFVRVNUX09QRVJBVElPTl9UWVBFX05PREVQT09MX0NSRUFURRADEi8KK1dPUktfUkVRVUVTVF9PUEVSQVRJT05fVFlQRV9OT0RFUE9PTF9ERUxFVEUQBBIvCitXT1JLX1JFUVVFU1RfT1BFUkFUSU9OX1RZUEVfQ0xVU1RFUl9VUEdSQURFEAUSMQotV09SS19SRVFVRVNUX09QRVJBVElPTl9UWVBFX09SQ0hFU1RSQVRJT05fUlVOEAYSLAooV09SS19SRVFVRVNUX09QRVJBVElPTl9UWVBFX0VOQUJMRV9BRERPThAHEiwKKFdPUktfUkVRVUVTVF9PUEVSQVRJT05fVFlQRV9VUERBVEVfQURET04QCBItCilXT1JLX1JFUVVFU1RfT1BFUkFUSU9OX1RZUEVfRElTQUJMRV9BRERPThAJEi8KK1dPUktfUkVRVUVTVF9PUEVSQVRJT05fVFlQRV9SRUNPTkNJTEVfQURET04QCirvAgodV29ya1JlcXVlc3RSZXNvdXJjZUFjdGlvblR5cGUSMQotV09SS19SRVFVRVNUX1JFU09VUkNFX0FDVElPTl9UWVBFX1VOU1BFQ0lGSUVEEAASLQopV09SS19SRVFVRVNUX1JFU09VUkNFX0FDVElPTl9UWVBFX0NSRUFURUQQARItCilXT1JLX1JFUVVFU1RfUkVTT1VSQ0VfQUNUSU9OX1RZUEVfVVBEQVRFRBACEi0KKVdPUktfUkVRVUVTVF9SRVNPVVJDRV9BQ1RJT05fVFlQRV9ERUxFVEVEEAMSMQotV09SS19SRVFVRVNUX1JFU09VUkNFX0FDVElPTl9UWVBFX0lOX1BST0dSRVNTEAQSLQopV09SS19SRVFVRVNUX1JFU09VUkNFX0FDVElPTl9UWVBFX1JFTEFURUQQBRIsCihXT1JLX1JFUVVFU1RfUkVTT1VSQ0VfQUNUSU9OX1RZUEVfRkFJTEVEEAYqiwEKDldhdGNoRXZlbnRUeXBlEiAKHFdBVENIX0VWRU5UX1RZUEVfVU5TUEVDSUZJRUQQABIdChlXQVRDSF9FVkVOVF9UWVBFX1NOQVBTSE9UEAESGwoXV0FUQ0hfRVZFTlRfVFlQRV9DSEFOR0UQAhIbChdXQVRDSF9FVkVOVF9UWVBFX1NZTkNFRBADMvMFChJXb3JrUmVxdWVzdFNlcnZpY2USXQoOR2V0V29ya1JlcXVlc3QSJC5jbHVzdGVyb3BzLnYxLkdldFdvcmtSZXF1ZXN0UmVxdWVzdBolLmNsdXN0ZXJvcHMudjEuR2V0V29ya1JlcXVlc3RSZXNwb25zZRJjChBMaXN0V29ya1JlcXVlc3RzEiYuY2x1c3Rlcm9wcy52MS5MaXN0V29ya1JlcXVlc3RzUmVxdWVzdBonLmNsdXN0ZXJvcHMudjEuTGlzdFdvcmtSZXF1ZXN0c1Jlc3BvbnNlEnIKFUxpc3RXb3JrUmVxdWVzdEVycm9ycxIrLmNsdXN0ZXJvcHMudjEuTGlzdFdvcmtSZXF1ZXN0RXJyb3JzUmVxdWVzdBosLmNsdXN0ZXJvcHMudjEuTGlzdFdvcmtSZXF1ZXN0RXJyb3JzUmVzcG9uc2USbAoTTGlzdFdvcmtSZXF1ZXN0TG9ncxIpLmNsdXN0ZXJvcHMudjEuTGlzdFdvcmtSZXF1ZXN0TG9nc1JlcXVlc3QaKi5jbHVzdGVyb3BzLnYxLkxpc3RXb3JrUmVxdWVzdExvZ3NSZXNwb25zZRJmChFDYW5jZWxXb3JrUmVxdWVzdBInLmNsdXN0ZXJvcHMudjEuQ2FuY2VsV29ya1JlcXVlc3RSZXF1ZXN0GiguY2x1c3Rlcm9wcy52MS5DYW5jZWxXb3JrUmVxdWVzdFJlc3BvbnNlEmUKEFdhdGNoV29ya1JlcXVlc3QSJi5jbHVzdGVyb3BzLnYxLldhdGNoV29ya1JlcXVlc3RSZXF1ZXN0GicuY2x1c3Rlcm9wcy52MS5XYXRjaFdvcmtSZXF1ZXN0UmVzcG9uc2UwARJoChFXYXRjaFdvcmtSZXF1ZXN0cxInLmNsdXN0ZXJvcHMudjEuV2F0Y2hXb3JrUmVxdWVzdHNSZXF1ZXN0GiguY2x1c3Rlcm9wcy52MS5XYXRjaFdvcmtSZXF1ZXN0c1Jlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * A resource that an operation creates, changes, deletes or relates to.
@@ -115,6 +115,14 @@ export type WorkRequest = Message<"clusterops.v1.WorkRequest"> & {
    * @generated from field: int64 revision = 10;
    */
   revision: bigint;
+
+  /**
+   * The newest entry of its error list (unset while it has none), so a FAILED work
+   * request arrives with its reason.
+   *
+   * @generated from field: clusterops.v1.WorkRequestError last_error = 11;
+   */
+  lastError?: WorkRequestError | undefined;
 };
 
 /**
@@ -544,6 +552,130 @@ export const WatchWorkRequestResponseSchema: GenMessage<WatchWorkRequestResponse
   messageDesc(file_clusterops_v1_work_requests, 15);
 
 /**
+ * Request for WatchWorkRequests. The typed filters and `filter` are combined with AND,
+ * as in ListWorkRequests.
+ *
+ * @generated from message clusterops.v1.WatchWorkRequestsRequest
+ */
+export type WatchWorkRequestsRequest = Message<"clusterops.v1.WatchWorkRequestsRequest"> & {
+  /**
+   * Only work requests in this compartment.
+   *
+   * @generated from field: string compartment_id = 1;
+   */
+  compartmentId: string;
+
+  /**
+   * Only work requests that affect this resource (any entity type).
+   *
+   * @generated from field: string resource_id = 2;
+   */
+  resourceId: string;
+
+  /**
+   * Only work requests that affect a resource of this entity type.
+   *
+   * @generated from field: string resource_type = 3;
+   */
+  resourceType: string;
+
+  /**
+   * Only work requests in one of these statuses.
+   *
+   * @generated from field: repeated clusterops.v1.WorkRequestStatus statuses = 4;
+   */
+  statuses: WorkRequestStatus[];
+
+  /**
+   * An AIP-160 filter over the fields ListWorkRequests accepts.
+   *
+   * @generated from field: string filter = 5;
+   */
+  filter: string;
+
+  /**
+   * Resume after this revision (a SYNCED or CHANGE event's): the stream sends exactly
+   * the changes that came after it. 0 starts with a snapshot.
+   *
+   * @generated from field: int64 after_revision = 6;
+   */
+  afterRevision: bigint;
+
+  /**
+   * Only these work requests (at most 1000), for a client waiting on several at once.
+   *
+   * @generated from field: repeated string work_request_ids = 7;
+   */
+  workRequestIds: string[];
+};
+
+/**
+ * Describes the message clusterops.v1.WatchWorkRequestsRequest.
+ * Use `create(WatchWorkRequestsRequestSchema)` to create a new message.
+ */
+export const WatchWorkRequestsRequestSchema: GenMessage<WatchWorkRequestsRequest> = /*@__PURE__*/
+  messageDesc(file_clusterops_v1_work_requests, 16);
+
+/**
+ * One event of WatchWorkRequests.
+ *
+ * @generated from message clusterops.v1.WatchWorkRequestsResponse
+ */
+export type WatchWorkRequestsResponse = Message<"clusterops.v1.WatchWorkRequestsResponse"> & {
+  /**
+   * Pass this as `after_revision` to resume after this event (not after a SNAPSHOT:
+   * snapshots come in no revision order; resume after the SYNCED event).
+   *
+   * @generated from field: int64 revision = 1;
+   */
+  revision: bigint;
+
+  /**
+   * @generated from field: clusterops.v1.WatchEventType event_type = 2;
+   */
+  eventType: WatchEventType;
+
+  /**
+   * The work request as of this revision (unset in a SYNCED event). A SNAPSHOT
+   * carries every resource; a CHANGE carries only the resources this change added
+   * or altered.
+   *
+   * @generated from field: clusterops.v1.WorkRequest work_request = 3;
+   */
+  workRequest?: WorkRequest | undefined;
+
+  /**
+   * Log entries written by this change; a SNAPSHOT carries the newest one only.
+   * Empty for a caller who may list the work request but not read it.
+   *
+   * @generated from field: repeated clusterops.v1.WorkRequestLogEntry log_entries = 4;
+   */
+  logEntries: WorkRequestLogEntry[];
+
+  /**
+   * Errors written by this change (the newest is also `work_request.last_error`).
+   *
+   * @generated from field: repeated clusterops.v1.WorkRequestError errors = 5;
+   */
+  errors: WorkRequestError[];
+
+  /**
+   * This change took the work request out of the filter: no more events come for it
+   * unless a later change brings it back.
+   *
+   * @generated from field: bool left_filter = 6;
+   */
+  leftFilter: boolean;
+};
+
+/**
+ * Describes the message clusterops.v1.WatchWorkRequestsResponse.
+ * Use `create(WatchWorkRequestsResponseSchema)` to create a new message.
+ */
+export const WatchWorkRequestsResponseSchema: GenMessage<WatchWorkRequestsResponse> = /*@__PURE__*/
+  messageDesc(file_clusterops_v1_work_requests, 17);
+
+/**
  * The state of a work request.
  *
  * @generated from enum clusterops.v1.WorkRequestStatus
@@ -743,6 +875,14 @@ export enum WatchEventType {
    * @generated from enum value: WATCH_EVENT_TYPE_CHANGE = 2;
    */
   CHANGE = 2,
+
+  /**
+   * WatchWorkRequests only: every SNAPSHOT has been sent; `revision` is the revision
+   * the snapshot is consistent at (resume after it).
+   *
+   * @generated from enum value: WATCH_EVENT_TYPE_SYNCED = 3;
+   */
+  SYNCED = 3,
 }
 
 /**
@@ -822,6 +962,22 @@ export const WorkRequestService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchWorkRequestRequestSchema;
     output: typeof WatchWorkRequestResponseSchema;
+  },
+  /**
+   * Streams every work request that matches a filter (the filters of
+   * ListWorkRequests). Without `after_revision`: a SNAPSHOT of each matching work
+   * request, then one SYNCED event carrying the revision the snapshot is consistent
+   * at, then each change of a matching work request in revision order. With
+   * `after_revision`: exactly the changes after it. A change that takes a work
+   * request out of the filter is sent once more, with `left_filter` set. A revision
+   * that can no longer be resumed answers OUT_OF_RANGE: watch anew without it.
+   *
+   * @generated from rpc clusterops.v1.WorkRequestService.WatchWorkRequests
+   */
+  watchWorkRequests: {
+    methodKind: "server_streaming";
+    input: typeof WatchWorkRequestsRequestSchema;
+    output: typeof WatchWorkRequestsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_clusterops_v1_work_requests, 0);
