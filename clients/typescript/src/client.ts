@@ -27,6 +27,7 @@ import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-no
 import type { SecureClientSessionOptions } from "node:http2";
 import { AddonService } from "./gen/clusterops/v1/addons_pb.js";
 import { ClusterService } from "./gen/clusterops/v1/clusters_pb.js";
+import { NotificationService } from "./gen/clusterops/v1/notifications_pb.js";
 import { OrchestrationService } from "./gen/clusterops/v1/orchestrations_pb.js";
 import { UpgradeWorkflowService } from "./gen/clusterops/v1/upgrade_workflows_pb.js";
 import {
@@ -134,6 +135,7 @@ export interface ClusteropsClient {
   readonly upgradeWorkflows: ServiceClient<typeof UpgradeWorkflowService>;
   readonly addons: ServiceClient<typeof AddonService>;
   readonly orchestrations: ServiceClient<typeof OrchestrationService>;
+  readonly notifications: ServiceClient<typeof NotificationService>;
   /** The transport every namespace uses, for other services on the same server. */
   readonly transport: Transport;
   /** Close the connection; calls in flight fail. */
@@ -177,6 +179,7 @@ export function createClient(options: ClientOptions): ClusteropsClient {
     upgradeWorkflows: serviceClient(UpgradeWorkflowService, transport),
     addons: serviceClient(AddonService, transport),
     orchestrations: serviceClient(OrchestrationService, transport),
+    notifications: serviceClient(NotificationService, transport),
     transport,
     close: () => sessionManager.abort(),
   };

@@ -55,6 +55,7 @@ export {
 } from "./watch.js";
 export * from "./gen/clusterops/v1/addons_pb.js";
 export * from "./gen/clusterops/v1/clusters_pb.js";
+export * from "./gen/clusterops/v1/notifications_pb.js";
 export * from "./gen/clusterops/v1/orchestrations_pb.js";
 export * from "./gen/clusterops/v1/upgrade_workflows_pb.js";
 export * from "./gen/clusterops/v1/work_requests_pb.js";

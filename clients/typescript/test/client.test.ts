@@ -195,6 +195,30 @@ describe("every kind of resource", () => {
   });
 });
 
+describe("notifications", () => {
+  test("creates, lists, gets and deletes a webhook subscription with its delivery state", async () => {
+    const created = await client.notifications.createSubscription({
+      compartmentId: "dev",
+      url: "http://127.0.0.1:9/hook",
+      secret: "0123456789abcdef",
+      filter: "status = FAILED",
+    });
+    const subscription = created.subscription!;
+    assert.ok(subscription.id.startsWith("sub"));
+    const listed = await client.notifications
+      .listSubscriptionsAsync({ compartmentId: "dev" })
+      .toArray();
+    assert.ok(listed.some((s) => s.id === subscription.id));
+    const got = await client.notifications.getSubscription({ subscriptionId: subscription.id });
+    assert.equal(got.subscription?.url, "http://127.0.0.1:9/hook");
+    await client.notifications.deleteSubscription({ subscriptionId: subscription.id });
+    await assert.rejects(
+      client.notifications.getSubscription({ subscriptionId: subscription.id }),
+      NotFound,
+    );
+  });
+});
+
 describe("waiting", () => {
   test("wait() follows a cluster and a node pool to their end through a cut connection", async () => {
     const proxy = await CuttingProxy.start(server.port);
