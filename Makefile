@@ -4,19 +4,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 BUF := node_modules/.bin/buf
-INSTALLED := $(VENV)/.installed-$(shell cat pyproject.toml package-lock.json | cksum | cut -d' ' -f1)
+# What the installed tools depend on: the three projects, the version lock, the npm lock.
+LOCKS := pyproject.toml clients/pyproject.toml server/pyproject.toml constraints.txt \
+	package.json package-lock.json
+INSTALLED := $(VENV)/.installed-$(shell cat $(LOCKS) | cksum | cut -d' ' -f1)
 
 .PHONY: install gen fmt lint typecheck postgres test serve breaking clean \
-	bench bench-watch bench-engine bench-orchestration
+	bench bench-watch bench-watch-many bench-engine bench-orchestration
 
 install: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml package.json package-lock.json
+# Two editable distributions (clients/: the SDK and CLI; server/: the server) and the
+# root's dev group, every version fixed by constraints.txt. Editable installs put clients/
+# and server/ on sys.path through .pth files, which mypy reads too. `npm ci` installs
+# exactly package-lock.json and never rewrites it.
+$(INSTALLED): $(LOCKS)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	# Editable: clients/ and server/ go on sys.path through a .pth file mypy reads too.
-	$(BIN)/pip install --quiet -e '.[dev]'
-	npm install --no-audit --no-fund --loglevel=error
+	$(BIN)/pip install --quiet --constraint constraints.txt --upgrade pip
+	$(BIN)/pip install --quiet --constraint constraints.txt --build-constraint constraints.txt \
+		--editable ./clients --editable ./server --group dev
+	npm ci --no-audit --no-fund --loglevel=error
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -41,22 +48,30 @@ typecheck: install
 postgres:
 	scripts/ensure-postgres
 
-# The whole suite: lint, types, stale stubs, unit, integration and end-to-end tests
-# (on SQLite, and on PostgreSQL: several replicas, and the behaviour tests marked both_backends).
-test: lint typecheck postgres
+# The whole suite: lint, types, breaking changes, stale stubs, unit, integration and
+# end-to-end tests (on SQLite, and on PostgreSQL: several replicas, and the behaviour
+# tests marked both_backends).
+# pytest-xdist workers: each has its own SQLite files, PostgreSQL databases (named by
+# pid) and ports (0); four keep two cores busy while tests wait on sockets and databases.
+TEST_WORKERS ?= 4
+test: lint typecheck breaking postgres
 	$(PY) scripts/gen_protos.py --check
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS)
 
 serve: install
 	$(BIN)/clusterops serve --demo
 
 # Benchmarks (a couple of minutes; numbers depend on the machine, compare within a run).
-bench: bench-watch bench-engine bench-orchestration
+bench: bench-watch bench-watch-many bench-engine bench-orchestration
 
 # Watch fan-out against a bare grpc.aio stream: memory per watch, latency, idle queries.
 bench-watch: install postgres
 	$(PY) -m bench.watch_fanout --watchers 500
 	$(PY) -m bench.watch_fanout --watchers 500 --store postgresql
+
+# WatchWorkRequests: server memory per watched work request (10,000 through 100 streams).
+bench-watch-many: install
+	$(PY) -m bench.watch_many
 
 # Operations per second the engine drives with zero-time steps, SQLite vs PostgreSQL.
 bench-engine: install postgres
@@ -66,9 +81,45 @@ bench-engine: install postgres
 bench-orchestration: install
 	$(PY) -m bench.orchestration_scale
 
+# Against the last release tag, else where this branch left main, else (on main) the
+# commit before: see scripts/check-breaking. BREAKING_AGAINST=<ref> picks another base.
 breaking: install
-	$(BUF) breaking --against '.git#branch=main'
+	scripts/check-breaking
 
+
+# The TypeScript client (clients/typescript): its own package.json and lock, installed
+# with npm ci; its tests build it and run node's test runner against `clusterops serve`.
+# Each -ts target is an extra prerequisite of its namesake, declared here on its own line.
+TS_DIR := clients/typescript
+TS_INSTALLED := $(TS_DIR)/node_modules/.installed
+.PHONY: install-ts fmt-ts lint-ts typecheck-ts test-ts clean-ts
+install: install-ts
+fmt: fmt-ts
+lint: lint-ts
+typecheck: typecheck-ts
+test: test-ts
+clean: clean-ts
+
+install-ts: $(TS_INSTALLED)
+
+$(TS_INSTALLED): $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
+	cd $(TS_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+fmt-ts: install
+	cd $(TS_DIR) && npm run --silent fmt
+
+lint-ts: install
+	cd $(TS_DIR) && npm run --silent lint
+
+typecheck-ts: install
+	cd $(TS_DIR) && npm run --silent typecheck
+
+test-ts: install
+	cd $(TS_DIR) && npm test
+
+clean-ts:
+	rm -rf $(TS_DIR)/node_modules $(TS_DIR)/dist $(TS_DIR)/build
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

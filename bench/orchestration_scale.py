@@ -115,7 +115,7 @@ async def seed(app: App, count: int) -> list[str]:
             "name": f"c-{i}",
             "kubernetes_version": FROM,
             "region": "eu-frankfurt-1",
-            "plan": "standard",
+            "plan": "aws",
             "global_account_id": "ga-bench",
             "sub_account_id": "sa-bench",
             "shoot_name": f"shoot-{i}",

@@ -16,7 +16,7 @@ with Client.from_env() as client:  # CLUSTEROPS_SERVER, default localhost:50051
         name=f"edge-{secrets.token_hex(3)}",
         kubernetes_version="v1.30.4",
         region="eu-frankfurt-1",
-        plan="standard",
+        plan="aws",
     ).result(timeout=120)  # waits for the work request, then reads the cluster again
     operation = client.clusters.create_node_pool(cluster.id, name="workers", node_count=3)
     pool = operation.result(timeout=300, on_event=show)

@@ -10,7 +10,7 @@ with Client.from_env() as client:
         name=f"old-{secrets.token_hex(3)}",
         kubernetes_version="v1.29.8",
         region="eu-frankfurt-1",
-        plan="standard",
+        plan="aws",
     ).result(timeout=120)
     versions = {v.version: v for v in client.upgrade_workflows.list_kubernetes_versions()}
     target = versions[cluster.kubernetes_version].upgrade_targets[-1]

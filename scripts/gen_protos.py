@@ -1,11 +1,17 @@
-"""Regenerate the Python stubs of protos/ into the SDK package, or check they are current.
+"""Regenerate the code generated from protos/ (Python and TypeScript), or check it is current.
 
 protoc writes absolute imports rooted at the proto path (`from clusterops.v1 import ...`),
-so the stubs go to clients/clusterops/v1/: the SDK package *is* that root, and the
+so the Python stubs go to clients/clusterops/v1/: the SDK package *is* that root, and the
 imports resolve without rewriting.
 
+The TypeScript client's messages and service descriptors go to
+clients/typescript/src/gen/, written by `buf generate` with protoc-gen-es (the template is
+clients/typescript/buf.gen.yaml). The google.rpc error details the client decodes are
+generated there too, from the .proto files of googleapis-common-protos: the same pinned
+package the Python SDK decodes them with, and nothing to fetch.
+
     python scripts/gen_protos.py          # regenerate
-    python scripts/gen_protos.py --check  # exit 1 when the committed stubs are stale
+    python scripts/gen_protos.py --check  # exit 1 when the committed code is stale
 """
 
 from __future__ import annotations
@@ -21,9 +27,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
-OUT_ROOT = ROOT / "clients"
-PACKAGE_DIR = Path("clusterops") / "v1"
+PYTHON_DIR = Path("clients") / "clusterops" / "v1"
+TYPESCRIPT_DIR = Path("clients") / "typescript" / "src" / "gen"
+# Every directory this script writes, relative to the repository root: all of it generated.
+GENERATED_DIRS = (PYTHON_DIR, TYPESCRIPT_DIR)
 INIT_TEXT = '"""Generated from protos/clusterops/v1 by scripts/gen_protos.py. Do not edit."""\n'
+BUF = ROOT / "node_modules" / ".bin" / "buf"
+TS_TEMPLATE = Path("clients") / "typescript" / "buf.gen.yaml"
+PROTOC_GEN_ES = ROOT / "clients" / "typescript" / "node_modules" / ".bin" / "protoc-gen-es"
+GOOGLE_RPC_PROTOS = ("status.proto", "error_details.proto")
 
 
 def _plugin(name: str) -> str:
@@ -33,11 +45,17 @@ def _plugin(name: str) -> str:
     return str(path)
 
 
-def generate(out_root: Path) -> list[Path]:
-    """Run protoc over every .proto file and return the files written, relative to out_root."""
+def _require(tool: Path, install: str) -> None:
+    if not tool.exists():
+        raise SystemExit(f"{tool.relative_to(ROOT)} is missing: {install} (make install does)")
+
+
+def generate_python(root: Path) -> None:
+    """Run protoc over every .proto file into root/clients/clusterops/v1."""
     protos = sorted(p.relative_to(PROTO_ROOT).as_posix() for p in PROTO_ROOT.rglob("*.proto"))
     well_known = resources.files("grpc_tools") / "_proto"
-    (out_root / PACKAGE_DIR).mkdir(parents=True, exist_ok=True)
+    out_root = root / "clients"
+    (root / PYTHON_DIR).mkdir(parents=True, exist_ok=True)
     cmd = [
         sys.executable,
         "-m",
@@ -53,25 +71,52 @@ def generate(out_root: Path) -> list[Path]:
         *protos,
     ]
     subprocess.run(cmd, check=True, cwd=ROOT)
-    (out_root / PACKAGE_DIR / "__init__.py").write_text(INIT_TEXT)
-    return sorted(
-        p.relative_to(out_root) for p in (out_root / PACKAGE_DIR).iterdir() if p.is_file()
-    )
+    (root / PYTHON_DIR / "__init__.py").write_text(INIT_TEXT)
 
 
-def stale_files(committed_root: Path = OUT_ROOT) -> list[str]:
-    """Generate into a scratch directory and name every committed file that differs."""
+def generate_typescript(root: Path) -> None:
+    """Run `buf generate` with protoc-gen-es over protos/ and google.rpc into root."""
+    _require(BUF, "run `npm ci` at the repository root")
+    _require(PROTOC_GEN_ES, "run `npm ci` in clients/typescript")
+    with tempfile.TemporaryDirectory() as scratch:
+        # google/rpc/*.proto laid out under their import path, as their own buf input.
+        google_rpc = Path(scratch) / "google" / "rpc"
+        google_rpc.mkdir(parents=True)
+        installed = resources.files("google.rpc")
+        for name in GOOGLE_RPC_PROTOS:
+            (google_rpc / name).write_bytes((installed / name).read_bytes())
+        for source in ("protos", scratch):
+            cmd = [str(BUF), "generate", source, "--template", str(TS_TEMPLATE)]
+            subprocess.run([*cmd, "--output", str(root)], check=True, cwd=ROOT)
+
+
+def generated_files(root: Path) -> set[Path]:
+    """Every file under the generated directories of root, relative to root."""
+    return {
+        path.relative_to(root)
+        for directory in GENERATED_DIRS
+        if (root / directory).is_dir()
+        for path in (root / directory).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def generate(root: Path) -> list[Path]:
+    """Write all generated code under root (laid out like the repository); list it."""
+    generate_python(root)
+    generate_typescript(root)
+    return sorted(generated_files(root))
+
+
+def stale_files(committed_root: Path = ROOT) -> list[str]:
+    """Generate into a scratch directory and name every committed file that differs,
+    is missing, or is there without being generated."""
     with tempfile.TemporaryDirectory() as scratch:
         fresh_root = Path(scratch)
         fresh = set(generate(fresh_root))
-        committed_dir = OUT_ROOT / PACKAGE_DIR
-        committed = (
-            {p.relative_to(OUT_ROOT) for p in committed_dir.glob("*") if p.is_file()}
-            if committed_dir.exists()
-            else set()
-        )
+        committed = generated_files(committed_root)
         problems = [f"missing: {p}" for p in sorted(fresh - committed)]
-        problems += [f"not generated by protoc: {p}" for p in sorted(committed - fresh)]
+        problems += [f"not generated: {p}" for p in sorted(committed - fresh)]
         problems += [
             f"stale: {p}"
             for p in sorted(fresh & committed)
@@ -82,9 +127,12 @@ def stale_files(committed_root: Path = OUT_ROOT) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail when the stubs are stale")
+    parser.add_argument("--check", action="store_true", help="fail when the code is stale")
     parser.add_argument(
-        "--against", type=Path, default=OUT_ROOT, help="root holding the stubs to check"
+        "--against",
+        type=Path,
+        default=ROOT,
+        help="a directory laid out like the repository, holding the code to check",
     )
     args = parser.parse_args()
     if args.check:
@@ -96,11 +144,11 @@ def main() -> int:
             return 1
         print("generated code is current")
         return 0
-    target = OUT_ROOT / PACKAGE_DIR
-    if target.exists():
-        shutil.rmtree(target)
-    for path in generate(OUT_ROOT):
-        print(f"wrote {OUT_ROOT.name}/{path}")
+    for directory in GENERATED_DIRS:
+        if (ROOT / directory).exists():
+            shutil.rmtree(ROOT / directory)
+    for path in generate(ROOT):
+        print(f"wrote {path}")
     return 0
 
 

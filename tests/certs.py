@@ -43,9 +43,10 @@ class Authority:
         self.pem = self.certificate.public_bytes(serialization.Encoding.PEM)
         self.path.write_bytes(self.pem)
 
-    def issue(self, common_name: str, *, server: bool) -> Issued:
+    def issue(self, common_name: str, *, server: bool, expired: bool = False) -> Issued:
+        """A certificate this CA signs; `expired` ended yesterday."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.now(UTC)
+        now = datetime.now(UTC) - (timedelta(days=2) if expired else timedelta())
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))

@@ -8,27 +8,33 @@ on a fresh PostgreSQL database of its own (tests/postgres.py).
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import pytest
 from clusterops.v1 import (
     addons_pb2_grpc,
     clusters_pb2_grpc,
+    notifications_pb2_grpc,
     orchestrations_pb2_grpc,
     upgrade_workflows_pb2_grpc,
     work_requests_pb2_grpc,
 )
 from clusterops_server.app import App, ProviderFactory, ServerConfig
-from clusterops_server.clock import FakeClock
+from clusterops_server.clock import Clock, FakeClock
 from clusterops_server.domain.inventory import Cluster, ClusterState, MaintenanceWindow
+from clusterops_server.domain.plans import PlanCatalogue
 from clusterops_server.ids import IdKind, new_id
 from clusterops_server.providers.simulated import SimulatedProvider, SimulationSettings
-from clusterops_server.store.database import default_sqlite_url
+from clusterops_server.store.database import Database, default_sqlite_url
+from clusterops_server.store.migrate import upgrade_to_head
+from clusterops_server.store.uow import Store
 
 from tests import postgres
 
@@ -49,10 +55,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "both_backends: run the test on SQLite and again on PostgreSQL"
     )
+    config.addinivalue_line(
+        "markers", "slow: takes seconds; runs first, so no worker ends the run with it alone"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Longest first: pytest-xdist hands tests out in this order (a stable sort keeps the rest).
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     asyncio.run(postgres.drop_template())
+    if _sqlite_template is not None:
+        shutil.rmtree(_sqlite_template.parent, ignore_errors=True)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -68,6 +84,26 @@ def db_backend(request: pytest.FixtureRequest) -> str:
     return str(getattr(request, "param", request.config.getoption("db_backend")))
 
 
+_sqlite_template: Path | None = None
+
+
+async def migrated_sqlite_file(path: Path) -> None:
+    """A SQLite file at head, copied from one migrated once per test process (a copy takes
+    a millisecond, migrating a tenth of a second; the apps still run their migrations on
+    it, which then find nothing to do). Migrating an empty file is tested on its own."""
+    global _sqlite_template
+    if _sqlite_template is None:
+        template = Path(tempfile.mkdtemp(prefix="clusterops-template-")) / "template.db"
+        database = Database(default_sqlite_url(template))
+        try:
+            await upgrade_to_head(database)
+        finally:
+            await database.dispose()  # the last connection checkpoints the WAL into the file
+        _sqlite_template = template
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_sqlite_template, path)
+
+
 class Databases:
     """One test's databases by name: SQLite files in tmp_path, or fresh PostgreSQL databases."""
 
@@ -79,19 +115,21 @@ class Databases:
     async def url(self, name: str = "clusterops.db", *, migrated: bool = True) -> str:
         """The same name gives the same database (a restarted app finds its data).
 
-        A new PostgreSQL database comes migrated unless `migrated=False`; a new SQLite
-        file is always empty (migrating it is quick)."""
+        A new database comes migrated to head unless `migrated=False` (then it is empty)."""
         if name not in self._urls:
             if self.backend == "postgresql":
                 self._urls[name] = await postgres.create_database(migrated=migrated)
             else:
-                self._urls[name] = default_sqlite_url(self.directory / name)
+                path = self.directory / name
+                if migrated and not path.exists():
+                    await migrated_sqlite_file(path)
+                self._urls[name] = default_sqlite_url(path)
         return self._urls[name]
 
     async def drop(self) -> None:
         if self.backend == "postgresql":
             for url in self._urls.values():
-                await postgres.drop_database(url)
+                postgres.drop_database_soon(url)
 
 
 @pytest.fixture
@@ -111,6 +149,7 @@ class Stubs:
         self.upgrade_workflows = upgrade_workflows_pb2_grpc.UpgradeWorkflowServiceStub(channel)
         self.addons = addons_pb2_grpc.AddonServiceStub(channel)
         self.orchestrations = orchestrations_pb2_grpc.OrchestrationServiceStub(channel)
+        self.notifications = notifications_pb2_grpc.NotificationServiceStub(channel)
 
 
 @pytest.fixture
@@ -174,14 +213,27 @@ def simulator(app: App) -> SimulatedProvider:
     return app.simulator
 
 
+class HasStore(Protocol):
+    """What seeding needs: an App, or the unit layer's services (tests/unit/harness.py)."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def plans(self) -> PlanCatalogue: ...
+
+
 async def seed_cluster(
-    app: App,
+    app: HasStore,
     *,
     compartment: str = "dev",
     name: str | None = None,
     version: str = "v1.29.8",
     region: str = "eu-frankfurt-1",
-    plan: str = "standard",
+    plan: str = "aws",
     window: tuple[str, str] | None = ("22:00", "02:00"),
     global_account: str = "ga-1",
     sub_account: str | None = None,
@@ -198,6 +250,7 @@ async def seed_cluster(
         kubernetes_version=version,
         region=region,
         plan=plan,
+        plan_id=app.plans.plan_id(plan),
         global_account_id=global_account,
         sub_account_id=sub_account if sub_account is not None else f"sa-{compartment}",
         shoot_name=shoot_name or f"shoot-{cluster_id[-8:]}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from clusterops.v1 import work_requests_pb2 as wr_pb
@@ -67,3 +68,10 @@ TERMINAL = {
     wr_pb.WORK_REQUEST_STATUS_FAILED,
     wr_pb.WORK_REQUEST_STATUS_CANCELED,
 }
+
+
+async def next_set_event(call: Any, within: float = 10.0) -> wr_pb.WatchWorkRequestsResponse:
+    """A WatchWorkRequests stream's next event, which must come `within` seconds."""
+    event = await asyncio.wait_for(call.read(), within)
+    assert isinstance(event, wr_pb.WatchWorkRequestsResponse), "the stream ended"
+    return event

@@ -9,9 +9,11 @@ the migrations themselves asks for an empty database.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import asyncpg
 from clusterops_server.store.database import Database
@@ -125,9 +127,27 @@ async def drop_database(url: str) -> None:
     await _drop(name)
 
 
+_dropper: ThreadPoolExecutor | None = None
+_dropping: list[Future[None]] = []
+
+
+def drop_database_soon(url: str) -> None:
+    """Drop a database made here on a thread of this process's own, while the next tests
+    run: DROP DATABASE waits for the server to flush, up to seconds on a busy machine.
+    `drop_template` waits for every such drop at the end of the run."""
+    global _dropper
+    if _dropper is None:
+        _dropper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drop-database")
+    _dropping.append(_dropper.submit(asyncio.run, drop_database(url)))
+
+
 async def drop_template() -> None:
-    """At the end of a test run: drop the template, if this run made one."""
+    """At the end of a test run: finish the drops still under way, then drop the template,
+    if this run made one."""
     global _template
+    pending = [asyncio.wrap_future(future) for future in _dropping]
+    _dropping.clear()
+    await asyncio.gather(*pending)
     if _template is not None:
         name, _template = _template, None
         await _drop(name)

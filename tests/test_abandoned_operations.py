@@ -141,7 +141,11 @@ async def test_a_cluster_whose_creation_keeps_crashing_is_failed_and_can_be_dele
     buggy(app).crash_on.add("create_cluster")
     created = await stubs.clusters.CreateCluster(
         cl_pb.CreateClusterRequest(
-            compartment_id="dev", name="buggy", kubernetes_version="v1.30.4", region="r", plan="p"
+            compartment_id="dev",
+            name="buggy",
+            kubernetes_version="v1.30.4",
+            region="eu-frankfurt-1",
+            plan="aws",
         )
     )
     await assert_gave_up(stubs, await crash_until_given_up(stubs, clock, created.work_request.id))
@@ -166,8 +170,8 @@ async def test_a_cluster_whose_undo_keeps_crashing_after_a_cancel_fails_too(
                 compartment_id="dev",
                 name="doomed",
                 kubernetes_version="v1.30.4",
-                region="r",
-                plan="p",
+                region="eu-frankfurt-1",
+                plan="aws",
             )
         )
         await clock.wait_for_sleepers(1)  # the control plane is being created

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from clusterops_server.domain.addon_catalogue import (
     AddonVersionStatus,
     CatalogueFile,
 )
+from clusterops_server.domain.addon_config import parse_quantity
 from clusterops_server.domain.addons import (
     Addon,
     AddonState,
@@ -85,7 +87,7 @@ def test_malformed_catalogues_are_refused() -> None:
     good = json.loads(
         (Path(__file__).parent.parent / "server/clusterops_server/data/addons.json").read_text()
     )
-    twice = {"addons": good["addons"] + good["addons"][:1]}
+    twice = {**good, "addons": good["addons"] + good["addons"][:1]}
     with pytest.raises(ValueError, match="repeat"):
         AddonCatalogue.from_json(twice)
     bad_minor = json.loads(json.dumps(good))
@@ -156,3 +158,33 @@ def test_recovery_returns_active_with_the_next_check_in_twelve_hours() -> None:
     assert addon.error is None
     assert addon.attention_since is None
     assert addon.next_check_at == NOW + timedelta(minutes=5, hours=12)
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("500m", Decimal("0.5")),
+        ("2", Decimal(2)),
+        ("200Mi", Decimal(200 * 1024**2)),
+        ("1.5Gi", Decimal("1.5") * 1024**3),
+        ("1e3", Decimal(1000)),
+        ("128k", Decimal(128000)),
+    ],
+)
+def test_kubernetes_quantities_parse_to_their_value(text: str, number: Decimal) -> None:
+    assert parse_quantity(text) == number
+
+
+@pytest.mark.parametrize("text", ["", "m", "1.2.3", "-1", "5 cores", "1Mb", "0x10"])
+def test_what_is_not_a_quantity_is_refused(text: str) -> None:
+    assert parse_quantity(text) is None
+
+
+def test_a_json_value_too_deep_or_not_an_object_is_a_problem_not_a_crash() -> None:
+    option = AddonCatalogue.load().get("CertManager")
+    assert option is not None
+    spec = option.versions[-1].configurations[1].spec
+    assert spec.problem("[" * 3000) is not None
+    assert spec.problem("{'limits': {'cpu': 1+2j}}") is not None
+    assert spec.problem('{"limits": {"cpu": "100m"}}') is None
+    assert spec.problem("{'requests': {'memory': '64Mi'}}") is None

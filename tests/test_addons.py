@@ -486,7 +486,7 @@ async def test_grpcurl_installs_and_gets_an_addon_with_json(
         data={
             "cluster_id": cluster.id,
             "name": "WeblogicKubernetesOperator",
-            "configurations": [{"key": "numOfReplicas", "value": "0"}],
+            "configurations": [{"key": "numOfReplicas", "value": "2"}],
         },
     )
     assert code == 0, err
@@ -504,7 +504,7 @@ async def test_grpcurl_installs_and_gets_an_addon_with_json(
     addon = json.loads(out)["addon"]
     assert addon["lifecycle_state"] == "ADDON_LIFECYCLE_STATE_ACTIVE"
     assert addon["current_installed_version"] == "4.2.3"
-    assert addon["configurations"] == [{"key": "numOfReplicas", "value": "0"}]
+    assert addon["configurations"] == [{"key": "numOfReplicas", "value": "2"}]
     assert addon["etag"]
 
 

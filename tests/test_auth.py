@@ -11,6 +11,7 @@ import grpc
 import pytest
 from clusterops.v1 import addons_pb2 as ad_pb
 from clusterops.v1 import clusters_pb2 as cl_pb
+from clusterops.v1 import notifications_pb2 as nt_pb
 from clusterops.v1 import orchestrations_pb2 as orc_pb
 from clusterops.v1 import upgrade_workflows_pb2 as uw_pb
 from clusterops.v1 import work_requests_pb2 as wr_pb
@@ -21,7 +22,7 @@ from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.conftest import AppFactory, Stubs, seed_cluster
-from tests.helpers import details_of, watch_to_end
+from tests.helpers import details_of, next_set_event, watch_to_end
 
 AUTH = {
     "principals": [
@@ -59,6 +60,8 @@ class Tenants:
     prod_orchestration: str
     dev_operation: str
     prod_operation: str
+    dev_subscription: str
+    prod_subscription: str
 
 
 @pytest.fixture
@@ -108,6 +111,15 @@ async def tenants(make_app: AppFactory) -> AsyncIterator[Tenants]:
             )
             made[f"{compartment}_orchestration"] = orchestration.orchestration.id
             made[f"{compartment}_operation"] = operations.data[0].id
+            subscription = await stubs.notifications.CreateSubscription(
+                nt_pb.CreateSubscriptionRequest(
+                    compartment_id=compartment,
+                    url="http://127.0.0.1:9/hook",  # nothing listens: deliveries just retry
+                    secret="s" * 16,
+                ),
+                metadata=metadata(f"{who}-token"),
+            )
+            made[f"{compartment}_subscription"] = subscription.subscription.id
         yield Tenants(app, stubs, **made)
 
 
@@ -128,6 +140,17 @@ async def status_of(call: Awaitable[Any]) -> grpc.StatusCode:
 
 async def _collect(call: Any) -> list[Any]:
     return [item async for item in call]
+
+
+async def _watched_set(call: Any) -> wr_pb.ListWorkRequestsResponse:
+    """A WatchWorkRequests snapshot, as the list it amounts to."""
+    snapshot = []
+    async for event in call:
+        if event.event_type == wr_pb.WATCH_EVENT_TYPE_SYNCED:
+            call.cancel()
+            break
+        snapshot.append(event.work_request)
+    return wr_pb.ListWorkRequestsResponse(work_requests=snapshot)
 
 
 async def test_calls_without_a_valid_token_are_unauthenticated(tenants: Tenants) -> None:
@@ -187,6 +210,15 @@ CROSS_TENANT: dict[str, Call] = {
         s.work_requests.WatchWorkRequest(
             wr_pb.WatchWorkRequestRequest(work_request_id=t.prod_wr), metadata=md
         )
+    ),
+    "NotificationService/GetSubscription": lambda s, t, md: s.notifications.GetSubscription(
+        nt_pb.GetSubscriptionRequest(subscription_id=t.prod_subscription), metadata=md
+    ),
+    "NotificationService/DeleteSubscription": lambda s, t, md: s.notifications.DeleteSubscription(
+        nt_pb.DeleteSubscriptionRequest(subscription_id=t.prod_subscription), metadata=md
+    ),
+    "NotificationService/ResumeSubscription": lambda s, t, md: s.notifications.ResumeSubscription(
+        nt_pb.ResumeSubscriptionRequest(subscription_id=t.prod_subscription), metadata=md
     ),
     "ClusterService/GetCluster": lambda s, t, md: s.clusters.GetCluster(
         cl_pb.GetClusterRequest(cluster_id=t.prod_cluster), metadata=md
@@ -286,8 +318,14 @@ DENIED_IN_OTHER_COMPARTMENT: dict[str, Call] = {
             compartment_id="prod",
             name="sneaky",
             kubernetes_version="v1.30.4",
-            region="r",
-            plan="p",
+            region="eu-frankfurt-1",
+            plan="aws",
+        ),
+        metadata=md,
+    ),
+    "NotificationService/CreateSubscription": lambda s, t, md: s.notifications.CreateSubscription(
+        nt_pb.CreateSubscriptionRequest(
+            compartment_id="prod", url="https://hooks.example.com/x", secret="s" * 16
         ),
         metadata=md,
     ),
@@ -311,6 +349,12 @@ DENIED_IN_OTHER_COMPARTMENT: dict[str, Call] = {
 LISTS: dict[str, Call] = {
     "WorkRequestService/ListWorkRequests": lambda s, t, md: s.work_requests.ListWorkRequests(
         wr_pb.ListWorkRequestsRequest(), metadata=md
+    ),
+    "WorkRequestService/WatchWorkRequests": lambda s, t, md: _watched_set(
+        s.work_requests.WatchWorkRequests(wr_pb.WatchWorkRequestsRequest(), metadata=md)
+    ),
+    "NotificationService/ListSubscriptions": lambda s, t, md: s.notifications.ListSubscriptions(
+        nt_pb.ListSubscriptionsRequest(), metadata=md
     ),
     "ClusterService/ListClusters": lambda s, t, md: s.clusters.ListClusters(
         cl_pb.ListClustersRequest(), metadata=md
@@ -402,6 +446,38 @@ async def test_work_requests_inherit_the_permission_of_their_operation(tenants: 
     assert listed_only.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+async def test_watching_many_shows_each_caller_only_what_it_may_list(tenants: Tenants) -> None:
+    stubs, alice = tenants.stubs, metadata("alice-token")
+    # A filter naming the other compartment reveals nothing: an empty set, not an error.
+    prying = stubs.work_requests.WatchWorkRequests(
+        wr_pb.WatchWorkRequestsRequest(compartment_id="prod"), metadata=alice
+    )
+    assert (await asyncio.wait_for(_watched_set(prying), 10)).work_requests == []
+    mine = stubs.work_requests.WatchWorkRequests(wr_pb.WatchWorkRequestsRequest(), metadata=alice)
+    overseer = stubs.work_requests.WatchWorkRequests(
+        wr_pb.WatchWorkRequestsRequest(), metadata=metadata("dave-token")
+    )
+    for call in (mine, overseer):
+        while (await next_set_event(call)).event_type != wr_pb.WATCH_EVENT_TYPE_SYNCED:
+            pass
+    for who, cluster in (("bob", tenants.prod_cluster), ("alice", tenants.dev_cluster)):
+        created = await stubs.clusters.CreateNodePool(
+            cl_pb.CreateNodePoolRequest(cluster_id=cluster, name="later", node_count=1),
+            metadata=metadata(f"{who}-token"),
+        )
+        await watch_to_end_as(stubs, created.work_request.id, f"{who}-token")
+    # Bob's pool came first; alice's stream starts with her own pool's changes.
+    first = await next_set_event(mine)
+    assert first.work_request.compartment_id == "dev"
+    assert first.log_entries  # she may read her own work requests' logs
+    # Dave may list work requests everywhere but read none: changes without logs.
+    seen = [await next_set_event(overseer) for _ in range(2)]
+    assert {e.work_request.compartment_id for e in seen} == {"prod"}
+    assert all(not e.log_entries for e in seen)
+    mine.cancel()
+    overseer.cancel()
+
+
 async def test_request_ids_are_per_caller(tenants: Tenants) -> None:
     stubs = tenants.stubs
     mine = await stubs.clusters.CreateCluster(
@@ -409,8 +485,8 @@ async def test_request_ids_are_per_caller(tenants: Tenants) -> None:
             compartment_id="dev",
             name="a1",
             kubernetes_version="v1.30.4",
-            region="r",
-            plan="p",
+            region="eu-frankfurt-1",
+            plan="aws",
             request_id="same-id",
         ),
         metadata=metadata("alice-token"),
@@ -420,8 +496,8 @@ async def test_request_ids_are_per_caller(tenants: Tenants) -> None:
             compartment_id="prod",
             name="b1",
             kubernetes_version="v1.30.4",
-            region="r",
-            plan="p",
+            region="eu-frankfurt-1",
+            plan="aws",
             request_id="same-id",
         ),
         metadata=metadata("bob-token"),

@@ -13,7 +13,8 @@ import sys
 import pytest
 from clusterops.cli._output import Output
 from clusterops.cli._progress import Progress
-from clusterops.cli.main import check_server, main
+from clusterops.cli._table import LiveTable
+from clusterops.cli.main import _without_server, check_server, main
 from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import App
 from clusterops_server.clock import FakeClock
@@ -69,12 +70,17 @@ async def test_work_requests_list_prints_a_table_and_json(app: App, run: Run) ->
     by_id = {row.split()[0]: row.split() for row in rows}
     assert by_id[ok][1:4] == ["NODEPOOL_CREATE", "SUCCEEDED", "100"]
     assert by_id[failed][2] == "FAILED"
+    # The failure reason is on the row (the newest error), no second call needed.
+    assert header.split()[-2:] == ["LAST", "ERROR"]
+    assert by_id[failed][-1] == "NodePoolCreationFailed"
+    assert by_id[ok][-1] == "-"
 
     assert await run("wr", "list", "--status", "failed", "-o", "json") == 0
     listed = run.json()
     assert isinstance(listed, list)
     assert [item["id"] for item in listed] == [failed]
     assert listed[0]["status"] == "WORK_REQUEST_STATUS_FAILED"
+    assert listed[0]["last_error"]["code"] == "NodePoolCreationFailed"
 
 
 async def test_get_describes_one_resource_and_options_may_come_first(
@@ -102,7 +108,7 @@ async def test_get_describes_one_resource_and_options_may_come_first(
 async def test_clusters_and_node_pools_create_get_and_list(app: App, run: Run) -> None:
     created = await run(
         "clusters", "create", "--compartment", "dev", "--name", "cli-1",
-        "--kubernetes-version", "v1.30.4", "--region", "eu-frankfurt-1", "--plan", "standard",
+        "--kubernetes-version", "v1.30.4", "--region", "eu-frankfurt-1", "--plan", "aws",
         "--maintenance-window", "22:00-02:00", "--label", "team=edge", "--watch",
     )  # fmt: skip
     assert created == 0
@@ -393,10 +399,12 @@ async def test_watch_says_on_stderr_when_it_resumes_after_a_lost_connection(
     await clock.wait_for_sleepers(1)
     run = Run(first, capsys)
     watching = asyncio.create_task(run("work-requests", "watch", operation.id))
-    for _ in range(500):  # the CLI is watching (bounded: 10 seconds)
-        if first.hub.watchers:
-            break
+    early = ""
+    for _ in range(500):  # the CLI has printed its snapshot (bounded: 10 seconds)
         await asyncio.sleep(0.02)
+        early += capsys.readouterr().out
+        if f"{operation.id} is" in early:
+            break
     async with sdk_client(first) as client:  # the revision its snapshot carried
         seen = client.work_requests.watch(operation.id)
         revision = (await anext(seen)).revision
@@ -410,6 +418,7 @@ async def test_watch_says_on_stderr_when_it_resumes_after_a_lost_connection(
     assert second.port == first.port
     assert f"{operation.id} SUCCEEDED" in run.out
     notices = run.err.splitlines()
+    # The snapshot's revision: the CLI had it before the server went away.
     assert notices[0] == f"clusterops: connection lost; resuming from revision {revision}"
     assert all(n.startswith("clusterops: still reconnecting (attempt ") for n in notices[1:])
 
@@ -467,3 +476,100 @@ def test_server_addresses_grpc_understands_are_accepted() -> None:
     for server in ("localhost:50051", "127.0.0.1:1", "[::1]:50051", "dns:///localhost:50051",
                    "unix:///run/clusterops.sock", "ipv4:127.0.0.1:50051"):  # fmt: skip
         check_server(server)
+
+
+def test_serve_without_a_loadable_server_says_why_in_one_line() -> None:
+    missing = ModuleNotFoundError("No module named 'clusterops_server'", name="clusterops_server")
+    assert _without_server(missing) == (
+        "serve needs the server, which is not installed: install clusterops-server "
+        "(pip install ./server in a clusterops checkout)"
+    )
+    # Installed but broken (a dependency missing): the import error itself, not "install it".
+    broken = ModuleNotFoundError("No module named 'sqlalchemy'", name="sqlalchemy")
+    assert _without_server(broken) == (
+        "serve needs the server, whose clusterops-server package cannot load: "
+        "No module named 'sqlalchemy'"
+    )
+
+
+async def test_watch_with_filters_shows_the_set_until_it_is_done(app: App, run: Run) -> None:
+    ok = await finished_pool(app)
+    failed = await finished_pool(app, fail=True)
+    args = ("wr", "watch", "--compartment", "dev", "--until-done")
+
+    assert await run(*args) == 4  # one of them FAILED
+    header, *rows = run.out.splitlines()
+    assert header.split() == ["ID", "OPERATION", "STATUS", "%", "LAST"]
+    by_id = {row.split()[0]: row for row in rows}
+    assert by_id[ok].split()[1:4] == ["NODEPOOL_CREATE", "SUCCEEDED", "100"]
+    assert "error NodePoolCreationFailed" in by_id[failed]
+
+    assert await run(*args, "--filter", "status = SUCCEEDED", "-o", "json") == 0
+    events = [json.loads(line) for line in run.out.splitlines()]
+    assert [e["event_type"] for e in events] == [
+        "WATCH_EVENT_TYPE_SNAPSHOT",
+        "WATCH_EVENT_TYPE_SYNCED",
+    ]
+    assert events[0]["work_request"]["id"] == ok
+
+    assert await run("wr", "watch", ok, "--filter", "status = FAILED") == 2
+
+
+def test_the_live_table_redraws_in_place_and_drops_what_leaves_the_set() -> None:
+    stream = io.StringIO()
+    table = LiveTable(Output("table", stream=stream), live=True)
+    wr = wr_pb.WorkRequest(
+        id="wr-1", status=wr_pb.WORK_REQUEST_STATUS_IN_PROGRESS, percent_complete=50
+    )
+    table(
+        wr_pb.WatchWorkRequestsResponse(event_type=wr_pb.WATCH_EVENT_TYPE_SNAPSHOT, work_request=wr)
+    )
+    table(wr_pb.WatchWorkRequestsResponse(revision=7, event_type=wr_pb.WATCH_EVENT_TYPE_SYNCED))
+    first = stream.getvalue()
+    assert first.startswith("\x1b[J")
+    assert "IN_PROGRESS" in first
+    assert first.count("\n") == 2  # header and one row
+
+    done = wr_pb.WorkRequest(id="wr-1", status=wr_pb.WORK_REQUEST_STATUS_SUCCEEDED)
+    table(
+        wr_pb.WatchWorkRequestsResponse(
+            revision=8,
+            event_type=wr_pb.WATCH_EVENT_TYPE_CHANGE,
+            work_request=done,
+            left_filter=True,
+        )
+    )
+    redrawn = stream.getvalue()[len(first) :]
+    assert redrawn.startswith("\x1b[2F\x1b[J")  # back up over the two lines drawn
+    assert "wr-1" not in redrawn
+    assert table.done
+
+
+async def test_subscriptions_create_list_get_and_delete_with_their_delivery_state(
+    app: App, run: Run
+) -> None:
+    created = await run(
+        "subscriptions", "create", "--compartment", "dev", "--url", "http://127.0.0.1:9/hook",
+        "--secret", "0123456789abcdef", "--filter", "status = FAILED", "-o", "json",
+    )  # fmt: skip
+    assert created == 0
+    subscription = run.json()
+    assert isinstance(subscription, dict)
+    assert subscription["state"] == "SUBSCRIPTION_STATE_ACTIVE"
+    assert "secret" not in subscription
+
+    assert await run("sub", "list", "--compartment", "dev") == 0
+    header, row = run.out.splitlines()
+    assert header.split()[:5] == ["ID", "STATE", "CURSOR", "LAST", "STATUS"]
+    assert row.split()[:2] == [subscription["id"], "ACTIVE"]
+    assert await run("sub", "get", subscription["id"]) == 0
+    assert "state: ACTIVE" in run.out
+    assert "delivery:" in run.out
+    assert await run("sub", "delete", subscription["id"]) == 0
+    assert await run("sub", "get", subscription["id"]) == 1
+    bad = await run(
+        "sub", "create", "--compartment", "dev", "--url", "http://example.com/", "--secret", "x"
+    )  # fmt: skip
+    assert bad == 1  # the server refused it
+    assert "url" in run.err
+    assert "secret" in run.err

@@ -191,13 +191,14 @@ async def test_addon_options_for_one_addon_show_versions_and_configuration_keys(
     assert lines[4].split() == ["VERSION", "STATUS", "KUBERNETES", "DESCRIPTION"]
     assert lines[5].split()[:3] == ["v1.27.3", "ACTIVE", "v1.27"]
     keys_at = lines.index("configuration keys (every version):")
-    assert lines[keys_at + 1].split() == ["KEY", "DEFAULT", "REQUIRED", "DESCRIPTION"]
+    assert lines[keys_at + 1].split() == ["KEY", "DEFAULT", "REQUIRED", "VALUES", "DESCRIPTION"]
     keys = {line.split()[0]: line.split()[1:3] for line in lines[keys_at + 2 :]}
     assert keys == {
         "nodes": ["-", "yes"],
         "authType": ["instance", "no"],
         "numOfReplicas": ["1", "no"],
     }
+    assert "one of instance, workload" in run.out
 
     assert await run("addons", "options", "--name", "CertManager") == 0
     assert "  v1.12.3  RECALLED    v1.27, v1.28  " in run.out

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 import pytest
+from clusterops.v1 import addons_pb2 as ad_pb
 from clusterops.v1 import clusters_pb2 as cl_pb
 from clusterops.v1 import upgrade_workflows_pb2 as uw_pb
 from clusterops.v1 import work_requests_pb2 as wr_pb
@@ -118,7 +119,7 @@ async def test_concurrent_retries_with_one_request_id_make_exactly_one_operation
         name="once",
         kubernetes_version="v1.30.4",
         region="eu-frankfurt-1",
-        plan="standard",
+        plan="aws",
         request_id="client-retry-7",
     )
     replies = await asyncio.gather(*(stubs.clusters.CreateCluster(request) for _ in range(20)))
@@ -176,3 +177,30 @@ async def test_a_retried_cancel_answers_like_the_first_even_after_the_work_ended
             )
         )
     assert details_of(reused.value).fields == ["request_id"]
+
+
+async def test_concurrent_installs_of_one_addon_are_aborted_naming_the_winner(
+    make_app: AppFactory,
+) -> None:
+    app = await make_app(simulation=SimulationSettings(seconds={"apply_addon": 60}))
+    cluster = await seed_cluster(app)
+    async with connect(app) as stubs:
+        attempts = [
+            stubs.addons.InstallAddon(
+                ad_pb.InstallAddonRequest(
+                    cluster_id=cluster.id, name="CertManager", request_id=f"install-{i}"
+                )
+            )
+            for i in range(50)
+        ]
+        results = await asyncio.gather(*attempts, return_exceptions=True)
+        winners = [r for r in results if isinstance(r, ad_pb.InstallAddonResponse)]
+        losers = [details_of(r) for r in results if isinstance(r, grpc.aio.AioRpcError)]
+        assert len(winners) == 1
+        assert len(losers) == 49
+        assert {d.code for d in losers} == {grpc.StatusCode.ABORTED}
+        assert {d.error_info.reason for d in losers if d.error_info} == {"RESOURCE_BUSY"}
+        blocking = {
+            d.error_info.metadata["blocking_work_request_id"] for d in losers if d.error_info
+        }
+        assert blocking == {winners[0].work_request.id}

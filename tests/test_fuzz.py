@@ -4,6 +4,7 @@ serving, and a rejected call writes nothing."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import grpc
@@ -13,17 +14,20 @@ from clusterops_server.app import SERVICE_NAMES, App
 from clusterops_server.store.tables import Base
 from clusterops_server.wire.guard import MAX_REQUEST_BYTES
 from google.protobuf import descriptor_pool
-from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.descriptor import FieldDescriptor, MethodDescriptor
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from tests.conftest import seed_cluster
+from tests.conftest import Stubs, seed_cluster
 from tests.fuzzing import build, field_values
 from tests.helpers import details_of, watch_to_end
+from tests.paging_helpers import b64, build_world, lists, payload_of, signed
 
-FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
+# RESOURCE_EXHAUSTED: an error too large for the client to receive (or a request the
+# server would not read; no test here sends one).
+FORBIDDEN = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL, grpc.StatusCode.RESOURCE_EXHAUSTED}
 METHODS: list[MethodDescriptor] = [
     method
     for name in SERVICE_NAMES
@@ -80,7 +84,7 @@ async def known_ids(app: App, stubs: Any) -> list[str]:
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
 @settings(
-    max_examples=40,
+    max_examples=20,  # 20 per RPC: some 700 fuzzed requests a run, a few seconds
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -139,3 +143,108 @@ async def test_a_request_above_the_size_limit_is_invalid_argument_and_the_server
     health = health_pb2_grpc.HealthStub(stubs.channel)
     reply = await health.Check(health_pb2.HealthCheckRequest())
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+# Every JSON type, nested a little: what an edited token's cursor fields may hold.
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=40)
+    | st.sampled_from(
+        ["2026-01-05T09:00:00", "2026-01-05T09:00:00+00:00", "9999-12-31T23:59:59-23:59"]
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@pytest.fixture
+async def tokens(app: App, stubs: Stubs) -> dict[str, tuple[Any, str]]:
+    """Each paged List that issues a token on this data, with a real token of its own."""
+    world = await build_world(app, stubs)
+    found: dict[str, tuple[Any, str]] = {}
+    for name, call in lists(world).items():
+        token = (await call(stubs, "")).next_page_token
+        if token:
+            found[name] = (call, token)
+    return found
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+async def test_edited_page_tokens_never_answer_internal(
+    app: App, stubs: Stubs, tokens: dict[str, tuple[Any, str]], data: st.DataObject
+) -> None:
+    name = data.draw(st.sampled_from(sorted(tokens)))
+    call, token = tokens[name]
+    payload: Any = payload_of(token)
+    where = data.draw(st.sampled_from(["cursor field", "cursor", "query", "extra", "whole"]))
+    if where == "cursor field":
+        position = data.draw(st.integers(0, len(payload["k"])))
+        value = data.draw(JSON_VALUES)
+        payload["k"] = [*payload["k"][:position], value, *payload["k"][position + 1 :]]
+    elif where == "whole":
+        payload = data.draw(JSON_VALUES)
+    else:
+        payload[{"cursor": "k", "query": "q", "extra": "x"}[where]] = data.draw(JSON_VALUES)
+    raw = json.dumps(payload).encode()
+    if data.draw(st.booleans()):
+        edited = await signed(app, raw)  # past the signature: the strict decoding decides
+    else:
+        generation, _, mac = token.split(".")
+        edited = f"{generation}.{b64(raw)}.{mac}"
+    code = grpc.StatusCode.OK
+    try:
+        await call(stubs, edited)
+    except grpc.aio.AioRpcError as error:
+        code = error.code()
+    assert code not in FORBIDDEN, f"{name} with {payload!r}: {code}"
+    assert code in (grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT), f"{name}: {code}"
+
+
+def _repeated_fields(method: MethodDescriptor) -> list[str]:
+    return [
+        f.name
+        for f in method.input_type.fields
+        if f.is_repeated
+        and f.message_type is None
+        and f.type in (FieldDescriptor.TYPE_ENUM, FieldDescriptor.TYPE_STRING)
+    ]
+
+
+REPEATED = [(m, f) for m in METHODS for f in _repeated_fields(m)]
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+async def test_repeated_fields_of_any_length_never_answer_internal_or_too_large(
+    app: App, stubs: Stubs, known_ids: list[str], data: st.DataObject
+) -> None:
+    method, field_name = data.draw(st.sampled_from(REPEATED))
+    field = method.input_type.fields_by_name[field_name]
+    length = data.draw(st.integers(1, 1000))
+    if field.type == FieldDescriptor.TYPE_ENUM:
+        assert field.enum_type is not None
+        highest = max(v.number for v in field.enum_type.values)
+        choices = st.integers(-3, highest + 3)
+    else:
+        choices = st.one_of(st.sampled_from(known_ids), st.text(max_size=80))
+    pattern = data.draw(st.lists(choices, min_size=1, max_size=5))
+    values = data.draw(field_values(method.input_type, st.sampled_from(known_ids)))
+    values[field_name] = (pattern * length)[:length]
+    payload = build(method.input_type, values).SerializeToString()
+    await app.engine.wait_idle()
+    code = await invoke(stubs.channel, method, payload)
+    assert code not in FORBIDDEN, f"{method.name}.{field_name} x{length}: {code}"

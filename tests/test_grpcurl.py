@@ -99,7 +99,7 @@ async def test_grpcurl_creates_a_cluster_with_json(app: App) -> None:
             "name": "from-grpcurl",
             "kubernetes_version": "v1.30.4",
             "region": "eu-frankfurt-1",
-            "plan": "standard",
+            "plan": "aws",
             "maintenance_window": {"start_time": "22:00", "end_time": "02:00"},
         },
     )

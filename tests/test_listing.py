@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from clusterops.v1 import clusters_pb2 as cl_pb
@@ -28,10 +30,11 @@ async def make_history(app: App, stubs: Stubs, clock: FakeClock) -> dict[str, li
             created = await stubs.clusters.CreateNodePool(
                 cl_pb.CreateNodePoolRequest(cluster_id=cluster.id, name="w", node_count=1)
             )
-            await watch_to_end(stubs, created.work_request.id)
             made[compartment].append(created.work_request.id)
             if compartment == "prod" and i == 3:
                 made["failed"].append(created.work_request.id)
+    # Accepted one after the other (a minute apart); run side by side (one per cluster).
+    await asyncio.gather(*(watch_to_end(stubs, wr_id) for wr_id in made["dev"] + made["prod"]))
     return made
 
 

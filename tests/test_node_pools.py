@@ -190,7 +190,7 @@ async def test_create_cluster_runs_as_an_operation_and_becomes_active(stubs: Stu
             name="edge-1",
             kubernetes_version="v1.30.4",
             region="eu-frankfurt-1",
-            plan="standard",
+            plan="aws",
         )
     )
     assert created.cluster.lifecycle_state == cl_pb.CLUSTER_LIFECYCLE_STATE_CREATING

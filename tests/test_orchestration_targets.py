@@ -22,7 +22,7 @@ def cluster(
     cluster_id: str,
     *,
     region: str = "eu-frankfurt-1",
-    plan: str = "standard",
+    plan: str = "aws",
     global_account_id: str = "ga-acme",
     sub_account_id: str = "sa-dev",
     shoot_name: str = "",
@@ -46,7 +46,7 @@ def cluster(
 
 
 FLEET = [
-    cluster("a", region="eu-frankfurt-1", plan="standard", global_account_id="ga-acme"),
+    cluster("a", region="eu-frankfurt-1", plan="aws", global_account_id="ga-acme"),
     cluster("b", region="eu-amsterdam-1", plan="gcp", sub_account_id="sa-prod"),
     cluster("c", region="us-ashburn-1", plan="gcp", global_account_id="ga-other"),
     cluster("d", region="xeu-frankfurt-1", plan="azure", shoot_name="special"),
@@ -128,7 +128,7 @@ async def test_only_the_orchestrations_compartment_and_no_deleted_cluster_is_tar
 async def test_include_and_exclude_select_clusters_by_every_kind_of_field(
     app: App, stubs: Stubs
 ) -> None:
-    frankfurt = await seed_cluster(app, region="eu-frankfurt-1", plan="standard")
+    frankfurt = await seed_cluster(app, region="eu-frankfurt-1", plan="aws")
     amsterdam = await seed_cluster(app, region="eu-amsterdam-1", plan="gcp", sub_account="sa-x")
     ashburn = await seed_cluster(app, region="us-ashburn-1", plan="gcp", global_account="ga-2")
     await seed_cluster(app, region="eu-paris-1", shoot_name="special")

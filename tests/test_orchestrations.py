@@ -508,6 +508,7 @@ async def test_get_operation_shows_the_cluster_and_component_configuration(
         target_version="v1.30.4",
         region="eu-amsterdam-1",
         plan_name="gcp",
+        plan_id="ca6e5357-707f-4565-bbbd-b3ab732597c6",
         shoot_name=cluster.shoot_name,
     )
     components = {c.component: c for c in detail.component_configs}

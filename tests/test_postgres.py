@@ -311,6 +311,7 @@ async def test_a_replica_that_stops_mid_operation_hands_its_work_to_another(
     ]
 
 
+@pytest.mark.slow  # seconds of real time: started first
 async def test_work_of_a_killed_replica_is_finished_by_another_once_its_lease_expires(
     databases: Databases,
 ) -> None:

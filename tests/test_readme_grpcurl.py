@@ -17,12 +17,22 @@ from tests.test_grpcurl import grpcurl_binary
 from tests.test_server_process import running_server
 
 README = Path(__file__).resolve().parent.parent / "README.md"
+
+# Real processes in real time: started first, so that no worker ends the run with them.
+pytestmark = pytest.mark.slow
 # Each block, and what its last steps show when they worked (a cancel landed mid-way...).
 SECTIONS = {
     "## Try it with grpcurl": "WORK_REQUEST_STATUS_CANCELED",
     "## Upgrade a cluster (upgrade workflows)": "UPGRADE_WORKFLOW_PHASE_CANCEL",
     "## Upgrade a fleet (orchestrations)": "ORCHESTRATION_STATE_CANCEL",
     "## Add-ons": "WORK_REQUEST_OPERATION_TYPE_DISABLE_ADDON",
+    # The reference documents' examples: what each shows at its end.
+    "### OKE: an add-on that needs attention": '"current_installed_version": "4.2.3"',
+    "### KEB: an orchestration's operations with their plan ids": (
+        '"plan_id": "ca6e5357-707f-4565-bbbd-b3ab732597c6"'
+    ),
+    "### CCE: an upgrade without a snapshot": '"phase": "UPGRADE_WORKFLOW_PHASE_PENDING"',
+    "## Events out: many work requests, failure reasons, webhooks": "WATCH_EVENT_TYPE_SYNCED",
 }
 
 

@@ -27,6 +27,8 @@ from tests.sdk_support import CallCounter, sdk_client
 
 ACTIVE = ad_pb.ADDON_LIFECYCLE_STATE_ACTIVE
 
+SMALL = '{"limits": {"cpu": "100m", "memory": "128Mi"}}'
+
 
 @pytest.fixture
 async def client(app: App) -> AsyncIterator[AsyncClient]:
@@ -101,7 +103,7 @@ async def test_update_with_the_current_etag_changes_the_version_and_merges_confi
         "CertManager",
         etag=current.etag,
         version="v1.14.5",
-        configurations={"cert-manager.ContainerResources": "small"},
+        configurations={"cert-manager.ContainerResources": SMALL},
     )
     assert operation.resource.lifecycle_state == ad_pb.ADDON_LIFECYCLE_STATE_UPDATING
     assert operation.work_request.operation_type == wr_pb.WORK_REQUEST_OPERATION_TYPE_UPDATE_ADDON
@@ -110,7 +112,7 @@ async def test_update_with_the_current_etag_changes_the_version_and_merges_confi
     assert (addon.version, addon.current_installed_version) == ("v1.14.5", "v1.14.5")
     assert configured(addon) == {
         "numOfReplicas": "2",
-        "cert-manager.ContainerResources": "small",
+        "cert-manager.ContainerResources": SMALL,
     }
 
     await reconciled(app, client, cluster.id, "CertManager")

@@ -51,7 +51,7 @@ async def test_create_returns_a_handle_whose_result_is_the_active_cluster(
         name="edge-1",
         kubernetes_version="v1.30.4",
         region="eu-frankfurt-1",
-        plan="standard",
+        plan="aws",
         maintenance_window=("22:00", "02:00"),
         labels={"team": "edge"},
     )
@@ -77,7 +77,7 @@ async def test_a_retried_create_with_the_same_request_id_returns_the_first_opera
             name="once",
             kubernetes_version="v1.30.4",
             region="eu-frankfurt-1",
-            plan="standard",
+            plan="aws",
             request_id=request_id,
         )
 
@@ -210,7 +210,7 @@ async def test_invalid_arguments_name_every_bad_field(client: AsyncClient) -> No
             name="-bad-",
             kubernetes_version="v0.0.1",
             region="eu-frankfurt-1",
-            plan="standard",
+            plan="aws",
             maintenance_window=("25:00", "02:00"),
         )
     fields = {v.field for v in bad.value.field_violations}

@@ -42,7 +42,7 @@ async def test_the_blocking_client_offers_every_cluster_and_work_request_verb(ap
                 name="sync-1",
                 kubernetes_version="v1.30.4",
                 region="eu-frankfurt-1",
-                plan="standard",
+                plan="aws",
             )
             assert isinstance(creating, Operation)
             cluster = creating.result(timeout=20)
@@ -155,7 +155,7 @@ async def test_a_blocking_operation_handle_cancels_and_watches_its_work_request(
                 name="sync-2",
                 kubernetes_version="v1.30.4",
                 region="eu-frankfurt-1",
-                plan="standard",
+                plan="aws",
             ).result(timeout=20)
         )
         adding = await asyncio.to_thread(

@@ -174,11 +174,16 @@ async def test_the_call_timeout_bounds_all_attempts_together(fake: FakeServer) -
     fake.servicer.failures = [grpc.StatusCode.UNAVAILABLE] * 1000
     async with AsyncClient(fake.target, retry=patient) as client:
         started = time.monotonic()
-        with pytest.raises(Unavailable):
+        # The last failure, or the deadline itself when it passes during an attempt (as it
+        # may on a busy machine).
+        with pytest.raises((Unavailable, DeadlineExceeded)):
             await client.work_requests.get(WR_ID, timeout=0.5)
         elapsed = time.monotonic() - started
-    assert 0.4 <= elapsed < 2
-    assert 3 <= len(fake.servicer.requests) <= 11
+    # No attempt starts once less than a backoff is left, so the call took most of its
+    # 0.5 s; without that bound the 1000 failures would take 50 s of backoff. The upper
+    # limit is loose on purpose: a loaded machine stretches every attempt.
+    assert 0.4 <= elapsed < 10
+    assert len(fake.servicer.requests) <= 11  # never more attempts than 0.5 s of backoff allows
 
 
 async def test_retry_none_or_no_retry_makes_a_single_attempt(

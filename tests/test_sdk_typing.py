@@ -82,7 +82,11 @@ async def asynchronous() -> None:
     async with AsyncClient(tls=TLSConfig.from_files(ca_cert="ca.pem")) as client:
         assert_type(await client.work_requests.get("wr-1"), WorkRequest)
         operation = await client.clusters.create(
-            compartment_id="dev", name="a", kubernetes_version="v1.30.4", region="r", plan="p"
+            compartment_id="dev",
+            name="a",
+            kubernetes_version="v1.30.4",
+            region="eu-frankfurt-1",
+            plan="aws",
         )
         assert_type(operation, AsyncOperation[Cluster])
         cluster = await operation.result(timeout=60)

@@ -96,4 +96,6 @@ async def test_wait_on_a_server_that_never_comes_back_raises_unavailable_by_its_
         started = time.monotonic()
         with pytest.raises(Unavailable):
             await operation.wait(timeout=1.0, retry=QUICK_RECONNECT)
-    assert time.monotonic() - started < 3
+    # Bounded by its 1 s deadline, not by the retries (which would go on until pytest's
+    # timeout); loose, so that a loaded machine does not fail it.
+    assert time.monotonic() - started < 10

@@ -19,6 +19,7 @@ from clusterops.v1 import clusters_pb2 as cl_pb
 from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import ServerConfig
 from clusterops_server.domain.addons import ReconcileSettings
+from clusterops_server.domain.notifications import WebhookSettings
 from clusterops_server.serve import ConfigError, add_arguments, config_from
 
 from tests.conftest import Stubs
@@ -67,6 +68,7 @@ async def drain(call: Any) -> None:
         pass
 
 
+@pytest.mark.slow  # seconds of real time: started first
 async def test_sigterm_ends_watches_with_a_resume_point_and_exits_zero(tmp_path: Path) -> None:
     async with running_server(tmp_path / "s.db", "--demo", "--sim-step-seconds", "30") as server:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -87,6 +89,7 @@ async def test_sigterm_ends_watches_with_a_resume_point_and_exits_zero(tmp_path:
         assert await asyncio.wait_for(server.process.wait(), 30) == 0
 
 
+@pytest.mark.slow  # seconds of real time: started first
 async def test_sigkill_mid_operation_resumes_after_restart(tmp_path: Path) -> None:
     database = tmp_path / "k.db"
     async with running_server(database, "--demo", "--sim-step-seconds", "1") as server:
@@ -146,6 +149,7 @@ async def serve_exit(tmp_path: Path, *argv: str, **env: str) -> tuple[int, str]:
     return process.returncode or 0, stderr.decode()
 
 
+@pytest.mark.slow  # seconds of real time: started first
 async def test_a_second_server_on_a_busy_port_refuses_to_start(tmp_path: Path) -> None:
     async with running_server(tmp_path / "first.db", "--insecure-no-auth") as first:
         code, stderr = await serve_exit(tmp_path, "--port", str(first.port))
@@ -203,3 +207,20 @@ def test_addon_reconcile_flags_and_environment_reach_the_config(
         config("--addon-attention-growth", "0.5")
     with pytest.raises(ConfigError, match="--addon-check-hours must be positive"):
         config("--addon-check-hours", "0")
+
+
+def test_webhook_flags_and_environment_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    def config(*argv: str) -> ServerConfig:
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        return config_from(parser.parse_args(["--insecure-no-auth", *argv]))
+
+    assert config().webhooks == WebhookSettings()
+    monkeypatch.setenv("CLUSTEROPS_WEBHOOK_SUSPEND_AFTER_HOURS", "2")
+    settings = config("--webhook-max-backoff-seconds", "60").webhooks
+    assert (settings.suspend_after, settings.max_backoff) == (
+        timedelta(hours=2),
+        timedelta(seconds=60),
+    )
+    with pytest.raises(ConfigError):
+        config("--webhook-suspend-after-hours", "0")

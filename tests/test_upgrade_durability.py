@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import grpc
+import pytest
 from clusterops.v1 import clusters_pb2 as cl_pb
 from clusterops.v1 import upgrade_workflows_pb2 as uw_pb
 from clusterops.v1 import work_requests_pb2 as wr_pb
@@ -98,6 +99,7 @@ async def test_a_restart_during_the_cluster_task_resumes_without_rerunning_finis
     )
 
 
+@pytest.mark.slow  # seconds of real time: started first
 async def test_sigkill_during_an_upgrade_resumes_it_after_restart(tmp_path: Path) -> None:
     database = tmp_path / "upgrade-kill.db"
     async with running_server(database, "--sim-step-seconds", "1", "--insecure-no-auth") as server:
@@ -109,7 +111,7 @@ async def test_sigkill_during_an_upgrade_resumes_it_after_restart(tmp_path: Path
                     name="kill-me",
                     kubernetes_version="v1.29.8",
                     region="eu-frankfurt-1",
-                    plan="standard",
+                    plan="aws",
                 )
             )
             await watch_to_end(stubs, made.work_request.id)

@@ -601,7 +601,7 @@ async def test_cancel_with_a_stale_etag_is_aborted(make_app: AppFactory, clock: 
             "already runs",
         ),
         (
-            "v1.20.1",
+            "v1.14.1",
             "v1.27.16",
             grpc.StatusCode.FAILED_PRECONDITION,
             "UNSUPPORTED_CURRENT_VERSION",
@@ -770,6 +770,7 @@ async def test_list_filters_by_cluster_compartment_and_phase_and_pages_newest_fi
     assert sorted(details_of(bad.value).fields) == [
         "cluster_id",
         "page_size",
+        "page_token",
         "phases[0]",
     ]
     first_page = await stubs.upgrade_workflows.ListUpgradeWorkflows(

@@ -46,9 +46,11 @@ from clusterops._sync import Pager, SyncIterator
 from clusterops._watch import is_terminal
 from clusterops.v1.addons_pb2 import Addon, AddonOption
 from clusterops.v1.clusters_pb2 import Cluster, Node, NodePool
+from clusterops.v1.notifications_pb2 import Subscription
 from clusterops.v1.orchestrations_pb2 import Orchestration, OrchestrationOperation
 from clusterops.v1.upgrade_workflows_pb2 import KubernetesVersion, UpgradeWorkflow
 from clusterops.v1.work_requests_pb2 import WatchWorkRequestResponse as WatchEvent
+from clusterops.v1.work_requests_pb2 import WatchWorkRequestsResponse as WatchManyEvent
 from clusterops.v1.work_requests_pb2 import WorkRequest, WorkRequestError, WorkRequestLogEntry
 
 __all__ = [
@@ -94,6 +96,7 @@ __all__ = [
     "ResourceExhausted",
     "Retry",
     "RetryPolicy",
+    "Subscription",
     "SyncIterator",
     "TLSConfig",
     "Timeout",
@@ -102,6 +105,7 @@ __all__ = [
     "Unimplemented",
     "UpgradeWorkflow",
     "WatchEvent",
+    "WatchManyEvent",
     "WorkRequest",
     "WorkRequestError",
     "WorkRequestLogEntry",

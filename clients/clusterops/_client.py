@@ -22,6 +22,7 @@ from clusterops._options import (
 )
 from clusterops._orchestrations import AsyncOrchestrations, Orchestrations
 from clusterops._retry import RetryPolicy
+from clusterops._subscriptions import AsyncSubscriptions, Subscriptions
 from clusterops._sync import Portal
 from clusterops._transport import Transport
 from clusterops._upgrade_workflows import AsyncUpgradeWorkflows, UpgradeWorkflows
@@ -96,7 +97,8 @@ class AsyncClient:
             metadata=headers,
         )
         self.work_requests = AsyncWorkRequests(self._transport)
-        """Work requests: get, list, list_logs, list_errors, cancel, watch, wait."""
+        """Work requests: get, list, list_logs, list_errors, cancel, watch, wait, watch_many,
+        wait_all."""
         self.clusters = AsyncClusters(self._transport, self.work_requests)
         """Clusters, node pools and nodes."""
         self.upgrade_workflows = AsyncUpgradeWorkflows(self._transport, self.work_requests)
@@ -105,6 +107,8 @@ class AsyncClient:
         """Cluster add-ons."""
         self.orchestrations = AsyncOrchestrations(self._transport, self.work_requests)
         """Fleet-wide orchestrations."""
+        self.subscriptions = AsyncSubscriptions(self._transport)
+        """Webhook subscriptions: work request changes pushed as signed CloudEvents."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> AsyncClient:
@@ -175,7 +179,8 @@ class Client:
             raise
         self.target = target
         self.work_requests = WorkRequests(self._portal, self._async.work_requests)
-        """Work requests: get, list, list_logs, list_errors, cancel, watch, wait."""
+        """Work requests: get, list, list_logs, list_errors, cancel, watch, wait, watch_many,
+        wait_all."""
         self.clusters = Clusters(self._portal, self._async.clusters)
         """Clusters, node pools and nodes."""
         self.upgrade_workflows = UpgradeWorkflows(self._portal, self._async.upgrade_workflows)
@@ -184,6 +189,8 @@ class Client:
         """Cluster add-ons."""
         self.orchestrations = Orchestrations(self._portal, self._async.orchestrations)
         """Fleet-wide orchestrations."""
+        self.subscriptions = Subscriptions(self._portal, self._async.subscriptions)
+        """Webhook subscriptions: work request changes pushed as signed CloudEvents."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Client:

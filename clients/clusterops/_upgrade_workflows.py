@@ -33,6 +33,7 @@ class AsyncUpgradeWorkflows:
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
         request_id: str | None = None,
+        skip_snapshot: bool = False,
         timeout: Timeout = DEFAULT,
         metadata: Metadata = (),
         retry: Retry = DEFAULT,
@@ -46,6 +47,10 @@ class AsyncUpgradeWorkflows:
         `target_version`; a cluster already on it, FailedPrecondition; a cluster with an
         operation in flight, Conflict (its `metadata` names the running
         `upgrade_workflow_id` when that operation is an upgrade).
+
+        With `skip_snapshot` no snapshot is taken: the Snapshot point stays bare (its
+        task type only), the lines run PreCheck -> Cluster -> PostCheck, and a failed
+        Cluster or PostCheck task is not rolled back (there is nothing to restore).
         """
         response = await self._transport.unary(
             self._stub.CreateUpgradeWorkflow,
@@ -56,6 +61,7 @@ class AsyncUpgradeWorkflows:
                 labels=dict(labels or {}),
                 annotations=dict(annotations or {}),
                 request_id=idempotency_key(request_id),
+                skip_snapshot=skip_snapshot,
             ),
             CallOptions(timeout, metadata, retry),
             read=False,

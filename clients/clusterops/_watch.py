@@ -115,3 +115,86 @@ async def follow(
                     metadata={"work_request_id": work_request_id, "revision": str(cursor)},
                 ) from error
             raise
+
+
+async def follow_many(
+    transport: Transport,
+    stub: pb_grpc.WorkRequestServiceAsyncStub,
+    request: pb.WatchWorkRequestsRequest,
+    *,
+    deadline: Deadline,
+    retry: RetryPolicy,
+    metadata: Metadata,
+) -> AsyncGenerator[pb.WatchWorkRequestsResponse, None]:
+    """WatchWorkRequests across dropped connections: each change once, in revision order.
+
+    Resumes after the last SYNCED or CHANGE revision seen. A connection lost during the
+    snapshot, or a revision that can no longer be resumed (OUT_OF_RANGE), starts again
+    with a fresh snapshot: the caller sees SNAPSHOT events again, then SYNCED, and
+    should rebuild its view from them. Runs until the caller stops or the deadline.
+    """
+    cursor = request.after_revision
+    synced = cursor > 0
+    failures = 0
+    while True:
+        attempt = pb.WatchWorkRequestsRequest()
+        attempt.CopyFrom(request)
+        attempt.after_revision = cursor if synced else 0
+        stream = transport.stream(
+            stub.WatchWorkRequests, attempt, timeout=deadline.remaining(), metadata=metadata
+        )
+        try:
+            async with contextlib.aclosing(stream):
+                async for event in stream:
+                    if event.event_type == pb.WATCH_EVENT_TYPE_SYNCED:
+                        cursor, synced = event.revision, True
+                    elif event.event_type == pb.WATCH_EVENT_TYPE_CHANGE:
+                        if event.revision <= cursor:
+                            continue  # already delivered before a reconnect
+                        cursor = event.revision
+                    failures = 0
+                    yield event
+            return  # the server ended the stream (it never does on its own)
+        except Unavailable:
+            failures += 1
+            delay = retry.backoff(failures)
+            if not (retry.attempts_left(failures) and deadline.allows(delay)):
+                raise
+            logger.info(
+                "watch of many work requests: connection lost; resuming from revision %d "
+                "in %.1fs (attempt %d)",
+                cursor,
+                delay,
+                failures,
+                extra={
+                    "watch_action": "reconnect" if synced else "restart",
+                    "work_request_id": "",
+                    "revision": cursor,
+                    "attempt": failures,
+                },
+            )
+            await asyncio.sleep(delay)
+        except OutOfRange:
+            if not synced:
+                raise
+            logger.info(
+                "watch of many work requests: revision %d can no longer be resumed; "
+                "starting again from a snapshot",
+                cursor,
+                extra={
+                    "watch_action": "restart",
+                    "work_request_id": "",
+                    "revision": cursor,
+                    "attempt": 0,
+                },
+            )
+            cursor, synced = 0, False
+        except DeadlineExceeded as error:
+            if deadline.expired:
+                raise DeadlineExceeded(
+                    f"the watch of many work requests ran out of time "
+                    f"(last revision seen: {cursor})",
+                    reason="WAIT_TIMEOUT",
+                    metadata={"revision": str(cursor)},
+                ) from error
+            raise

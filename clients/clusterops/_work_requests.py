@@ -8,16 +8,18 @@ import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 
 from clusterops._enums import EnumArg, enum_values
+from clusterops._errors import DeadlineExceeded, NotFound
 from clusterops._options import DEFAULT, CallOptions, Metadata, Retry, Timeout
 from clusterops._pager import AsyncPager, paged
 from clusterops._retry import RECONNECT
 from clusterops._sync import Facade, blocking, blocking_iterator, blocking_pager
 from clusterops._transport import Deadline, Transport
-from clusterops._watch import follow
+from clusterops._watch import follow, follow_many, is_terminal
 from clusterops.v1 import work_requests_pb2 as pb
 from clusterops.v1 import work_requests_pb2_grpc as pb_grpc
 
 WatchEvent = pb.WatchWorkRequestResponse
+WatchManyEvent = pb.WatchWorkRequestsResponse
 AsyncOnEvent = Callable[[WatchEvent], Awaitable[object] | object]
 OnEvent = Callable[[WatchEvent], object]
 
@@ -209,6 +211,116 @@ class AsyncWorkRequests:
         # A CHANGE event carries only the resources it altered: read the whole record.
         return await self.get(work_request_id, metadata=metadata)
 
+    def watch_many(
+        self,
+        *,
+        compartment_id: str = "",
+        resource_id: str = "",
+        resource_type: str = "",
+        statuses: Iterable[EnumArg] = (),
+        filter: str = "",
+        work_request_ids: Iterable[str] = (),
+        after_revision: int = 0,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+        retry: Retry = DEFAULT,
+    ) -> AsyncGenerator[WatchManyEvent, None]:
+        """Every work request that matches, then each change, for as long as you iterate.
+
+        The filters are those of `list` (and `work_request_ids`). Without
+        `after_revision`: a SNAPSHOT event per matching work request, then a SYNCED
+        event, then CHANGE events in revision order; with it, exactly the changes after
+        it. A change that takes a work request out of the filter comes with
+        `left_filter` set. A dropped connection or a restarting server is resumed from
+        the last SYNCED or CHANGE revision, so no change is missed or repeated; if the
+        history needed is gone (or the connection dropped during the snapshot), the
+        watch starts again with SNAPSHOT events. `timeout` (seconds, None: no limit)
+        bounds the whole watch.
+        """
+        request = pb.WatchWorkRequestsRequest(
+            compartment_id=compartment_id,
+            resource_id=resource_id,
+            resource_type=resource_type,
+            statuses=enum_values(pb.WorkRequestStatus, statuses, argument="statuses"),
+            filter=filter,
+            work_request_ids=list(work_request_ids),
+            after_revision=after_revision,
+        )
+        return follow_many(
+            self._transport,
+            self._stub,
+            request,
+            deadline=Deadline(timeout),
+            retry=self._transport.policy(retry, default=RECONNECT),
+            metadata=metadata,
+        )
+
+    async def wait_all(
+        self,
+        work_request_ids: Iterable[str],
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+        retry: Retry = DEFAULT,
+    ) -> dict[str, pb.WorkRequest]:
+        """Wait until every one of these work requests (at most 1000) has finished, through
+        one stream; return each as it ended (SUCCEEDED, FAILED with its `last_error`, or
+        CANCELED), by id in the order given. Raises NotFound naming the ids that do not
+        exist (or that you may not see), DeadlineExceeded after `timeout` seconds (None:
+        no limit).
+        """
+        ids = list(dict.fromkeys(work_request_ids))
+        latest: dict[str, pb.WorkRequest] = {}
+        if not ids:
+            return {}
+        events = self.watch_many(
+            work_request_ids=ids, timeout=timeout, metadata=metadata, retry=retry
+        )
+        try:
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if event.event_type == pb.WATCH_EVENT_TYPE_SNAPSHOT:
+                        latest[event.work_request.id] = event.work_request
+                    elif event.event_type == pb.WATCH_EVENT_TYPE_CHANGE:
+                        latest[event.work_request.id] = _merged(
+                            latest.get(event.work_request.id), event.work_request
+                        )
+                    elif missing := [i for i in ids if i not in latest]:
+                        raise NotFound(
+                            f"no work request {', '.join(missing)}",
+                            reason="NOT_FOUND",
+                            metadata={"work_request_ids": ",".join(missing)},
+                            resource_type="work request",
+                            resource_name=missing[0],
+                        )
+                    if len(latest) == len(ids) and all(map(is_terminal, latest.values())):
+                        return {i: latest[i] for i in ids}
+        except DeadlineExceeded as error:
+            pending = [i for i in ids if i not in latest or not is_terminal(latest[i])]
+            raise DeadlineExceeded(
+                f"{len(pending)} of {len(ids)} work requests did not finish in time: "
+                + ", ".join(pending),
+                reason="WAIT_TIMEOUT",
+                metadata={"work_request_ids": ",".join(pending)},
+            ) from error
+        raise AssertionError("the watch ended before the work requests did")  # pragma: no cover
+
+
+def _merged(known: pb.WorkRequest | None, change: pb.WorkRequest) -> pb.WorkRequest:
+    """A CHANGE's work request (which lists only the resources it altered) over the
+    record known so far."""
+    merged = pb.WorkRequest()
+    merged.CopyFrom(change)
+    if known is None:
+        return merged
+    resources = {(r.entity_type, r.identifier): r for r in known.resources}
+    resources.update({(r.entity_type, r.identifier): r for r in change.resources})
+    del merged.resources[:]
+    merged.resources.extend(resources.values())
+    if not merged.HasField("last_error") and known.HasField("last_error"):
+        merged.last_error.CopyFrom(known.last_error)
+    return merged
+
 
 class WorkRequests(Facade[AsyncWorkRequests]):
     """Work requests: every asynchronous mutation's record of progress."""
@@ -219,6 +331,8 @@ class WorkRequests(Facade[AsyncWorkRequests]):
     list_errors = blocking_pager(AsyncWorkRequests.list_errors)
     cancel = blocking(AsyncWorkRequests.cancel)
     watch = blocking_iterator(AsyncWorkRequests.watch)
+    watch_many = blocking_iterator(AsyncWorkRequests.watch_many)
+    wait_all = blocking(AsyncWorkRequests.wait_all)
 
     def wait(
         self,

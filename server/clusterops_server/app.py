@@ -20,6 +20,8 @@ from clusterops.v1 import (
     addons_pb2_grpc,
     clusters_pb2,
     clusters_pb2_grpc,
+    notifications_pb2,
+    notifications_pb2_grpc,
     orchestrations_pb2,
     orchestrations_pb2_grpc,
     upgrade_workflows_pb2,
@@ -35,7 +37,10 @@ from clusterops_server.auth.tokens import TokenStore
 from clusterops_server.clock import Clock, SystemClock
 from clusterops_server.domain.addon_catalogue import CatalogueFile
 from clusterops_server.domain.addons import ReconcileSettings
+from clusterops_server.domain.filtering import parse_filter
+from clusterops_server.domain.notifications import WebhookSettings
 from clusterops_server.domain.orchestrations import OrchestrationSettings
+from clusterops_server.domain.plans import PlanCatalogue
 from clusterops_server.domain.upgrade_workflows import UpgradeSettings
 from clusterops_server.domain.versions import VersionCatalogue
 from clusterops_server.engine.context import EngineSettings
@@ -57,6 +62,7 @@ from clusterops_server.providers.simulated import SimulatedProvider, SimulationS
 from clusterops_server.services.addons import AddonService
 from clusterops_server.services.idempotency import RETENTION
 from clusterops_server.services.inventory import InventoryService
+from clusterops_server.services.notifications import NotificationService
 from clusterops_server.services.orchestrations import OrchestrationService
 from clusterops_server.services.upgrade_workflows import UpgradeWorkflowService
 from clusterops_server.services.work_requests import WorkRequestService
@@ -65,12 +71,14 @@ from clusterops_server.store.migrate import upgrade_to_head
 from clusterops_server.store.notify import CommitListener
 from clusterops_server.store.uow import Store
 from clusterops_server.watch import WatchHub
+from clusterops_server.webhooks import WebhookDispatcher
 from clusterops_server.wire.addons import AddonServicer
 from clusterops_server.wire.clusters import ClusterServicer
 from clusterops_server.wire.guard import MAX_REQUEST_BYTES, GuardInterceptor
+from clusterops_server.wire.notifications import NotificationServicer, cloud_event
 from clusterops_server.wire.orchestrations import OrchestrationServicer
 from clusterops_server.wire.upgrade_workflows import UpgradeWorkflowServicer
-from clusterops_server.wire.work_requests import WorkRequestServicer
+from clusterops_server.wire.work_requests import FILTER_FIELDS, WorkRequestServicer
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +93,7 @@ SERVICE_NAMES = (
     upgrade_workflows_pb2.DESCRIPTOR.services_by_name["UpgradeWorkflowService"].full_name,
     addons_pb2.DESCRIPTOR.services_by_name["AddonService"].full_name,
     orchestrations_pb2.DESCRIPTOR.services_by_name["OrchestrationService"].full_name,
+    notifications_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
 )
 
 
@@ -123,6 +132,7 @@ class ServerConfig:
     watch_poll_seconds: float = 1.0
     # Watch events older than this are compacted away; resuming before them is OUT_OF_RANGE.
     event_retention: timedelta = timedelta(hours=24)
+    # Compaction (and page token key rotation) runs at start and then this often.
     maintenance_interval_seconds: float = 300.0
     # Bearer tokens and policies; None serves without authentication (local demos only).
     tokens: TokenStore | None = None
@@ -137,6 +147,9 @@ class ServerConfig:
     # reconciliation another replica left, or one that failed without closing).
     reconciler_poll_seconds: float = 10.0
     orchestrations: OrchestrationSettings = field(default_factory=OrchestrationSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    # In real time: how often webhook deliveries look for work they were not woken for.
+    webhook_poll_seconds: float = 1.0
 
 
 ProviderFactory = Callable[[Store, Clock], Provider]
@@ -154,16 +167,17 @@ class App:
         self.clock: Clock = clock or SystemClock()
         self.database = Database(config.database_url)
         self.store = Store(self.database, self.clock)
+        self.addon_catalogue = CatalogueFile(config.addon_catalogue_path)
         if provider_factory is None:
             self.simulator: SimulatedProvider | None = SimulatedProvider(
-                self.store, self.clock, config.simulation
+                self.store, self.clock, config.simulation, self.addon_catalogue
             )
             self.provider: Provider = self.simulator
         else:
             self.simulator = None
             self.provider = provider_factory(self.store, self.clock)
         self.versions = VersionCatalogue.load()
-        self.addon_catalogue = CatalogueFile(config.addon_catalogue_path)
+        self.plans = PlanCatalogue.load()
         self.reconciler = AddonReconciler(
             self.store,
             self.clock,
@@ -204,10 +218,26 @@ class App:
             else CommitListener(self.database, self.store.notify_committed)
         )
         self.work_requests = WorkRequestService(self.store, self.clock, self.engine, self.hub)
-        self.inventory = InventoryService(self.store, self.clock, self.versions)
+        self.inventory = InventoryService(self.store, self.clock, self.versions, self.plans)
         self.upgrade_workflows = UpgradeWorkflowService(self.store, self.clock, self.versions)
         self.addons = AddonService(self.store, self.clock, self.provider, self.addon_catalogue)
         self.orchestrations = OrchestrationService(self.store, self.clock, self.versions)
+        self.notifications = NotificationService(
+            self.store,
+            self.clock,
+            lambda text: parse_filter(text, FILTER_FIELDS),
+            wake=lambda: self.webhooks.wake(),
+        )
+        self.webhooks = WebhookDispatcher(
+            self.store,
+            self.clock,
+            config.webhooks,
+            owner=self.engine.owner,
+            render=cloud_event,
+            query_of=self.notifications.query_of,
+            poll_seconds=config.webhook_poll_seconds,
+        )
+        self.store.on_commit(self.webhooks.wake)
         self.health = health_aio.HealthServicer()
         self.metrics = Metrics()
         self.metrics.gauge(
@@ -227,12 +257,17 @@ class App:
         self.port = 0
         self.metrics_port = 0
         self._maintenance: asyncio.Task[None] | None = None
+        # Set after each maintenance run (tests wait on it instead of sleeping).
+        self.maintained = asyncio.Event()
 
     async def start(self) -> int:
         """Migrate the schema, bind, start the engine and serve; returns the bound port.
 
         Raises CannotListen, before any work starts, when the address is taken."""
         await upgrade_to_head(self.database)
+        # Before serving: history beyond the retention is gone at once, and a signing
+        # key exists before the first list.
+        await self.maintain()
         server = self._build_server()
         address = f"{self.config.host}:{self.config.port}"
         try:
@@ -248,6 +283,7 @@ class App:
         await self.hub.start()
         await self.engine.start()
         await self.reconciler.start()
+        await self.webhooks.start()
         await server.start()
         self.server = server
         for name in ("", *SERVICE_NAMES):
@@ -282,6 +318,9 @@ class App:
         orchestrations_pb2_grpc.add_OrchestrationServiceServicer_to_server(
             OrchestrationServicer(self.orchestrations), server
         )
+        notifications_pb2_grpc.add_NotificationServiceServicer_to_server(
+            NotificationServicer(self.notifications), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (
@@ -305,11 +344,18 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._maintenance
         await self.reconciler.stop()
+        await self.webhooks.stop()
         await self.engine.stop()
         self.metrics.close()
         if self.commit_listener is not None:
             await self.commit_listener.close()
         await self.database.dispose()
+
+    async def maintain(self) -> None:
+        """Compact, and rotate the page token key when it is due."""
+        await self.compact()
+        await self.store.page_tokens.rotate()
+        self.maintained.set()
 
     async def compact(self) -> int:
         """Drop watch history older than the retention and expired request_ids."""
@@ -324,6 +370,6 @@ class App:
         while True:
             await asyncio.sleep(self.config.maintenance_interval_seconds)
             try:
-                await self.compact()
+                await self.maintain()
             except Exception:
                 log.exception("maintenance failed; will retry")

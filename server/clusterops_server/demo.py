@@ -17,6 +17,13 @@ from clusterops_server.services.inventory import CreateNodePoolCommand
 
 log = logging.getLogger(__name__)
 
+# The simulated fault behind CCE's example: the legacy cluster's Cluster task fails once.
+LEGACY_FAULT = (
+    "upgrade:Cluster",
+    "legacy-frankfurt",
+    "control plane upgrade failed: etcd did not become healthy in time",
+)
+
 # compartment, name, version, region, plan, global account, sub account, window (UTC)
 DEMO_FLEET = [
     (
@@ -24,7 +31,7 @@ DEMO_FLEET = [
         "dev-frankfurt",
         "v1.29.8",
         "eu-frankfurt-1",
-        "standard",
+        "aws",
         "ga-acme",
         "sa-dev",
         ("22:00", "02:00"),
@@ -34,11 +41,13 @@ DEMO_FLEET = [
         "dev-ashburn",
         "v1.30.4",
         "us-ashburn-1",
-        "standard",
+        "aws",
         "ga-acme",
         "sa-dev",
         ("04:00", "08:00"),
     ),
+    # The prod pair is KEB's example of orchestration operations: a gcp runtime whose
+    # window is 04:00-08:00 and an azure one whose window is 22:00-02:00.
     (
         "prod",
         "prod-frankfurt",
@@ -47,7 +56,7 @@ DEMO_FLEET = [
         "gcp",
         "ga-acme",
         "sa-prod",
-        ("01:00", "05:00"),
+        ("04:00", "08:00"),
     ),
     (
         "prod",
@@ -57,7 +66,19 @@ DEMO_FLEET = [
         "azure",
         "ga-acme",
         "sa-prod",
-        ("06:00", "09:00"),
+        ("22:00", "02:00"),
+    ),
+    # CCE's example cluster: on v1.17.17-r0, to go to v1.19.16-r80 (its control-plane
+    # upgrade fails once: LEGACY_FAULT).
+    (
+        "legacy",
+        "legacy-frankfurt",
+        "v1.17.17-r0",
+        "eu-frankfurt-1",
+        "aws",
+        "ga-acme",
+        "sa-legacy",
+        ("00:00", "04:00"),
     ),
 ]
 
@@ -79,6 +100,7 @@ async def seed_demo_fleet(app: App) -> None:
                     kubernetes_version=version,
                     region=region,
                     plan=plan,
+                    plan_id=app.plans.plan_id(plan),
                     global_account_id=ga,
                     sub_account_id=sa,
                     shoot_name=f"c-{name}",
@@ -94,6 +116,14 @@ async def seed_demo_fleet(app: App) -> None:
         await uow.commit()
     async with app.store.read() as uow:
         first = (await uow.inventory.all_clusters(ClusterQuery(compartment_id="dev")))[0]
+        legacy = [
+            c
+            for c in await uow.inventory.all_clusters(ClusterQuery(compartment_id="legacy"))
+            if c.name == LEGACY_FAULT[1]
+        ]
+    if app.simulator is not None and legacy:
+        action, _, message = LEGACY_FAULT
+        await app.simulator.inject_fault(action, legacy[0].id, times=1, message=message)
     pool, wr = await app.inventory.create_node_pool(
         CreateNodePoolCommand(cluster_id=first.id, name="workers", node_count=3)
     )

@@ -19,6 +19,7 @@ class IdKind(StrEnum):
     UPGRADE_TASK = "task"
     ORCHESTRATION = "orc"
     OPERATION = "op"
+    SUBSCRIPTION = "sub"
 
 
 _HEX_DIGITS = 20

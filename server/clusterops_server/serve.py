@@ -5,20 +5,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import signal
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from clusterops_server.app import App, CannotListen, ServerConfig, TlsConfig
 from clusterops_server.auth.tokens import TokenStore
 from clusterops_server.demo import seed_demo_fleet
+from clusterops_server.domain.addon_catalogue import AddonCatalogue
 from clusterops_server.domain.addons import ReconcileSettings
+from clusterops_server.domain.notifications import WebhookSettings
 from clusterops_server.domain.upgrade_workflows import UpgradeSettings
 from clusterops_server.engine.context import EngineSettings
 from clusterops_server.providers.simulated import SimulationSettings
-from clusterops_server.store.database import default_sqlite_url
+from clusterops_server.store.database import default_sqlite_url, normalize_url
+from clusterops_server.tls import TlsFileError, check_tls_files
 
 log = logging.getLogger("clusterops")
 
@@ -50,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sim-step-seconds",
         type=float,
-        default=env("CLUSTEROPS_SIM_STEP_SECONDS", "-1"),
+        default=env("CLUSTEROPS_SIM_STEP_SECONDS"),
         help="seconds each simulated provider action takes "
         "(env CLUSTEROPS_SIM_STEP_SECONDS; default 2 with --demo, else 0)",
     )
@@ -60,6 +66,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=env("CLUSTEROPS_EVENT_RETENTION_HOURS", "24"),
         help="how long watch history is kept for resuming "
         "(env CLUSTEROPS_EVENT_RETENTION_HOURS; default 24)",
+    )
+    parser.add_argument(
+        "--compaction-interval-minutes",
+        type=float,
+        default=env("CLUSTEROPS_COMPACTION_INTERVAL_MINUTES", "5"),
+        help="how often watch history older than --event-retention-hours is dropped; it is "
+        "also dropped at start (env CLUSTEROPS_COMPACTION_INTERVAL_MINUTES; default 5)",
     )
     parser.add_argument(
         "--auth-config",
@@ -178,6 +191,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="when the work request of an add-on that has not recovered FAILS (checks go on) "
         "(env CLUSTEROPS_ADDON_WORK_REQUEST_TIMEOUT_MINUTES; default 30)",
     )
+    hooks = WebhookSettings()
+    parser.add_argument(
+        "--webhook-suspend-after-hours",
+        type=float,
+        default=env("CLUSTEROPS_WEBHOOK_SUSPEND_AFTER_HOURS", _in(hooks.suspend_after, hours=1)),
+        help="suspend a webhook subscription whose deliveries have failed this long "
+        "(env CLUSTEROPS_WEBHOOK_SUSPEND_AFTER_HOURS; default 24)",
+    )
+    parser.add_argument(
+        "--webhook-max-backoff-seconds",
+        type=float,
+        default=env("CLUSTEROPS_WEBHOOK_MAX_BACKOFF_SECONDS", _in(hooks.max_backoff, seconds=1)),
+        help="the longest wait between retries of a failed delivery "
+        "(env CLUSTEROPS_WEBHOOK_MAX_BACKOFF_SECONDS; default 300)",
+    )
     parser.add_argument(
         "--log-level",
         type=str.upper,
@@ -200,13 +228,17 @@ class ConfigError(Exception):
     """The flags do not describe a server we are willing to start."""
 
 
-def _tls(args: argparse.Namespace) -> TlsConfig | None:
+def _tls(args: argparse.Namespace, now: datetime) -> TlsConfig | None:
     if args.tls_cert is None and args.tls_key is None:
         if args.tls_client_ca is not None:
             raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
         return None
     if args.tls_cert is None or args.tls_key is None:
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    try:
+        check_tls_files(args.tls_cert, args.tls_key, args.tls_client_ca, now)
+    except TlsFileError as error:
+        raise ConfigError(str(error)) from None
     return TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca)
 
 
@@ -214,13 +246,53 @@ def _tokens(args: argparse.Namespace) -> TokenStore | None:
     if args.auth_config is not None:
         try:
             return TokenStore.load(args.auth_config)
-        except (OSError, ValueError, KeyError) as error:
-            raise ConfigError(f"cannot use --auth-config {args.auth_config}: {error}") from None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ConfigError(f"--auth-config {args.auth_config}: {_oneline(error)}") from None
     if args.insecure_no_auth or args.demo:
         return None
     raise ConfigError(
         "refusing to serve without authentication: pass --auth-config FILE "
         "(see README), or --insecure-no-auth for a local experiment"
+    )
+
+
+def _oneline(error: BaseException) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return f"cannot read it ({error.strerror})"
+    text = " ".join(str(error).split())
+    return text[:300] or type(error).__name__
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _number(
+    args: argparse.Namespace, name: str, *, positive: bool = True, at_least: float | None = None
+) -> float:
+    """A finite number of the flag `name`: positive, or not negative, or at least `at_least`."""
+    value = float(getattr(args, name))
+    if not math.isfinite(value):
+        raise ConfigError(f"{_flag(name)} must be a finite number, not {value}")
+    if at_least is not None:
+        if value < at_least:
+            raise ConfigError(f"{_flag(name)} must be at least {at_least:g}, not {value:g}")
+    elif positive and value <= 0:
+        raise ConfigError(f"{_flag(name)} must be positive, not {value:g}")
+    elif value < 0:
+        raise ConfigError(f"{_flag(name)} must not be negative, not {value:g}")
+    return value
+
+
+def _port(value: int | None, name: str) -> None:
+    if value is not None and not 0 <= value <= 65535:
+        raise ConfigError(f"{_flag(name)} must be a port from 0 to 65535, not {value}")
+
+
+def _webhooks(args: argparse.Namespace) -> WebhookSettings:
+    return WebhookSettings(
+        suspend_after=timedelta(hours=_number(args, "webhook_suspend_after_hours")),
+        max_backoff=timedelta(seconds=_number(args, "webhook_max_backoff_seconds")),
     )
 
 
@@ -232,10 +304,8 @@ def _reconcile(args: argparse.Namespace) -> ReconcileSettings:
         "addon_attention_window_hours",
         "addon_work_request_timeout_minutes",
     ):
-        if getattr(args, flag) <= 0:
-            raise ConfigError(f"--{flag.replace('_', '-')} must be positive")
-    if args.addon_attention_growth < 1:
-        raise ConfigError("--addon-attention-growth must be at least 1")
+        _number(args, flag)
+    _number(args, "addon_attention_growth", at_least=1)
     return ReconcileSettings(
         active_interval=timedelta(hours=args.addon_check_hours),
         attention_first_interval=timedelta(minutes=args.addon_attention_first_minutes),
@@ -246,27 +316,63 @@ def _reconcile(args: argparse.Namespace) -> ReconcileSettings:
     )
 
 
-def config_from(args: argparse.Namespace) -> ServerConfig:
-    if args.lease_seconds <= 0:
-        raise ConfigError("--lease-seconds must be positive")
-    step = args.sim_step_seconds
-    if step < 0:
+def _database_url(args: argparse.Namespace) -> str:
+    url = args.database_url or default_sqlite_url("clusterops.db")
+    try:
+        backend = normalize_url(url).get_backend_name()
+    except ArgumentError:
+        raise ConfigError(
+            "--database-url: cannot parse it; use e.g. sqlite:///clusterops.db or "
+            "postgresql://user@host/db"
+        ) from None
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"--database-url: {backend!r} databases are not supported; use sqlite:///FILE "
+            "or postgresql://user@host/db"
+        )
+    return url
+
+
+def _catalogue(args: argparse.Namespace) -> Path | None:
+    if not args.addon_catalogue:
+        return None
+    path = Path(args.addon_catalogue)
+    try:
+        AddonCatalogue.load(path)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ConfigError(f"--addon-catalogue {path}: {_oneline(error)}") from None
+    return path
+
+
+def config_from(args: argparse.Namespace, *, now: datetime | None = None) -> ServerConfig:
+    """The server's configuration; ConfigError, one line naming the setting, for any bad
+    value, so nothing fails later with a traceback."""
+    _number(args, "lease_seconds")
+    _number(args, "grace_seconds", positive=False)
+    _port(args.port, "port")
+    _port(args.metrics_port, "metrics_port")
+    step: float
+    if args.sim_step_seconds is None:
         step = 2.0 if args.demo else 0.0
+    else:
+        step = _number(args, "sim_step_seconds", positive=False)
     return ServerConfig(
-        database_url=args.database_url or default_sqlite_url("clusterops.db"),
+        database_url=_database_url(args),
         host=args.host,
         port=args.port,
         simulation=SimulationSettings(default_seconds=step),
         engine=EngineSettings(lease_seconds=args.lease_seconds),
-        event_retention=timedelta(hours=args.event_retention_hours),
+        event_retention=timedelta(hours=_number(args, "event_retention_hours")),
+        maintenance_interval_seconds=60 * _number(args, "compaction_interval_minutes"),
         tokens=_tokens(args),
-        tls=_tls(args),
+        tls=_tls(args, now or datetime.now(UTC)),
         metrics_port=args.metrics_port,
         upgrades=UpgradeSettings(
-            pre_check_validity=timedelta(minutes=args.pre_check_validity_minutes)
+            pre_check_validity=timedelta(minutes=_number(args, "pre_check_validity_minutes"))
         ),
         reconcile=_reconcile(args),
-        addon_catalogue_path=Path(args.addon_catalogue) if args.addon_catalogue else None,
+        webhooks=_webhooks(args),
+        addon_catalogue_path=_catalogue(args),
     )
 
 
@@ -283,6 +389,14 @@ async def serve(args: argparse.Namespace) -> int:
         port = await app.start()
     except CannotListen as error:
         print(f"clusterops serve: {error}", file=sys.stderr)
+        return 1
+    except (OSError, DBAPIError) as error:
+        shown = app.database.url.render_as_string(hide_password=True)
+        print(
+            f"clusterops serve: --database-url {shown}: cannot use it: "
+            f"{_oneline(getattr(error, 'orig', None) or error)}",
+            file=sys.stderr,
+        )
         return 1
     if args.demo:
         await seed_demo_fleet(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -21,6 +22,7 @@ from clusterops import (
     Orchestration,
     OrchestrationOperation,
     Pager,
+    Subscription,
     UpgradeWorkflow,
     WorkRequest,
     WorkRequestError,
@@ -33,6 +35,7 @@ from clusterops.cli._output import (
     addon_version_rows,
 )
 from clusterops.cli._progress import Progress, status_label
+from clusterops.cli._table import LiveTable
 
 Handler = Callable[[Client, argparse.Namespace, Output], int]
 T = TypeVar("T")
@@ -223,8 +226,30 @@ def wr_errors(client: Client, args: argparse.Namespace, out: Output) -> int:
     return _listed(WorkRequestError, items, args, out)
 
 
+_EXIT_USAGE = 2  # main.EXIT_USAGE (main imports this module)
+
+
 def wr_watch(client: Client, args: argparse.Namespace, out: Output) -> int:
-    return follow(client, args.work_request_id, args, out)
+    if args.work_request_id:
+        if args.filter or args.compartment or args.status or args.resource or args.until_done:
+            out.note("give a work request id, or filters, not both")
+            return _EXIT_USAGE
+        return follow(client, args.work_request_id, args, out)
+    table = LiveTable(out)
+    events = client.work_requests.watch_many(
+        compartment_id=args.compartment,
+        resource_id=args.resource,
+        resource_type=args.resource_type,
+        statuses=args.status,
+        filter=args.filter,
+        timeout=args.wait_timeout,
+    )
+    with events:
+        for event in events:
+            table(event)
+            if args.until_done and table.done:
+                return table.exit_code()
+    return 0
 
 
 def wr_cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
@@ -261,9 +286,23 @@ def add_work_requests(commands: Subparsers, leaf: Callable[..., argparse.Argumen
         verbs,
         "watch",
         wr_watch,
-        "follow a work request until it finishes (exit 0 SUCCEEDED, 4 FAILED, 5 CANCELED)",
+        "follow a work request until it finishes (exit 0 SUCCEEDED, 4 FAILED, 5 CANCELED), "
+        "or, given filters instead of an id, every matching work request as a live table",
     )
-    p.add_argument("work_request_id")
+    p.add_argument("work_request_id", nargs="?", default="")
+    p.add_argument("--compartment", default="")
+    p.add_argument("--resource", default="", help="only those affecting this resource id")
+    p.add_argument("--resource-type", default="", help="cluster, nodepool, addon, ...")
+    p.add_argument(
+        "--status", action="append", default=[], help="ACCEPTED, IN_PROGRESS, ... (repeatable)"
+    )
+    p.add_argument("--filter", default="", help='AIP-160, e.g. "status = IN_PROGRESS"')
+    p.add_argument(
+        "--until-done",
+        action="store_true",
+        help="with filters: stop once every matching work request has finished "
+        "(exit 4 if one FAILED)",
+    )
     _wait_timeout(p)
     p = leaf(verbs, "cancel", wr_cancel, "ask a work request to stop")
     p.add_argument("work_request_id")
@@ -410,6 +449,7 @@ def uw_create(client: Client, args: argparse.Namespace, out: Output) -> int:
         labels=args.label,
         annotations=args.annotation,
         request_id=args.request_id,
+        skip_snapshot=args.skip_snapshot,
     )
     return started(client, operation, args, out)
 
@@ -457,6 +497,11 @@ def add_upgrade_workflows(
     p.add_argument("--name", default="")
     _key_value_option(p, "--label")
     _key_value_option(p, "--annotation")
+    p.add_argument(
+        "--skip-snapshot",
+        action="store_true",
+        help="take no snapshot first (then a failed upgrade is not rolled back)",
+    )
     _watchable(p)
     p = leaf(verbs, "get", uw_get, "show one upgrade workflow")
     p.add_argument("upgrade_workflow_id")
@@ -715,6 +760,86 @@ def add_orchestrations(commands: Subparsers, leaf: Callable[..., argparse.Argume
     p.add_argument("--request-id")
 
 
+# --- webhook subscriptions --------------------------------------------------------
+
+
+def sub_create(client: Client, args: argparse.Namespace, out: Output) -> int:
+    secret = args.secret or os.environ.get("CLUSTEROPS_WEBHOOK_SECRET", "")
+    out.resource(
+        client.subscriptions.create(
+            args.compartment,
+            url=args.url,
+            secret=secret,
+            resource_id=args.resource,
+            resource_type=args.resource_type,
+            statuses=args.status,
+            filter=args.filter,
+            request_id=args.request_id,
+        )
+    )
+    return 0
+
+
+def sub_get(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.resource(client.subscriptions.get(args.subscription_id))
+    return 0
+
+
+def sub_list(client: Client, args: argparse.Namespace, out: Output) -> int:
+    items = client.subscriptions.list(
+        compartment_id=args.compartment, page_size=min(args.limit, 1000)
+    )
+    return _listed(Subscription, items, args, out)
+
+
+def sub_delete(client: Client, args: argparse.Namespace, out: Output) -> int:
+    client.subscriptions.delete(args.subscription_id)
+    if not out.json:
+        out.line(f"subscription {args.subscription_id} deleted")
+    return 0
+
+
+def sub_resume(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.resource(client.subscriptions.resume(args.subscription_id, from_head=args.from_head))
+    return 0
+
+
+def add_subscriptions(commands: Subparsers, leaf: Callable[..., argparse.ArgumentParser]) -> None:
+    group = commands.add_parser(
+        "subscriptions",
+        aliases=["sub"],
+        help="webhooks: work request changes POSTed as signed CloudEvents",
+    )
+    verbs = group.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = leaf(verbs, "create", sub_create, "subscribe a URL to a compartment's work requests")
+    p.add_argument("--compartment", required=True)
+    p.add_argument("--url", required=True, help="https (http only to a loopback address)")
+    p.add_argument(
+        "--secret",
+        default="",
+        help="HMAC-SHA256 signing key, 16+ characters (default: $CLUSTEROPS_WEBHOOK_SECRET)",
+    )
+    p.add_argument("--resource", default="", help="only those affecting this resource id")
+    p.add_argument("--resource-type", default="", help="cluster, nodepool, addon, ...")
+    p.add_argument("--status", action="append", default=[], help="repeatable")
+    p.add_argument("--filter", default="", help='AIP-160, e.g. "status = FAILED"')
+    p.add_argument("--request-id", help="idempotency key (default: a fresh one)")
+    p = leaf(verbs, "get", sub_get, "show a subscription and how its deliveries are going")
+    p.add_argument("subscription_id")
+    p = leaf(verbs, "list", sub_list, "list subscriptions with their delivery state")
+    p.add_argument("--compartment", default="")
+    _limit(p)
+    p = leaf(verbs, "delete", sub_delete, "delete a subscription")
+    p.add_argument("subscription_id")
+    p = leaf(verbs, "resume", sub_resume, "resume a suspended subscription from its cursor")
+    p.add_argument("subscription_id")
+    p.add_argument(
+        "--from-head",
+        action="store_true",
+        help="if the events after its cursor were compacted, skip them",
+    )
+
+
 REGISTRARS = (
     add_work_requests,
     add_clusters,
@@ -722,4 +847,5 @@ REGISTRARS = (
     add_upgrade_workflows,
     add_addons,
     add_orchestrations,
+    add_subscriptions,
 )

@@ -22,6 +22,7 @@ from clusterops import (
     NodePool,
     Orchestration,
     OrchestrationOperation,
+    Subscription,
     UpgradeWorkflow,
     WorkRequest,
     WorkRequestError,
@@ -41,6 +42,16 @@ COLUMNS: dict[type[Message], Sequence[tuple[str, str]]] = {
         ("ACCEPTED", "time_accepted"),
         ("FINISHED", "time_finished"),
         ("COMPARTMENT", "compartment_id"),
+        ("LAST ERROR", "last_error.code"),
+    ),
+    Subscription: (
+        ("ID", "id"),
+        ("STATE", "state"),
+        ("CURSOR", "delivery.cursor_revision"),
+        ("LAST STATUS", "delivery.last_status_code"),
+        ("FAILURES", "delivery.failures_in_a_row"),
+        ("LAST ATTEMPT", "delivery.last_attempt_time"),
+        ("URL", "url"),
     ),
     WorkRequestLogEntry: (("TIME", "timestamp"), ("MESSAGE", "message")),
     WorkRequestError: (("TIME", "timestamp"), ("CODE", "code"), ("MESSAGE", "message")),
@@ -286,20 +297,27 @@ def addon_option_details(option: AddonOption, out: Output) -> None:
         ],
         indent="  ",
     )
-    groups: dict[tuple[tuple[str, str, str, bool], ...], list[str]] = {}
+    groups: dict[tuple[tuple[str, str, str, bool, str], ...], list[str]] = {}
     for version in option.versions:
         keys = tuple(
-            (c.key, c.default_value, c.description, c.is_required) for c in version.configurations
+            (c.key, c.default_value, c.description, c.is_required, c.constraint)
+            for c in version.configurations
         )
         groups.setdefault(keys, []).append(version.version_number)
     for keys, versions in groups.items():
         which = "every version" if len(groups) == 1 else ", ".join(versions)
         out.line(f"configuration keys ({which}):")
         out.grid(
-            ("KEY", "DEFAULT", "REQUIRED", "DESCRIPTION"),
+            ("KEY", "DEFAULT", "REQUIRED", "VALUES", "DESCRIPTION"),
             [
-                [key, default or "-", "yes" if required else "no", description or "-"]
-                for key, default, description, required in keys
+                [
+                    key,
+                    default or "-",
+                    "yes" if required else "no",
+                    constraint or "-",
+                    description or "-",
+                ]
+                for key, default, description, required, constraint in keys
             ],
             indent="  ",
         )

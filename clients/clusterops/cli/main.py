@@ -35,6 +35,8 @@ EXIT_USAGE = 2  # a bad command line
 EXIT_UNAVAILABLE = 3  # the server could not be reached
 EXIT_TIMEOUT = 6  # a deadline passed
 EXIT_INTERRUPTED = 130
+# The distribution that brings `clusterops serve` (this package is the SDK and the CLI).
+SERVER_PACKAGE = "clusterops-server"
 
 EPILOG = """\
 exit codes: 0 success (a watched work request SUCCEEDED), 1 the server refused the
@@ -118,8 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the clusterops server")
     try:
         from clusterops_server.serve import add_arguments
-    except ImportError:  # the SDK installed without the server
-        serve.set_defaults(unavailable=True)
+    except ImportError as error:  # the SDK installed without the server
+        serve.set_defaults(unavailable=_without_server(error))
     else:
         add_arguments(serve)
 
@@ -132,6 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     for register in REGISTRARS:
         register(commands, leaf)
     return parser
+
+
+def _without_server(error: ImportError) -> str:
+    """One line for `clusterops serve` where the server cannot be imported."""
+    if error.name == "clusterops_server":
+        return (
+            f"serve needs the server, which is not installed: install {SERVER_PACKAGE} "
+            "(pip install ./server in a clusterops checkout)"
+        )
+    return f"serve needs the server, whose {SERVER_PACKAGE} package cannot load: {error}"
 
 
 def check_server(target: str) -> None:
@@ -253,11 +265,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    # Without the server its options are unknown here: say what is missing instead.
+    if args.command == "serve" and (unavailable := getattr(args, "unavailable", "")):
+        print(f"clusterops: {unavailable}", file=sys.stderr)
+        return EXIT_USAGE
+    if unknown:  # as parse_args would
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "serve":
-        if getattr(args, "unavailable", False):
-            print("clusterops: the server is not installed in this environment", file=sys.stderr)
-            return 2
         from clusterops_server.serve import main as serve_main
 
         return serve_main(args)

@@ -26,53 +26,53 @@ from clusterops.v1 import work_requests_pb2 as clusterops_dot_v1_dot_work__reque
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lusterops/v1/addons.proto\x12\rclusterops.v1\x1a!clusterops/v1/work_requests.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n\x12\x41\x64\x64onConfiguration\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\";\n\nAddonError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"\xa8\x03\n\x05\x41\x64\x64on\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63ompartment_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12!\n\x19\x63urrent_installed_version\x18\x05 \x01(\t\x12\x39\n\x0e\x63onfigurations\x18\x06 \x03(\x0b\x32!.clusterops.v1.AddonConfiguration\x12;\n\x0flifecycle_state\x18\x07 \x01(\x0e\x32\".clusterops.v1.AddonLifecycleState\x12.\n\x0b\x61\x64\x64on_error\x18\x08 \x01(\x0b\x32\x19.clusterops.v1.AddonError\x12\x30\n\x0ctime_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0ctime_updated\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0b \x01(\t\x12\x17\n\x0fwork_request_id\x18\x0c \x01(\t\"h\n\x18\x41\x64\x64onOptionConfiguration\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x15\n\rdefault_value\x18\x03 \x01(\t\x12\x13\n\x0bis_required\x18\x04 \x01(\x08\"\xcc\x01\n\x0c\x41\x64\x64onVersion\x12\x16\n\x0eversion_number\x18\x01 \x01(\t\x12\x31\n\x06status\x18\x02 \x01(\x0e\x32!.clusterops.v1.AddonVersionStatus\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1b\n\x13kubernetes_versions\x18\x04 \x03(\t\x12?\n\x0e\x63onfigurations\x18\x05 \x03(\x0b\x32\'.clusterops.v1.AddonOptionConfiguration\"u\n\x0b\x41\x64\x64onOption\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0cis_essential\x18\x03 \x01(\x08\x12-\n\x08versions\x18\x04 \x03(\x0b\x32\x1b.clusterops.v1.AddonVersion\"\xb2\x01\n\x13InstallAddonRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x39\n\x0e\x63onfigurations\x18\x04 \x03(\x0b\x32!.clusterops.v1.AddonConfiguration\x12\x19\n\x11override_existing\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"m\n\x14InstallAddonResponse\x12#\n\x05\x61\x64\x64on\x18\x01 \x01(\x0b\x32\x14.clusterops.v1.Addon\x12\x30\n\x0cwork_request\x18\x02 \x01(\x0b\x32\x1a.clusterops.v1.WorkRequest\"3\n\x0fGetAddonRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"7\n\x10GetAddonResponse\x12#\n\x05\x61\x64\x64on\x18\x01 \x01(\x0b\x32\x14.clusterops.v1.Addon\"\x8c\x01\n\x11ListAddonsRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12<\n\x10lifecycle_states\x18\x02 \x03(\x0e\x32\".clusterops.v1.AddonLifecycleState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"S\n\x12ListAddonsResponse\x12$\n\x06\x61\x64\x64ons\x18\x01 \x03(\x0b\x32\x14.clusterops.v1.Addon\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xdb\x01\n\x12UpdateAddonRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x15\n\rfollow_latest\x18\x05 \x01(\x08\x12\x39\n\x0e\x63onfigurations\x18\x06 \x03(\x0b\x32!.clusterops.v1.AddonConfiguration\x12\x1e\n\x16replace_configurations\x18\x07 \x01(\x08\x12\x12\n\nrequest_id\x18\x08 \x01(\t\"l\n\x13UpdateAddonResponse\x12#\n\x05\x61\x64\x64on\x18\x01 \x01(\x0b\x32\x14.clusterops.v1.Addon\x12\x30\n\x0cwork_request\x18\x02 \x01(\x0b\x32\x1a.clusterops.v1.WorkRequest\"r\n\x13\x44isableAddonRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0fremove_existing\x18\x03 \x01(\x08\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"m\n\x14\x44isableAddonResponse\x12#\n\x05\x61\x64\x64on\x18\x01 \x01(\x0b\x32\x14.clusterops.v1.Addon\x12\x30\n\x0cwork_request\x18\x02 \x01(\x0b\x32\x1a.clusterops.v1.WorkRequest\"p\n\x17ListAddonOptionsRequest\x12\x1a\n\x12kubernetes_version\x18\x01 \x01(\t\x12\x12\n\naddon_name\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"f\n\x18ListAddonOptionsResponse\x12\x31\n\raddon_options\x18\x01 \x03(\x0b\x32\x1a.clusterops.v1.AddonOption\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xba\x02\n\x13\x41\x64\x64onLifecycleState\x12%\n!ADDON_LIFECYCLE_STATE_UNSPECIFIED\x10\x00\x12\"\n\x1e\x41\x44\x44ON_LIFECYCLE_STATE_CREATING\x10\x01\x12 \n\x1c\x41\x44\x44ON_LIFECYCLE_STATE_ACTIVE\x10\x02\x12\"\n\x1e\x41\x44\x44ON_LIFECYCLE_STATE_UPDATING\x10\x03\x12)\n%ADDON_LIFECYCLE_STATE_NEEDS_ATTENTION\x10\x04\x12\"\n\x1e\x41\x44\x44ON_LIFECYCLE_STATE_DELETING\x10\x05\x12!\n\x1d\x41\x44\x44ON_LIFECYCLE_STATE_DELETED\x10\x06\x12 \n\x1c\x41\x44\x44ON_LIFECYCLE_STATE_FAILED\x10\x07*\xc5\x01\n\x12\x41\x64\x64onVersionStatus\x12$\n ADDON_VERSION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x41\x44\x44ON_VERSION_STATUS_ACTIVE\x10\x01\x12#\n\x1f\x41\x44\x44ON_VERSION_STATUS_DEPRECATED\x10\x02\x12 \n\x1c\x41\x44\x44ON_VERSION_STATUS_PREVIEW\x10\x03\x12!\n\x1d\x41\x44\x44ON_VERSION_STATUS_RECALLED\x10\x04\x32\x9b\x04\n\x0c\x41\x64\x64onService\x12W\n\x0cInstallAddon\x12\".clusterops.v1.InstallAddonRequest\x1a#.clusterops.v1.InstallAddonResponse\x12K\n\x08GetAddon\x12\x1e.clusterops.v1.GetAddonRequest\x1a\x1f.clusterops.v1.GetAddonResponse\x12Q\n\nListAddons\x12 .clusterops.v1.ListAddonsRequest\x1a!.clusterops.v1.ListAddonsResponse\x12T\n\x0bUpdateAddon\x12!.clusterops.v1.UpdateAddonRequest\x1a\".clusterops.v1.UpdateAddonResponse\x12W\n\x0c\x44isableAddon\x12\".clusterops.v1.DisableAddonRequest\x1a#.clusterops.v1.DisableAddonResponse\x12\x63\n\x10ListAddonOptions\x12&.clusterops.v1.ListAddonOptionsRequest\x1a\'.clusterops.v1.ListAddonOptionsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63lusterops/v1/addons.proto\x12\rclusterops.v1\x1a!clusterops/v1/work_requests.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n\x12\x41\x64\x64onConfiguration\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\";\n\nAddonError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"\xa8\x03\n\x05\x41\x64\x64on\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x16\n\x0e\x63ompartment_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12!\n\x19\x63urrent_installed_version\x18\x05 \x01(\t\x12\x39\n\x0e\x63onfigurations\x18\x06 \x03(\x0b\x32!.clusterops.v1.AddonConfiguration\x12;\n\x0flifecycle_state\x18\x07 \x01(\x0e\x32\".clusterops.v1.AddonLifecycleState\x12.\n\x0b\x61\x64\x64on_error\x18\x08 \x01(\x0b\x32\x19.clusterops.v1.AddonError\x12\x30\n\x0ctime_created\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0ctime_updated\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0b \x01(\t\x12\x17\n\x0fwork_request_id\x18\x0c \x01(\t\"\x9f\x01\n\x18\x41\x64\x64onOptionConfiguration\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x15\n\rdefault_value\x18\x03 \x01(\t\x12\x13\n\x0bis_required\x18\x04 \x01(\x08\x12\x12\n\nvalue_type\x18\x05 \x01(\t\x12\x12\n\nconstraint\x18\x06 \x01(\t\x12\r\n\x05needs\x18\x07 \x03(\t\"\xcc\x01\n\x0c\x41\x64\x64onVersion\x12\x16\n\x0eversion_number\x18\x01 \x01(\t\x12\x31\n\x06status\x18\x02 \x01(\x0e\x32!.clusterops.v1.AddonVersionStatus\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x1b\n\x13kubernetes_versions\x18\x04 \x03(\t\x12?\n\x0e\x63onfigurations\x18\x05 \x03(\x0b\x32\'.clusterops.v1.AddonOptionConfiguration\"u\n\x0b\x41\x64\x64onOption\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x14\n\x0cis_essential\x18\x03 \x01(\x08\x12-\n\x08versions\x18\x04 \x03(\x0b\x32\x1b.clusterops.v1.AddonVersion\"\xb2\x01\n\x13InstallAddonRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x39\n\x0e\x63onfigurations\x18\x04 \x03(\x0b\x32!.clusterops.v1.AddonConfiguration\x12\x19\n\x11override_existing\x18\x05 \x01(\x08\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"m\n\x14InstallAddonResponse\x12#\n\x05\x61\x64\x64on\x18\x01 \x01(\x0b\x32\x14.clusterops.v1.Addon\x12\x30\n\x0cwork_request\x18\x02 \x01(\x0b\x32\x1a.clusterops.v1.WorkRequest\"3\n\x0fGetAddonRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"7\n\x10GetAddonResponse\x12#\n\x05\x61\x64\x64on\x18\x01 \x01(\x0b\x32\x14.clusterops.v1.Addon\"\x8c\x01\n\x11ListAddonsRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12<\n\x10lifecycle_states\x18\x02 \x03(\x0e\x32\".clusterops.v1.AddonLifecycleState\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"S\n\x12ListAddonsResponse\x12$\n\x06\x61\x64\x64ons\x18\x01 \x03(\x0b\x32\x14.clusterops.v1.Addon\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xdb\x01\n\x12UpdateAddonRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x15\n\rfollow_latest\x18\x05 \x01(\x08\x12\x39\n\x0e\x63onfigurations\x18\x06 \x03(\x0b\x32!.clusterops.v1.AddonConfiguration\x12\x1e\n\x16replace_configurations\x18\x07 \x01(\x08\x12\x12\n\nrequest_id\x18\x08 \x01(\t\"l\n\x13UpdateAddonResponse\x12#\n\x05\x61\x64\x64on\x18\x01 \x01(\x0b\x32\x14.clusterops.v1.Addon\x12\x30\n\x0cwork_request\x18\x02 \x01(\x0b\x32\x1a.clusterops.v1.WorkRequest\"r\n\x13\x44isableAddonRequest\x12\x12\n\ncluster_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x17\n\x0fremove_existing\x18\x03 \x01(\x08\x12\x0c\n\x04\x65tag\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"m\n\x14\x44isableAddonResponse\x12#\n\x05\x61\x64\x64on\x18\x01 \x01(\x0b\x32\x14.clusterops.v1.Addon\x12\x30\n\x0cwork_request\x18\x02 \x01(\x0b\x32\x1a.clusterops.v1.WorkRequest\"p\n\x17ListAddonOptionsRequest\x12\x1a\n\x12kubernetes_version\x18\x01 \x01(\t\x12\x12\n\naddon_name\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"f\n\x18ListAddonOptionsResponse\x12\x31\n\raddon_options\x18\x01 \x03(\x0b\x32\x1a.clusterops.v1.AddonOption\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xba\x02\n\x13\x41\x64\x64onLifecycleState\x12%\n!ADDON_LIFECYCLE_STATE_UNSPECIFIED\x10\x00\x12\"\n\x1e\x41\x44\x44ON_LIFECYCLE_STATE_CREATING\x10\x01\x12 \n\x1c\x41\x44\x44ON_LIFECYCLE_STATE_ACTIVE\x10\x02\x12\"\n\x1e\x41\x44\x44ON_LIFECYCLE_STATE_UPDATING\x10\x03\x12)\n%ADDON_LIFECYCLE_STATE_NEEDS_ATTENTION\x10\x04\x12\"\n\x1e\x41\x44\x44ON_LIFECYCLE_STATE_DELETING\x10\x05\x12!\n\x1d\x41\x44\x44ON_LIFECYCLE_STATE_DELETED\x10\x06\x12 \n\x1c\x41\x44\x44ON_LIFECYCLE_STATE_FAILED\x10\x07*\xc5\x01\n\x12\x41\x64\x64onVersionStatus\x12$\n ADDON_VERSION_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x41\x44\x44ON_VERSION_STATUS_ACTIVE\x10\x01\x12#\n\x1f\x41\x44\x44ON_VERSION_STATUS_DEPRECATED\x10\x02\x12 \n\x1c\x41\x44\x44ON_VERSION_STATUS_PREVIEW\x10\x03\x12!\n\x1d\x41\x44\x44ON_VERSION_STATUS_RECALLED\x10\x04\x32\x9b\x04\n\x0c\x41\x64\x64onService\x12W\n\x0cInstallAddon\x12\".clusterops.v1.InstallAddonRequest\x1a#.clusterops.v1.InstallAddonResponse\x12K\n\x08GetAddon\x12\x1e.clusterops.v1.GetAddonRequest\x1a\x1f.clusterops.v1.GetAddonResponse\x12Q\n\nListAddons\x12 .clusterops.v1.ListAddonsRequest\x1a!.clusterops.v1.ListAddonsResponse\x12T\n\x0bUpdateAddon\x12!.clusterops.v1.UpdateAddonRequest\x1a\".clusterops.v1.UpdateAddonResponse\x12W\n\x0c\x44isableAddon\x12\".clusterops.v1.DisableAddonRequest\x1a#.clusterops.v1.DisableAddonResponse\x12\x63\n\x10ListAddonOptions\x12&.clusterops.v1.ListAddonOptionsRequest\x1a\'.clusterops.v1.ListAddonOptionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'clusterops.v1.addons_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ADDONLIFECYCLESTATE']._serialized_start=2491
-  _globals['_ADDONLIFECYCLESTATE']._serialized_end=2805
-  _globals['_ADDONVERSIONSTATUS']._serialized_start=2808
-  _globals['_ADDONVERSIONSTATUS']._serialized_end=3005
+  _globals['_ADDONLIFECYCLESTATE']._serialized_start=2547
+  _globals['_ADDONLIFECYCLESTATE']._serialized_end=2861
+  _globals['_ADDONVERSIONSTATUS']._serialized_start=2864
+  _globals['_ADDONVERSIONSTATUS']._serialized_end=3061
   _globals['_ADDONCONFIGURATION']._serialized_start=113
   _globals['_ADDONCONFIGURATION']._serialized_end=161
   _globals['_ADDONERROR']._serialized_start=163
   _globals['_ADDONERROR']._serialized_end=222
   _globals['_ADDON']._serialized_start=225
   _globals['_ADDON']._serialized_end=649
-  _globals['_ADDONOPTIONCONFIGURATION']._serialized_start=651
-  _globals['_ADDONOPTIONCONFIGURATION']._serialized_end=755
-  _globals['_ADDONVERSION']._serialized_start=758
-  _globals['_ADDONVERSION']._serialized_end=962
-  _globals['_ADDONOPTION']._serialized_start=964
-  _globals['_ADDONOPTION']._serialized_end=1081
-  _globals['_INSTALLADDONREQUEST']._serialized_start=1084
-  _globals['_INSTALLADDONREQUEST']._serialized_end=1262
-  _globals['_INSTALLADDONRESPONSE']._serialized_start=1264
-  _globals['_INSTALLADDONRESPONSE']._serialized_end=1373
-  _globals['_GETADDONREQUEST']._serialized_start=1375
-  _globals['_GETADDONREQUEST']._serialized_end=1426
-  _globals['_GETADDONRESPONSE']._serialized_start=1428
-  _globals['_GETADDONRESPONSE']._serialized_end=1483
-  _globals['_LISTADDONSREQUEST']._serialized_start=1486
-  _globals['_LISTADDONSREQUEST']._serialized_end=1626
-  _globals['_LISTADDONSRESPONSE']._serialized_start=1628
-  _globals['_LISTADDONSRESPONSE']._serialized_end=1711
-  _globals['_UPDATEADDONREQUEST']._serialized_start=1714
-  _globals['_UPDATEADDONREQUEST']._serialized_end=1933
-  _globals['_UPDATEADDONRESPONSE']._serialized_start=1935
-  _globals['_UPDATEADDONRESPONSE']._serialized_end=2043
-  _globals['_DISABLEADDONREQUEST']._serialized_start=2045
-  _globals['_DISABLEADDONREQUEST']._serialized_end=2159
-  _globals['_DISABLEADDONRESPONSE']._serialized_start=2161
-  _globals['_DISABLEADDONRESPONSE']._serialized_end=2270
-  _globals['_LISTADDONOPTIONSREQUEST']._serialized_start=2272
-  _globals['_LISTADDONOPTIONSREQUEST']._serialized_end=2384
-  _globals['_LISTADDONOPTIONSRESPONSE']._serialized_start=2386
-  _globals['_LISTADDONOPTIONSRESPONSE']._serialized_end=2488
-  _globals['_ADDONSERVICE']._serialized_start=3008
-  _globals['_ADDONSERVICE']._serialized_end=3547
+  _globals['_ADDONOPTIONCONFIGURATION']._serialized_start=652
+  _globals['_ADDONOPTIONCONFIGURATION']._serialized_end=811
+  _globals['_ADDONVERSION']._serialized_start=814
+  _globals['_ADDONVERSION']._serialized_end=1018
+  _globals['_ADDONOPTION']._serialized_start=1020
+  _globals['_ADDONOPTION']._serialized_end=1137
+  _globals['_INSTALLADDONREQUEST']._serialized_start=1140
+  _globals['_INSTALLADDONREQUEST']._serialized_end=1318
+  _globals['_INSTALLADDONRESPONSE']._serialized_start=1320
+  _globals['_INSTALLADDONRESPONSE']._serialized_end=1429
+  _globals['_GETADDONREQUEST']._serialized_start=1431
+  _globals['_GETADDONREQUEST']._serialized_end=1482
+  _globals['_GETADDONRESPONSE']._serialized_start=1484
+  _globals['_GETADDONRESPONSE']._serialized_end=1539
+  _globals['_LISTADDONSREQUEST']._serialized_start=1542
+  _globals['_LISTADDONSREQUEST']._serialized_end=1682
+  _globals['_LISTADDONSRESPONSE']._serialized_start=1684
+  _globals['_LISTADDONSRESPONSE']._serialized_end=1767
+  _globals['_UPDATEADDONREQUEST']._serialized_start=1770
+  _globals['_UPDATEADDONREQUEST']._serialized_end=1989
+  _globals['_UPDATEADDONRESPONSE']._serialized_start=1991
+  _globals['_UPDATEADDONRESPONSE']._serialized_end=2099
+  _globals['_DISABLEADDONREQUEST']._serialized_start=2101
+  _globals['_DISABLEADDONREQUEST']._serialized_end=2215
+  _globals['_DISABLEADDONRESPONSE']._serialized_start=2217
+  _globals['_DISABLEADDONRESPONSE']._serialized_end=2326
+  _globals['_LISTADDONOPTIONSREQUEST']._serialized_start=2328
+  _globals['_LISTADDONOPTIONSREQUEST']._serialized_end=2440
+  _globals['_LISTADDONOPTIONSRESPONSE']._serialized_start=2442
+  _globals['_LISTADDONOPTIONSRESPONSE']._serialized_end=2544
+  _globals['_ADDONSERVICE']._serialized_start=3064
+  _globals['_ADDONSERVICE']._serialized_end=3603
 # @@protoc_insertion_point(module_scope)

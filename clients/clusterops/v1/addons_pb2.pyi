@@ -194,10 +194,27 @@ class AddonOptionConfiguration(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     DEFAULT_VALUE_FIELD_NUMBER: _builtins.int
     IS_REQUIRED_FIELD_NUMBER: _builtins.int
+    VALUE_TYPE_FIELD_NUMBER: _builtins.int
+    CONSTRAINT_FIELD_NUMBER: _builtins.int
+    NEEDS_FIELD_NUMBER: _builtins.int
     key: _builtins.str
     description: _builtins.str
     default_value: _builtins.str
     is_required: _builtins.bool
+    value_type: _builtins.str
+    """What a value must be: "string", "integer", "boolean", "enum", "quantity" (a
+    Kubernetes resource quantity such as "500m" or "200Mi") or "json"; a value that is
+    not is INVALID_ARGUMENT on configurations[i].value.
+    """
+    constraint: _builtins.str
+    """The constraint for a person, for example "an integer from 0 to 10"."""
+    @_builtins.property
+    def needs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """What the add-on needs of a valid value to become ready, for example "at least 1: its
+        Domain custom resources need an operator replica to reconcile them". With less it
+        installs but stays NEEDS_ATTENTION.
+        """
+
     def __init__(
         self,
         *,
@@ -205,10 +222,13 @@ class AddonOptionConfiguration(_message.Message):
         description: _builtins.str = ...,
         default_value: _builtins.str = ...,
         is_required: _builtins.bool = ...,
+        value_type: _builtins.str = ...,
+        constraint: _builtins.str = ...,
+        needs: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_value", b"default_value", "description", b"description", "is_required", b"is_required", "key", b"key"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["constraint", b"constraint", "default_value", b"default_value", "description", b"description", "is_required", b"is_required", "key", b"key", "needs", b"needs", "value_type", b"value_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -168,6 +168,7 @@ class Cluster(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """"cls-" followed by 20 lowercase hexadecimal digits."""
     compartment_id: _builtins.str
@@ -176,13 +177,17 @@ class Cluster(_message.Message):
     """For example "v1.29.4"."""
     region: _builtins.str
     plan: _builtins.str
-    """The service plan, for example "standard" or "gcp"."""
+    """The service plan's name, for example "gcp" or "azure" (see plan_id)."""
     global_account_id: _builtins.str
     sub_account_id: _builtins.str
     shoot_name: _builtins.str
     """The name of the underlying shoot (Gardener) cluster."""
     lifecycle_state: Global___ClusterLifecycleState.ValueType
     etag: _builtins.str
+    plan_id: _builtins.str
+    """The plan's id in the service's plan catalogue, as KEB's servicePlanID, for
+    example "ca6e5357-707f-4565-bbbd-b3ab732597c6" for "gcp".
+    """
     @_builtins.property
     def maintenance_window(self) -> Global___MaintenanceWindow: ...
     @_builtins.property
@@ -209,10 +214,11 @@ class Cluster(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        plan_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "maintenance_window", b"maintenance_window", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compartment_id", b"compartment_id", "create_time", b"create_time", "etag", b"etag", "global_account_id", b"global_account_id", "id", b"id", "kubernetes_version", b"kubernetes_version", "labels", b"labels", "lifecycle_state", b"lifecycle_state", "maintenance_window", b"maintenance_window", "name", b"name", "plan", b"plan", "region", b"region", "shoot_name", b"shoot_name", "sub_account_id", b"sub_account_id", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compartment_id", b"compartment_id", "create_time", b"create_time", "etag", b"etag", "global_account_id", b"global_account_id", "id", b"id", "kubernetes_version", b"kubernetes_version", "labels", b"labels", "lifecycle_state", b"lifecycle_state", "maintenance_window", b"maintenance_window", "name", b"name", "plan", b"plan", "plan_id", b"plan_id", "region", b"region", "shoot_name", b"shoot_name", "sub_account_id", b"sub_account_id", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -362,7 +368,9 @@ class CreateClusterRequest(_message.Message):
     kubernetes_version: _builtins.str
     """A version from the service's catalogue, for example "v1.29.4"."""
     region: _builtins.str
+    """A region of the service's catalogue, for example "eu-frankfurt-1"."""
     plan: _builtins.str
+    """A plan name of the service's catalogue: azure, azure_lite, aws, gcp, trial or free."""
     global_account_id: _builtins.str
     sub_account_id: _builtins.str
     shoot_name: _builtins.str
@@ -478,7 +486,7 @@ class ListClustersRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     compartment_id: _builtins.str
     filter: _builtins.str
-    """An AIP-160 filter over name, region, plan, kubernetes_version,
+    """An AIP-160 filter over name, region, plan, plan_id, kubernetes_version,
     lifecycle_state, global_account_id, sub_account_id and shoot_name.
     """
     order_by: _builtins.str

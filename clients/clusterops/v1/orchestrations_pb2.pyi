@@ -362,11 +362,14 @@ class ClusterConfig(_message.Message):
     REGION_FIELD_NUMBER: _builtins.int
     PLAN_NAME_FIELD_NUMBER: _builtins.int
     SHOOT_NAME_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
     kubernetes_version: _builtins.str
     target_version: _builtins.str
     region: _builtins.str
     plan_name: _builtins.str
     shoot_name: _builtins.str
+    plan_id: _builtins.str
+    """KEB's servicePlanID."""
     def __init__(
         self,
         *,
@@ -375,10 +378,11 @@ class ClusterConfig(_message.Message):
         region: _builtins.str = ...,
         plan_name: _builtins.str = ...,
         shoot_name: _builtins.str = ...,
+        plan_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kubernetes_version", b"kubernetes_version", "plan_name", b"plan_name", "region", b"region", "shoot_name", b"shoot_name", "target_version", b"target_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kubernetes_version", b"kubernetes_version", "plan_id", b"plan_id", "plan_name", b"plan_name", "region", b"region", "shoot_name", b"shoot_name", "target_version", b"target_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -502,6 +506,7 @@ class OrchestrationOperation(_message.Message):
     PREVIOUS_ATTEMPTS_FIELD_NUMBER: _builtins.int
     CLUSTER_CONFIG_FIELD_NUMBER: _builtins.int
     COMPONENT_CONFIGS_FIELD_NUMBER: _builtins.int
+    PLAN_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """"op-" followed by 20 lowercase hexadecimal digits."""
     orchestration_id: _builtins.str
@@ -523,6 +528,8 @@ class OrchestrationOperation(_message.Message):
     work_request_id: _builtins.str
     attempt: _builtins.int
     """1 for the first attempt; RetryOrchestration adds one."""
+    plan_id: _builtins.str
+    """The id of plan_name in the plan catalogue (KEB's servicePlanID)."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -569,10 +576,11 @@ class OrchestrationOperation(_message.Message):
         previous_attempts: _abc.Iterable[Global___OperationAttempt] | None = ...,
         cluster_config: Global___ClusterConfig | None = ...,
         component_configs: _abc.Iterable[Global___ComponentConfig] | None = ...,
+        plan_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_config", b"cluster_config", "create_time", b"create_time", "end_time", b"end_time", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cluster_config", b"cluster_config", "component_configs", b"component_configs", "create_time", b"create_time", "description", b"description", "dry_run", b"dry_run", "end_time", b"end_time", "global_account_id", b"global_account_id", "id", b"id", "maintenance_window_begin", b"maintenance_window_begin", "maintenance_window_end", b"maintenance_window_end", "orchestration_id", b"orchestration_id", "plan_name", b"plan_name", "previous_attempts", b"previous_attempts", "region", b"region", "runtime_id", b"runtime_id", "shoot_name", b"shoot_name", "start_time", b"start_time", "state", b"state", "sub_account_id", b"sub_account_id", "update_time", b"update_time", "upgrade_workflow_id", b"upgrade_workflow_id", "work_request_id", b"work_request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cluster_config", b"cluster_config", "component_configs", b"component_configs", "create_time", b"create_time", "description", b"description", "dry_run", b"dry_run", "end_time", b"end_time", "global_account_id", b"global_account_id", "id", b"id", "maintenance_window_begin", b"maintenance_window_begin", "maintenance_window_end", b"maintenance_window_end", "orchestration_id", b"orchestration_id", "plan_id", b"plan_id", "plan_name", b"plan_name", "previous_attempts", b"previous_attempts", "region", b"region", "runtime_id", b"runtime_id", "shoot_name", b"shoot_name", "start_time", b"start_time", "state", b"state", "sub_account_id", b"sub_account_id", "update_time", b"update_time", "upgrade_workflow_id", b"upgrade_workflow_id", "work_request_id", b"work_request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -410,12 +410,18 @@ class CreateUpgradeWorkflowRequest(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     ANNOTATIONS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SKIP_SNAPSHOT_FIELD_NUMBER: _builtins.int
     cluster_id: _builtins.str
     target_version: _builtins.str
-    """For example "v1.30.2"; see ListKubernetesVersions."""
+    """For example "v1.30.2" or "v1.19.16-r80"; see ListKubernetesVersions."""
     name: _builtins.str
     """Defaults to "upgrade-<cluster name>-<target version>"."""
     request_id: _builtins.str
+    skip_snapshot: _builtins.bool
+    """Upgrade without taking a snapshot first: the Snapshot point stays bare (its task
+    type only), the lines run PreCheck -> Cluster -> PostCheck, and with nothing to
+    restore there is no Rollback.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -429,10 +435,11 @@ class CreateUpgradeWorkflowRequest(_message.Message):
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         annotations: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         request_id: _builtins.str = ...,
+        skip_snapshot: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations", "cluster_id", b"cluster_id", "labels", b"labels", "name", b"name", "request_id", b"request_id", "target_version", b"target_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["annotations", b"annotations", "cluster_id", b"cluster_id", "labels", b"labels", "name", b"name", "request_id", b"request_id", "skip_snapshot", b"skip_snapshot", "target_version", b"target_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -129,6 +129,10 @@ class _WatchEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WatchE
     """The work request as it is now, sent first on a fresh watch."""
     WATCH_EVENT_TYPE_CHANGE: _WatchEventType.ValueType  # 2
     """One committed change."""
+    WATCH_EVENT_TYPE_SYNCED: _WatchEventType.ValueType  # 3
+    """WatchWorkRequests only: every SNAPSHOT has been sent; `revision` is the revision
+    the snapshot is consistent at (resume after it).
+    """
 
 class WatchEventType(_WatchEventType, metaclass=_WatchEventTypeEnumTypeWrapper):
     """What a watch event carries."""
@@ -138,6 +142,10 @@ WATCH_EVENT_TYPE_SNAPSHOT: WatchEventType.ValueType  # 1
 """The work request as it is now, sent first on a fresh watch."""
 WATCH_EVENT_TYPE_CHANGE: WatchEventType.ValueType  # 2
 """One committed change."""
+WATCH_EVENT_TYPE_SYNCED: WatchEventType.ValueType  # 3
+"""WatchWorkRequests only: every SNAPSHOT has been sent; `revision` is the revision
+the snapshot is consistent at (resume after it).
+"""
 Global___WatchEventType: _TypeAlias = WatchEventType  # noqa: Y015
 
 @_typing.final
@@ -189,6 +197,7 @@ class WorkRequest(_message.Message):
     TIME_FINISHED_FIELD_NUMBER: _builtins.int
     RESOURCES_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    LAST_ERROR_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """"wr-" followed by 20 lowercase hexadecimal digits."""
     compartment_id: _builtins.str
@@ -206,6 +215,12 @@ class WorkRequest(_message.Message):
     def time_finished(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def resources(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkRequestResource]: ...
+    @_builtins.property
+    def last_error(self) -> Global___WorkRequestError:
+        """The newest entry of its error list (unset while it has none), so a FAILED work
+        request arrives with its reason.
+        """
+
     def __init__(
         self,
         *,
@@ -219,10 +234,11 @@ class WorkRequest(_message.Message):
         time_finished: _timestamp_pb2.Timestamp | None = ...,
         resources: _abc.Iterable[Global___WorkRequestResource] | None = ...,
         revision: _builtins.int = ...,
+        last_error: Global___WorkRequestError | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["time_accepted", b"time_accepted", "time_finished", b"time_finished", "time_started", b"time_started"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_error", b"last_error", "time_accepted", b"time_accepted", "time_finished", b"time_finished", "time_started", b"time_started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compartment_id", b"compartment_id", "id", b"id", "operation_type", b"operation_type", "percent_complete", b"percent_complete", "resources", b"resources", "revision", b"revision", "status", b"status", "time_accepted", b"time_accepted", "time_finished", b"time_finished", "time_started", b"time_started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compartment_id", b"compartment_id", "id", b"id", "last_error", b"last_error", "operation_type", b"operation_type", "percent_complete", b"percent_complete", "resources", b"resources", "revision", b"revision", "status", b"status", "time_accepted", b"time_accepted", "time_finished", b"time_finished", "time_started", b"time_started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -629,3 +645,113 @@ class WatchWorkRequestResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchWorkRequestResponse: _TypeAlias = WatchWorkRequestResponse  # noqa: Y015
+
+@_typing.final
+class WatchWorkRequestsRequest(_message.Message):
+    """Request for WatchWorkRequests. The typed filters and `filter` are combined with AND,
+    as in ListWorkRequests.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMPARTMENT_ID_FIELD_NUMBER: _builtins.int
+    RESOURCE_ID_FIELD_NUMBER: _builtins.int
+    RESOURCE_TYPE_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    AFTER_REVISION_FIELD_NUMBER: _builtins.int
+    WORK_REQUEST_IDS_FIELD_NUMBER: _builtins.int
+    compartment_id: _builtins.str
+    """Only work requests in this compartment."""
+    resource_id: _builtins.str
+    """Only work requests that affect this resource (any entity type)."""
+    resource_type: _builtins.str
+    """Only work requests that affect a resource of this entity type."""
+    filter: _builtins.str
+    """An AIP-160 filter over the fields ListWorkRequests accepts."""
+    after_revision: _builtins.int
+    """Resume after this revision (a SYNCED or CHANGE event's): the stream sends exactly
+    the changes that came after it. 0 starts with a snapshot.
+    """
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___WorkRequestStatus.ValueType]:
+        """Only work requests in one of these statuses."""
+
+    @_builtins.property
+    def work_request_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these work requests (at most 1000), for a client waiting on several at once."""
+
+    def __init__(
+        self,
+        *,
+        compartment_id: _builtins.str = ...,
+        resource_id: _builtins.str = ...,
+        resource_type: _builtins.str = ...,
+        statuses: _abc.Iterable[Global___WorkRequestStatus.ValueType] | None = ...,
+        filter: _builtins.str = ...,
+        after_revision: _builtins.int = ...,
+        work_request_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_revision", b"after_revision", "compartment_id", b"compartment_id", "filter", b"filter", "resource_id", b"resource_id", "resource_type", b"resource_type", "statuses", b"statuses", "work_request_ids", b"work_request_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchWorkRequestsRequest: _TypeAlias = WatchWorkRequestsRequest  # noqa: Y015
+
+@_typing.final
+class WatchWorkRequestsResponse(_message.Message):
+    """One event of WatchWorkRequests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REVISION_FIELD_NUMBER: _builtins.int
+    EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    WORK_REQUEST_FIELD_NUMBER: _builtins.int
+    LOG_ENTRIES_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    LEFT_FILTER_FIELD_NUMBER: _builtins.int
+    revision: _builtins.int
+    """Pass this as `after_revision` to resume after this event (not after a SNAPSHOT:
+    snapshots come in no revision order; resume after the SYNCED event).
+    """
+    event_type: Global___WatchEventType.ValueType
+    left_filter: _builtins.bool
+    """This change took the work request out of the filter: no more events come for it
+    unless a later change brings it back.
+    """
+    @_builtins.property
+    def work_request(self) -> Global___WorkRequest:
+        """The work request as of this revision (unset in a SYNCED event). A SNAPSHOT
+        carries every resource; a CHANGE carries only the resources this change added
+        or altered.
+        """
+
+    @_builtins.property
+    def log_entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkRequestLogEntry]:
+        """Log entries written by this change; a SNAPSHOT carries the newest one only.
+        Empty for a caller who may list the work request but not read it.
+        """
+
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkRequestError]:
+        """Errors written by this change (the newest is also `work_request.last_error`)."""
+
+    def __init__(
+        self,
+        *,
+        revision: _builtins.int = ...,
+        event_type: Global___WatchEventType.ValueType = ...,
+        work_request: Global___WorkRequest | None = ...,
+        log_entries: _abc.Iterable[Global___WorkRequestLogEntry] | None = ...,
+        errors: _abc.Iterable[Global___WorkRequestError] | None = ...,
+        left_filter: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["work_request", b"work_request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["errors", b"errors", "event_type", b"event_type", "left_filter", b"left_filter", "log_entries", b"log_entries", "revision", b"revision", "work_request", b"work_request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchWorkRequestsResponse: _TypeAlias = WatchWorkRequestsResponse  # noqa: Y015

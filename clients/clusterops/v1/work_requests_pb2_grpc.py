@@ -67,6 +67,11 @@ class WorkRequestServiceStub:
                 request_serializer=clusterops_dot_v1_dot_work__requests__pb2.WatchWorkRequestRequest.SerializeToString,
                 response_deserializer=clusterops_dot_v1_dot_work__requests__pb2.WatchWorkRequestResponse.FromString,
                 _registered_method=True)
+        self.WatchWorkRequests = channel.unary_stream(
+                '/clusterops.v1.WorkRequestService/WatchWorkRequests',
+                request_serializer=clusterops_dot_v1_dot_work__requests__pb2.WatchWorkRequestsRequest.SerializeToString,
+                response_deserializer=clusterops_dot_v1_dot_work__requests__pb2.WatchWorkRequestsResponse.FromString,
+                _registered_method=True)
 
 
 class WorkRequestServiceServicer:
@@ -121,6 +126,19 @@ class WorkRequestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchWorkRequests(self, request, context):
+        """Streams every work request that matches a filter (the filters of
+        ListWorkRequests). Without `after_revision`: a SNAPSHOT of each matching work
+        request, then one SYNCED event carrying the revision the snapshot is consistent
+        at, then each change of a matching work request in revision order. With
+        `after_revision`: exactly the changes after it. A change that takes a work
+        request out of the filter is sent once more, with `left_filter` set. A revision
+        that can no longer be resumed answers OUT_OF_RANGE: watch anew without it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkRequestServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +171,11 @@ def add_WorkRequestServiceServicer_to_server(servicer, server):
                     servicer.WatchWorkRequest,
                     request_deserializer=clusterops_dot_v1_dot_work__requests__pb2.WatchWorkRequestRequest.FromString,
                     response_serializer=clusterops_dot_v1_dot_work__requests__pb2.WatchWorkRequestResponse.SerializeToString,
+            ),
+            'WatchWorkRequests': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchWorkRequests,
+                    request_deserializer=clusterops_dot_v1_dot_work__requests__pb2.WatchWorkRequestsRequest.FromString,
+                    response_serializer=clusterops_dot_v1_dot_work__requests__pb2.WatchWorkRequestsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -320,6 +343,33 @@ class WorkRequestService:
             '/clusterops.v1.WorkRequestService/WatchWorkRequest',
             clusterops_dot_v1_dot_work__requests__pb2.WatchWorkRequestRequest.SerializeToString,
             clusterops_dot_v1_dot_work__requests__pb2.WatchWorkRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchWorkRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/clusterops.v1.WorkRequestService/WatchWorkRequests',
+            clusterops_dot_v1_dot_work__requests__pb2.WatchWorkRequestsRequest.SerializeToString,
+            clusterops_dot_v1_dot_work__requests__pb2.WatchWorkRequestsResponse.FromString,
             options,
             channel_credentials,
             insecure,

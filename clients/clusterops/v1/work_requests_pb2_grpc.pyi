@@ -54,6 +54,15 @@ class WorkRequestServiceStub:
     stream ends after the terminal state. A revision that can no longer be
     resumed answers OUT_OF_RANGE: read the work request again and watch anew.
     """
+    WatchWorkRequests: _grpc.UnaryStreamMultiCallable[_work_requests_pb2.WatchWorkRequestsRequest, _work_requests_pb2.WatchWorkRequestsResponse]
+    """Streams every work request that matches a filter (the filters of
+    ListWorkRequests). Without `after_revision`: a SNAPSHOT of each matching work
+    request, then one SYNCED event carrying the revision the snapshot is consistent
+    at, then each change of a matching work request in revision order. With
+    `after_revision`: exactly the changes after it. A change that takes a work
+    request out of the filter is sent once more, with `left_filter` set. A revision
+    that can no longer be resumed answers OUT_OF_RANGE: watch anew without it.
+    """
 
 @_typing.type_check_only
 class WorkRequestServiceAsyncStub(WorkRequestServiceStub):
@@ -80,6 +89,15 @@ class WorkRequestServiceAsyncStub(WorkRequestServiceStub):
     change after `after_revision`), then each change in revision order. The
     stream ends after the terminal state. A revision that can no longer be
     resumed answers OUT_OF_RANGE: read the work request again and watch anew.
+    """
+    WatchWorkRequests: _aio.UnaryStreamMultiCallable[_work_requests_pb2.WatchWorkRequestsRequest, _work_requests_pb2.WatchWorkRequestsResponse]  # type: ignore[assignment]
+    """Streams every work request that matches a filter (the filters of
+    ListWorkRequests). Without `after_revision`: a SNAPSHOT of each matching work
+    request, then one SYNCED event carrying the revision the snapshot is consistent
+    at, then each change of a matching work request in revision order. With
+    `after_revision`: exactly the changes after it. A change that takes a work
+    request out of the filter is sent once more, with `left_filter` set. A revision
+    that can no longer be resumed answers OUT_OF_RANGE: watch anew without it.
     """
 
 class WorkRequestServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -140,6 +158,21 @@ class WorkRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         change after `after_revision`), then each change in revision order. The
         stream ends after the terminal state. A revision that can no longer be
         resumed answers OUT_OF_RANGE: read the work request again and watch anew.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchWorkRequests(
+        self,
+        request: _work_requests_pb2.WatchWorkRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_work_requests_pb2.WatchWorkRequestsResponse], _abc.AsyncIterator[_work_requests_pb2.WatchWorkRequestsResponse]]:
+        """Streams every work request that matches a filter (the filters of
+        ListWorkRequests). Without `after_revision`: a SNAPSHOT of each matching work
+        request, then one SYNCED event carrying the revision the snapshot is consistent
+        at, then each change of a matching work request in revision order. With
+        `after_revision`: exactly the changes after it. A change that takes a work
+        request out of the filter is sent once more, with `left_filter` set. A revision
+        that can no longer be resumed answers OUT_OF_RANGE: watch anew without it.
         """
 
 def add_WorkRequestServiceServicer_to_server(servicer: WorkRequestServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

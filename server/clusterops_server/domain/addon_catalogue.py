@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from clusterops_server.domain.addon_config import ValueSpec
 from clusterops_server.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from clusterops_server.domain.versions import KubernetesVersion
 
@@ -40,6 +41,8 @@ class ConfigurationKey:
     description: str = ""
     default_value: str = ""
     is_required: bool = False
+    # The value's type and constraints, and what the add-on needs of it to become ready.
+    spec: ValueSpec = field(default_factory=ValueSpec)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,16 @@ class AddonVersion:
         values = {c.key: c.default_value for c in self.configurations}
         values.update({k: v for k, v in configurations.items() if k in values})
         return values
+
+    def shortfalls(self, configurations: Mapping[str, str]) -> list[str]:
+        """Why this version, configured so, cannot become ready (empty when it can): the
+        catalogue's `needs` of each key, judged on the effective configuration."""
+        values = self.effective(configurations)
+        return [
+            problem
+            for c in self.configurations
+            for problem in c.spec.shortfalls(c.key, values[c.key])
+        ]
 
 
 @dataclass(frozen=True)
@@ -106,6 +119,7 @@ class AddonCatalogue:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AddonCatalogue:
         options = []
+        schemas: Mapping[str, Any] = data.get("schemas", {})
         for item in data["addons"]:
             shared = item.get("configurations", [])
             versions = tuple(
@@ -120,6 +134,9 @@ class AddonCatalogue:
                             description=str(c.get("description", "")),
                             default_value=str(c.get("default", "")),
                             is_required=bool(c.get("required", False)),
+                            spec=ValueSpec.from_json(
+                                c, schemas, f"{item['name']} {v['version']} {c['key']}"
+                            ),
                         )
                         for c in v.get("configurations", shared)
                     ),
@@ -202,12 +219,14 @@ class AddonCatalogue:
         kubernetes_version: str,
         given_keys: Sequence[str],
         resulting_keys: Collection[str],
+        given_values: Sequence[str] = (),
     ) -> AddonVersion:
-        """The version to install, after checking it, and the configuration keys, against
-        the catalogue and the cluster's Kubernetes version.
+        """The version to install, after checking it, and the configuration keys and
+        values, against the catalogue and the cluster's Kubernetes version.
 
-        `given_keys` are the request's keys (named by index in field violations);
-        `resulting_keys` the add-on's whole configuration once the request applies.
+        `given_keys` are the request's keys (named by index in field violations), with
+        their `given_values` in the same order; `resulting_keys` the add-on's whole
+        configuration once the request applies.
         """
         option = self.require(name)
         minor = minor_line(kubernetes_version) or kubernetes_version
@@ -235,7 +254,8 @@ class AddonCatalogue:
             chosen = option.newest_active(minor)
         if chosen is not None:
             for i, key in enumerate(given_keys):
-                if chosen.key(key) is None:
+                known_key = chosen.key(key)
+                if known_key is None:
                     known = ", ".join(c.key for c in chosen.configurations) or "none"
                     violations.append(
                         FieldViolation(
@@ -244,6 +264,12 @@ class AddonCatalogue:
                             f"{chosen.version_number}; keys: {known}",
                         )
                     )
+                elif i < len(given_values):
+                    problem = known_key.spec.problem(given_values[i])
+                    if problem is not None:
+                        violations.append(
+                            FieldViolation(f"configurations[{i}].value", f"{key} {problem}")
+                        )
             missing = [k for k in chosen.required_keys if k not in resulting_keys]
             if missing:
                 violations.append(

@@ -12,6 +12,16 @@ from typing import ClassVar
 
 import grpc
 
+MAX_CHOICES_LISTED = 8
+
+
+def one_of(choices: Iterable[str], limit: int = MAX_CHOICES_LISTED) -> str:
+    """Allowed values for an error's description, shortened: an error must stay small."""
+    listed = list(choices)
+    if len(listed) <= limit:
+        return ", ".join(listed)
+    return f"{', '.join(listed[:limit])}, ... ({len(listed)} in all)"
+
 
 @dataclass(frozen=True)
 class FieldViolation:

@@ -16,13 +16,13 @@ converted while parsing, so the store only ever sees well-typed comparisons.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from typing import TypeAlias
 
-from clusterops_server.domain.errors import InvalidArgument
+from clusterops_server.domain.errors import InvalidArgument, one_of
 
 MAX_FILTER_LENGTH = 2000
 MAX_FILTER_TERMS = 50
@@ -202,7 +202,7 @@ def _convert(name: str, spec: FilterField, op: str, raw: str) -> FilterValue:
         if spec.enum_prefix and value.startswith(spec.enum_prefix):
             value = value[len(spec.enum_prefix) :]
         if value not in spec.choices:
-            raise _bad(f"{raw!r} is not a {name}; use one of {', '.join(sorted(spec.choices))}")
+            raise _bad(f"{raw!r} is not a {name}; use one of {one_of(sorted(spec.choices))}")
         return value
     if spec.kind is FieldKind.NUMBER:
         try:
@@ -231,3 +231,29 @@ def parse_filter(text: str, fields: Mapping[str, FilterField]) -> Expression | N
     if leftover is not None:
         raise _bad(f"unexpected {leftover.text!r} at {leftover.position}; join terms with AND")
     return expression
+
+
+def evaluate(expression: Expression, value_of: Callable[[str], FilterValue]) -> bool:
+    """The filter's verdict on one item, in memory; agrees with the SQL the store compiles
+    (every filterable field is non-null, so SQL's three-valued logic never differs)."""
+    if isinstance(expression, AllOf):
+        return all(evaluate(p, value_of) for p in expression.parts)
+    if isinstance(expression, AnyOf):
+        return any(evaluate(p, value_of) for p in expression.parts)
+    if isinstance(expression, Negation):
+        return not evaluate(expression.part, value_of)
+    actual, wanted = value_of(expression.field), expression.value
+    match expression.op:
+        case "=":
+            return actual == wanted
+        case "!=":
+            return actual != wanted
+        case "<":
+            return actual < wanted  # type: ignore[operator]
+        case "<=":
+            return actual <= wanted  # type: ignore[operator]
+        case ">":
+            return actual > wanted  # type: ignore[operator]
+        case ">=":
+            return actual >= wanted  # type: ignore[operator]
+    raise ValueError(f"unknown operator {expression.op}")

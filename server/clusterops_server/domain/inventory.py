@@ -86,6 +86,8 @@ class Cluster:
     maintenance_window: MaintenanceWindow | None = None
     labels: dict[str, str] = field(default_factory=dict)
     version: int = 1
+    # The id of `plan` in the plan catalogue (KEB's servicePlanID).
+    plan_id: str = ""
 
     @property
     def etag(self) -> str:

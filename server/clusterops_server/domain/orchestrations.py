@@ -153,6 +153,8 @@ class OrchestrationOperation:
     start_time: datetime | None = None
     end_time: datetime | None = None
     previous_attempts: list[OperationAttempt] = field(default_factory=list)
+    # The id of `plan_name` in the plan catalogue (KEB's servicePlanID).
+    plan_id: str = ""
 
     @classmethod
     def for_cluster(
@@ -173,6 +175,7 @@ class OrchestrationOperation:
             sub_account_id=cluster.sub_account_id,
             region=cluster.region,
             plan_name=cluster.plan,
+            plan_id=cluster.plan_id,
             shoot_name=cluster.shoot_name,
             dry_run=parameters.dry_run,
             state=OrchestrationState.PENDING,

@@ -3,6 +3,10 @@
 PreCheck -> Snapshot -> Cluster -> PostCheck is the critical path a successful upgrade
 takes; Rollback runs when Cluster or PostCheck fails. Once the Cluster task has started
 the workflow has passed its point of no return and can no longer be canceled.
+
+A workflow created without a snapshot keeps a bare Snapshot point (CCE shows it with
+only its task type) and runs PreCheck -> Cluster -> PostCheck; with nothing to restore
+it has no Rollback, so a failed Cluster or PostCheck leaves it Pending as it failed.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ class UpgradeTaskStatus(StrEnum):
     RUNNING = "Running"
     SUCCESS = "Success"
     FAILED = "Failed"
+    # Not part of this workflow (a snapshot the caller chose not to take): on the wire
+    # the point is bare, its task type only.
+    SKIPPED = "Skipped"
 
 
 CRITICAL_PATH = (
@@ -95,7 +102,14 @@ class TaskPoint:
     message: str = ""
 
 
-def fresh_points() -> list[TaskPoint]:
+def fresh_points(*, skip_snapshot: bool = False) -> list[TaskPoint]:
+    if skip_snapshot:
+        return [
+            TaskPoint(t, UpgradeTaskStatus.SKIPPED)
+            if t is UpgradeTaskType.SNAPSHOT
+            else TaskPoint(t)
+            for t in CRITICAL_PATH
+        ]
     return [TaskPoint(t) for t in (*CRITICAL_PATH, UpgradeTaskType.ROLLBACK)]
 
 
@@ -121,8 +135,24 @@ class UpgradeWorkflow:
         return etag_of(self.id, self.version)
 
     @property
+    def critical_path(self) -> tuple[UpgradeTaskType, ...]:
+        """The tasks a successful upgrade runs, in order (skipped ones left out)."""
+        skipped = {p.task_type for p in self.points if p.status is UpgradeTaskStatus.SKIPPED}
+        return tuple(t for t in CRITICAL_PATH if t not in skipped)
+
+    @property
+    def rolls_back(self) -> bool:
+        """Whether a failed Cluster or PostCheck is rolled back (only with a snapshot)."""
+        return any(p.task_type is UpgradeTaskType.ROLLBACK for p in self.points)
+
+    @property
     def lines(self) -> tuple[TaskLine, ...]:
-        return LINES
+        if self.critical_path == CRITICAL_PATH and self.rolls_back:
+            return LINES
+        path = tuple(TaskLine(a, b, True) for a, b in pairwise(self.critical_path))
+        if not self.rolls_back:
+            return path
+        return (*path, *(line for line in LINES if line.end is UpgradeTaskType.ROLLBACK))
 
     def touch(self, now: datetime) -> None:
         self.update_time = now
@@ -169,10 +199,11 @@ class UpgradeWorkflow:
         return point
 
     def next_on_critical_path(self, task_type: UpgradeTaskType) -> UpgradeTaskType | None:
-        if task_type not in CRITICAL_PATH:
+        path = self.critical_path
+        if task_type not in path:
             return None
-        index = CRITICAL_PATH.index(task_type) + 1
-        return CRITICAL_PATH[index] if index < len(CRITICAL_PATH) else None
+        index = path.index(task_type) + 1
+        return path[index] if index < len(path) else None
 
     def pre_check_expired(self, now: datetime) -> bool:
         """True when Cluster has not started and the PreCheck result is no longer valid."""

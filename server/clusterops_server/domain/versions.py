@@ -10,29 +10,37 @@ from pathlib import Path
 
 from clusterops_server.domain.errors import FailedPrecondition, InvalidArgument
 
-_VERSION = re.compile(r"v(\d+)\.(\d+)\.(\d+)")
+# "v1.29.8", or with a platform revision as CCE numbers its builds: "v1.19.16-r80".
+_VERSION = re.compile(r"v(\d{1,4})\.(\d{1,4})\.(\d{1,4})(?:-r(\d{1,6}))?")
+# The revision of a version written without one: it sorts before "-r0".
+NO_REVISION = -1
 
 
 @dataclass(frozen=True, order=True)
 class KubernetesVersion:
+    """Compared by major, minor, patch, then platform revision."""
+
     major: int
     minor: int
     patch: int
+    revision: int = NO_REVISION
 
     @classmethod
     def parse(cls, text: str) -> KubernetesVersion | None:
         match = _VERSION.fullmatch(text)
         if match is None:
             return None
-        major, minor, patch = (int(g) for g in match.groups())
-        return cls(major, minor, patch)
+        major, minor, patch = (int(g) for g in match.groups()[:3])
+        revision = match.group(4)
+        return cls(major, minor, patch, NO_REVISION if revision is None else int(revision))
 
     @property
     def minor_line(self) -> str:
         return f"v{self.major}.{self.minor}"
 
     def __str__(self) -> str:
-        return f"v{self.major}.{self.minor}.{self.patch}"
+        suffix = f"-r{self.revision}" if self.revision != NO_REVISION else ""
+        return f"v{self.major}.{self.minor}.{self.patch}{suffix}"
 
 
 class VersionCatalogue:
@@ -62,7 +70,9 @@ class VersionCatalogue:
         """The parsed version, or INVALID_ARGUMENT naming the field and the choices."""
         version = KubernetesVersion.parse(text)
         if version is None:
-            raise InvalidArgument.one(field, f'{text!r} is not a version like "v1.29.8"')
+            raise InvalidArgument.one(
+                field, f'{text!r} is not a version like "v1.29.8" or "v1.19.16-r80"'
+            )
         if not self.supported(version):
             choices = ", ".join(str(v) for v in self.versions)
             raise InvalidArgument.one(field, f"{text} is not supported; supported: {choices}")

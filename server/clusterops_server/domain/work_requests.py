@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from clusterops_server.domain.errors import FailedPrecondition
-from clusterops_server.domain.filtering import Expression
+from clusterops_server.domain.filtering import Expression, FilterValue, evaluate
 from clusterops_server.domain.listing import OrderBy, fingerprint
 
 
@@ -103,6 +103,17 @@ class IllegalTransition(FailedPrecondition):
         )
 
 
+@dataclass(frozen=True)
+class StoredState:
+    """What the store holds of a work request's changing fields, as last read or written:
+    a change's event records it, so a filter can tell whether the work request matched
+    before the change (and a watcher learns that it left the filter)."""
+
+    status: WorkRequestStatus
+    percent_complete: float
+    resource_count: int
+
+
 @dataclass
 class WorkRequest:
     id: str
@@ -115,6 +126,13 @@ class WorkRequest:
     time_finished: datetime | None = None
     resources: list[WorkRequestResource] = field(default_factory=list)
     revision: int = 0
+    # The newest entry of its error list.
+    last_error: ErrorEntry | None = None
+    # Set by the store; None for a work request not yet stored.
+    stored: StoredState | None = field(default=None, compare=False, repr=False)
+
+    def current_state(self) -> StoredState:
+        return StoredState(self.status, self.percent_complete, len(self.resources))
 
     def can_become(self, to: WorkRequestStatus) -> bool:
         return to in _ALLOWED.get(self.status, frozenset())
@@ -163,6 +181,12 @@ class WorkRequestVisibility:
     compartments: frozenset[str]
     by_operation: tuple[tuple[frozenset[OperationType], frozenset[str] | None], ...]
 
+    def allows(self, operation: OperationType, compartment: str) -> bool:
+        return compartment in self.compartments or any(
+            operation in operations and (compartments is None or compartment in compartments)
+            for operations, compartments in self.by_operation
+        )
+
 
 @dataclass(frozen=True)
 class WorkRequestEvent:
@@ -175,10 +199,25 @@ class WorkRequestEvent:
     logs: tuple[LogEntry, ...]
     errors: tuple[ErrorEntry, ...]
     snapshot: bool = False
+    # The work request's state before this change (None: the change created it).
+    previous: StoredState | None = None
 
     @property
     def is_terminal(self) -> bool:
         return self.work_request.status.is_terminal
+
+
+@dataclass(frozen=True)
+class WorkRequestSetEvent:
+    """One event of a filtered watch (WatchWorkRequests): a work request's snapshot or
+    change, or, with no `event`, the marker that the snapshot is complete at `revision`."""
+
+    revision: int
+    event: WorkRequestEvent | None
+    # The change took the work request out of the filter.
+    left_filter: bool = False
+    # False when the caller may list the work request but not read it: no logs or errors.
+    readable: bool = True
 
 
 @dataclass(frozen=True)
@@ -188,9 +227,51 @@ class WorkRequestQuery:
     resource_type: EntityType | None = None
     statuses: frozenset[WorkRequestStatus] = frozenset()
     filter: Expression | None = None
+    # Only these work requests (none: any).
+    ids: frozenset[str] = frozenset()
     order: OrderBy = field(default_factory=lambda: OrderBy("time_accepted", True))
     # What the caller may see; None means everything.
     visibility: WorkRequestVisibility | None = None
+
+    def matches(self, wr: WorkRequest, state: StoredState | None = None) -> bool:
+        """Whether `wr` (or `wr` as it was in `state`) is in the query's set; agrees with
+        the store's SQL for the same query. `wr.resources` must be all of its resources."""
+        if state is None:
+            state = wr.current_state()
+        if self.visibility is not None and not self.visibility.allows(
+            wr.operation_type, wr.compartment_id
+        ):
+            return False
+        if self.compartment_id and wr.compartment_id != self.compartment_id:
+            return False
+        if self.ids and wr.id not in self.ids:
+            return False
+        if self.statuses and state.status not in self.statuses:
+            return False
+        if (self.resource_id or self.resource_type) and not any(
+            (not self.resource_id or r.identifier == self.resource_id)
+            and (self.resource_type is None or r.entity_type is self.resource_type)
+            for r in wr.resources[: state.resource_count]
+        ):
+            return False
+        if self.filter is None:
+            return True
+
+        def value_of(name: str) -> FilterValue:
+            match name:
+                case "operation_type":
+                    return wr.operation_type.value
+                case "status":
+                    return state.status.value
+                case "compartment_id":
+                    return wr.compartment_id
+                case "time_accepted":
+                    return wr.time_accepted
+                case "percent_complete":
+                    return state.percent_complete
+            raise KeyError(name)
+
+        return evaluate(self.filter, value_of)
 
     def fingerprint(self) -> str:
         """Identifies the query across processes (set order varies with hash seeds)."""
@@ -201,5 +282,6 @@ class WorkRequestQuery:
             self.resource_type,
             sorted(self.statuses),
             self.filter,
+            sorted(self.ids),
             self.order,
         )

@@ -50,6 +50,7 @@ async def start_upgrade(
     annotations: Mapping[str, str] | None = None,
     parent_work_request_id: str = "",
     related: Sequence[WorkRequestResource] = (),
+    skip_snapshot: bool = False,
 ) -> tuple[UpgradeWorkflow, WorkRequest]:
     """Validate the path and create the workflow and its CLUSTER_UPGRADE work request
     inside the caller's unit of work (the cluster goes UPDATING). A parent work request
@@ -104,7 +105,7 @@ async def start_upgrade(
         target_version=target_version,
         work_request_id=wr.id,
         phase=UpgradePhase.INIT,
-        points=fresh_points(),
+        points=fresh_points(skip_snapshot=skip_snapshot),
         create_time=now,
         update_time=now,
         labels=dict(labels or {}),

@@ -48,6 +48,11 @@ class AddonStatus:
     drift: tuple[str, ...] = ()
     # Deployments that are not ready or pods that are not healthy, with the reason.
     not_ready: tuple[str, ...] = ()
+    # Why the add-on's deployments can never become ready as it is configured, or on
+    # this cluster as it is (zero replicas of an operator, limits below what it needs,
+    # no node to schedule its pods on): its custom resources stay in an incorrect state
+    # until the configuration or the cluster changes. Such an add-on was never installed.
+    unavailable: tuple[str, ...] = ()
 
 
 class Provider(Protocol):

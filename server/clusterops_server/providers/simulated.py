@@ -3,6 +3,13 @@
 Faults live in the database (table sim_faults), so a test, an operator or another
 process can inject one into a running server: "fail `action` for `target` the next
 N times". Targets are resource ids (a node, its pool or its cluster) or "*".
+
+Add-ons behave as on a real cluster: their deployments become ready only if the add-on
+can run as configured (the catalogue's `needs` of each configuration key: replicas,
+resource limits) and its pods can be scheduled (a cluster whose node pools have no
+ACTIVE node cannot run them; a cluster without node pools stands for one whose system
+nodes the simulator does not model, and runs them). This is judged each time the
+add-on is looked at, so a new configuration or new nodes change the answer.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ from typing import Any
 from sqlalchemy import delete, or_, select
 
 from clusterops_server.clock import Clock
-from clusterops_server.domain.inventory import Cluster, Node, NodePool
+from clusterops_server.domain.addon_catalogue import CatalogueFile
+from clusterops_server.domain.inventory import Cluster, Node, NodePool, NodeState
 from clusterops_server.domain.upgrade_workflows import UpgradeTaskType
 from clusterops_server.providers.base import AddonSpec, AddonStatus, ProviderError
 from clusterops_server.store.tables import SimulatedAddonRow, SimulatedFaultRow
@@ -39,11 +47,17 @@ class SimulationSettings:
 
 class SimulatedProvider:
     def __init__(
-        self, store: Store, clock: Clock, settings: SimulationSettings | None = None
+        self,
+        store: Store,
+        clock: Clock,
+        settings: SimulationSettings | None = None,
+        catalogue: CatalogueFile | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings or SimulationSettings()
+        # What each add-on needs to run; without one, any configuration runs.
+        self.catalogue = catalogue
 
     async def inject_fault(
         self, action: str, target: str = ANY_TARGET, *, times: int = 1, message: str = ""
@@ -153,7 +167,7 @@ class SimulatedProvider:
     async def inspect_addon(self, cluster: Cluster, name: str) -> AddonStatus | None:
         async with self._acting("inspect_addon", cluster.id, name) as uow:
             row = await uow.session.get(SimulatedAddonRow, (cluster.id, name))
-            return self._status(row) if row else None
+            return await self._status(uow, row) if row else None
 
     async def apply_addon(self, cluster: Cluster, spec: AddonSpec) -> AddonStatus:
         async with self._acting("apply_addon", cluster.id, spec.name) as uow:
@@ -200,11 +214,33 @@ class SimulatedProvider:
         row.configurations = dict(spec.configurations)
         row.managed = True
         row.updated_at = now
-        status = self._status(row)
+        status = await self._status(uow, row)
         await uow.commit()
         return status
 
-    def _status(self, row: SimulatedAddonRow) -> AddonStatus:
+    async def _unavailable(self, uow: UnitOfWork, row: SimulatedAddonRow) -> tuple[str, ...]:
+        """Why the add-on's deployments cannot become ready on this cluster as configured."""
+        found: list[str] = []
+        option = self.catalogue.current().get(row.name) if self.catalogue else None
+        version = option.version(row.version) if option else None
+        if version is not None:
+            found.extend(version.shortfalls(row.configurations))
+        pools = await uow.inventory.live_node_pools(row.cluster_id)
+        if pools:
+            for pool in pools:
+                if any(
+                    n.lifecycle_state is NodeState.ACTIVE
+                    for n in await uow.inventory.nodes_of(pool.id)
+                ):
+                    break
+            else:
+                found.append(
+                    f"its pods cannot be scheduled: none of the cluster's {len(pools)} node "
+                    "pool(s) has an ACTIVE node"
+                )
+        return tuple(found)
+
+    async def _status(self, uow: UnitOfWork, row: SimulatedAddonRow) -> AddonStatus:
         now = self.clock.now()
         drift = tuple(
             f"{resource} {info['state']}"
@@ -223,6 +259,7 @@ class SimulatedProvider:
             managed=row.managed,
             drift=drift,
             not_ready=not_ready,
+            unavailable=await self._unavailable(uow, row),
         )
 
     async def install_addon_by_hand(
@@ -291,7 +328,7 @@ class SimulatedProvider:
         """What is on the cluster, without spending simulated time or taking faults."""
         async with self.store.read() as uow:
             row = await uow.session.get(SimulatedAddonRow, (cluster_id, name))
-            return self._status(row) if row else None
+            return await self._status(uow, row) if row else None
 
 
 def addon_resources(name: str) -> list[str]:

@@ -25,10 +25,10 @@ from clusterops_server.domain.errors import (
 from clusterops_server.domain.inventory import Cluster
 from clusterops_server.domain.listing import (
     Cursor,
+    KeyKind,
+    KeySpec,
     Page,
     PageRequest,
-    decode_page_token,
-    encode_page_token,
     fingerprint,
 )
 from clusterops_server.domain.work_requests import OperationType, WorkRequest
@@ -219,9 +219,15 @@ class AddonService:
                 kubernetes_version=cluster.kubernetes_version,
                 given_keys=keys,
                 resulting_keys=keys,
+                given_values=[v for _, v in cmd.configurations],
             )
             existing = await uow.addons.get(cluster.id, cmd.name, for_update=True)
             if existing is not None and existing.lifecycle_state is not AddonState.DELETED:
+                # Busy (retry later) is a conflict, as for node pools and upgrades;
+                # ALREADY_EXISTS is for an add-on that is installed and idle.
+                holder = await uow.work_requests.lock_holder(existing.resource_id)
+                if holder is not None:
+                    raise ResourceBusy(existing.resource_id, holder)
                 raise AlreadyExists(
                     "addon",
                     existing.resource_id,
@@ -303,6 +309,7 @@ class AddonService:
                 kubernetes_version=cluster.kubernetes_version,
                 given_keys=[k for k, _ in cmd.configurations],
                 resulting_keys=configurations,
+                given_values=[v for _, v in cmd.configurations],
             )
             now = self.clock.now()
             previous = PreviousAddon(
@@ -385,17 +392,18 @@ class AddonService:
 
         return await run_once(self.store, "DisableAddon", cmd, act, replay)
 
-    def list_options(
+    async def list_options(
         self, kubernetes_minor: str, name: str, page: PageRequest
     ) -> Page[AddonOption]:
         """The catalogue, by name, narrowed to a Kubernetes minor version and an add-on."""
         query = fingerprint("addon_options", kubernetes_minor, name)
-        cursor = decode_page_token(page.token, query, 1)
+        tokens = self.store.page_tokens
+        cursor = await tokens.open(page.token, query, (KeySpec(KeyKind.TEXT),))
         options = self.catalogue.current().filtered(kubernetes_minor, name)
         if cursor is not None:
             options = [o for o in options if o.name > str(cursor.key[0])]
         items = options[: page.size]
         token = ""
         if len(options) > page.size:
-            token = encode_page_token(Cursor((items[-1].name,)), query)
+            token = await tokens.issue(Cursor((items[-1].name,)), query)
         return Page(items, token)

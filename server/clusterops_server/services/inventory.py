@@ -32,6 +32,7 @@ from clusterops_server.domain.inventory import (
     node_uri,
 )
 from clusterops_server.domain.listing import Page, PageRequest
+from clusterops_server.domain.plans import PlanCatalogue
 from clusterops_server.domain.versions import VersionCatalogue
 from clusterops_server.domain.work_requests import (
     ActionType,
@@ -141,14 +142,22 @@ async def require_not_deleting(uow: UnitOfWork, cluster: Cluster, action: str) -
 
 
 class InventoryService:
-    def __init__(self, store: Store, clock: Clock, versions: VersionCatalogue) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        versions: VersionCatalogue,
+        plans: PlanCatalogue | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.versions = versions
+        self.plans = plans or PlanCatalogue.load()
 
     async def create_cluster(self, cmd: CreateClusterCommand) -> tuple[Cluster, WorkRequest]:
         require(Verb.MANAGE, Family.CLUSTERS, cmd.compartment_id)
         self.versions.require_supported("kubernetes_version", cmd.kubernetes_version)
+        plan = self.plans.resolve(plan=cmd.plan, region=cmd.region)
 
         async def act(uow: UnitOfWork) -> tuple[tuple[Cluster, WorkRequest], Remembered]:
             now = self.clock.now()
@@ -158,7 +167,8 @@ class InventoryService:
                 name=cmd.name,
                 kubernetes_version=cmd.kubernetes_version,
                 region=cmd.region,
-                plan=cmd.plan,
+                plan=plan.name,
+                plan_id=plan.id,
                 global_account_id=cmd.global_account_id,
                 sub_account_id=cmd.sub_account_id,
                 shoot_name=cmd.shoot_name or cmd.name,

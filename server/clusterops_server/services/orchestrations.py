@@ -77,6 +77,7 @@ class ClusterConfig:
     region: str
     plan_name: str
     shoot_name: str
+    plan_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -294,6 +295,7 @@ class OrchestrationService:
                 region=operation.region,
                 plan_name=operation.plan_name,
                 shoot_name=operation.shoot_name,
+                plan_id=operation.plan_id,
             ),
             components,
         )

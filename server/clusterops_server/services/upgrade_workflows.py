@@ -31,6 +31,7 @@ class CreateUpgradeWorkflowCommand:
     labels: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, str] = field(default_factory=dict)
     request_id: str = ""
+    skip_snapshot: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class UpgradeWorkflowService:
                 name=cmd.name,
                 labels=cmd.labels,
                 annotations=cmd.annotations,
+                skip_snapshot=cmd.skip_snapshot,
             )
             return (workflow, wr), {"upgrade_workflow_id": workflow.id, "work_request_id": wr.id}
 

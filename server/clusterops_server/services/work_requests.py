@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
-from clusterops_server.auth.caller import current_caller
+from clusterops_server.auth.caller import Caller, current_caller
 from clusterops_server.auth.policy import Verb
 from clusterops_server.clock import Clock
 from clusterops_server.domain.errors import (
@@ -22,14 +22,16 @@ from clusterops_server.domain.work_requests import (
     WorkRequest,
     WorkRequestEvent,
     WorkRequestQuery,
+    WorkRequestSetEvent,
     WorkRequestStatus,
 )
 from clusterops_server.engine.engine import Engine
 from clusterops_server.services.idempotency import previous_result, remember
 from clusterops_server.store.uow import Store, UnitOfWork
-from clusterops_server.watch import SubscriptionClosed, WatchHub
+from clusterops_server.watch import Subscription, SubscriptionClosed, WatchHub, concerns
 
 _HISTORY_BATCH = 500
+_SNAPSHOT_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,105 @@ class WorkRequestService:
         finally:
             self.hub.unsubscribe(subscription)
 
+    async def watch_many(
+        self, query: WorkRequestQuery, after_revision: int
+    ) -> AsyncIterator[WorkRequestSetEvent]:
+        """Every work request in the query's set: a snapshot of each and a marker (or the
+        history after `after_revision`), then each change that concerns the set, in
+        revision order, for as long as the caller listens. Authorization is List's: the
+        caller sees only what it may list, and the filter is narrowed to that first."""
+        caller = current_caller()
+        scoped = replace(query, visibility=caller.work_request_visibility(Verb.INSPECT))
+        subscription = self.hub.subscribe_filtered(scoped)
+        try:
+            cursor = after_revision
+            if after_revision:
+                async with self.store.read() as uow:
+                    await self._check_resumable(uow, after_revision)
+            else:
+                head, snapshot = await self._snapshot(scoped)
+                for wr, newest_log in snapshot:
+                    yield WorkRequestSetEvent(
+                        wr.revision,
+                        WorkRequestEvent(
+                            wr.revision,
+                            wr,
+                            tuple(wr.resources),
+                            (newest_log,) if newest_log else (),
+                            (wr.last_error,) if wr.last_error else (),
+                            snapshot=True,
+                        ),
+                        readable=_readable(caller, wr),
+                    )
+                del snapshot
+                yield WorkRequestSetEvent(head, None)
+                cursor = head
+            # What the hub had read before this watch subscribed comes from the store.
+            if subscription.start > cursor:
+                for event in await self._set_history(scoped, cursor, upto=subscription.start):
+                    yield _set_event(caller, scoped, event)
+                cursor = max(cursor, subscription.start)
+            while True:
+                backlog = await self._next_for(subscription, scoped, cursor)
+                for event in backlog:
+                    if event.revision <= cursor:
+                        continue
+                    yield _set_event(caller, scoped, event)
+                    cursor = event.revision
+        finally:
+            self.hub.unsubscribe(subscription)
+
+    async def _next_for(
+        self, subscription: Subscription, query: WorkRequestQuery, cursor: int
+    ) -> list[WorkRequestEvent]:
+        try:
+            delivered = await subscription.next()
+        except SubscriptionClosed:
+            raise Unavailable(
+                f"the watch was closed by the server; resume it with after_revision={cursor}",
+                metadata={"resume_after_revision": str(cursor)},
+            ) from None
+        if delivered is not None:
+            return [delivered]
+        # The watcher fell behind the hub's queue: catch up from the store.
+        return await self._set_history(query, cursor, upto=None)
+
+    async def _snapshot(
+        self, query: WorkRequestQuery
+    ) -> tuple[int, list[tuple[WorkRequest, LogEntry | None]]]:
+        """The set as of one revision: one read transaction (a consistent snapshot on
+        both stores) holds the head revision and every batch."""
+        found: list[tuple[WorkRequest, LogEntry | None]] = []
+        async with self.store.read() as uow:
+            head = (await uow.events.revision_range()).head
+            after = None
+            while True:
+                batch = await uow.work_requests.matching(query, after=after, limit=_SNAPSHOT_BATCH)
+                logs = await uow.work_requests.newest_logs([wr.id for wr in batch])
+                found.extend((wr, logs.get(wr.id)) for wr in batch)
+                if len(batch) < _SNAPSHOT_BATCH:
+                    return head, found
+                after = (batch[-1].time_accepted, batch[-1].id)
+
+    async def _set_history(
+        self, query: WorkRequestQuery, after: int, *, upto: int | None
+    ) -> list[WorkRequestEvent]:
+        """The events after `after` (up to `upto`) that concern the query, from the store."""
+        found: list[WorkRequestEvent] = []
+        async with self.store.read() as uow:
+            await self._check_resumable(uow, after)
+            while upto is None or after < upto:
+                batch = await uow.events.after(after, limit=_HISTORY_BATCH, all_resources=True)
+                for event in batch:
+                    if upto is not None and event.revision > upto:
+                        return found
+                    if concerns(query, event):
+                        found.append(event)
+                if len(batch) < _HISTORY_BATCH:
+                    return found
+                after = batch[-1].revision
+        return found
+
     async def _history(self, work_request_id: str, after: int) -> list[WorkRequestEvent]:
         """Catch up from the store (a watcher that fell behind the hub's queue)."""
         async with self.store.read() as uow:
@@ -210,3 +311,18 @@ class WorkRequestService:
                 reason="REVISION_AHEAD",
                 metadata={"head_revision": str(revisions.head)},
             )
+
+
+def _readable(caller: Caller, wr: WorkRequest) -> bool:
+    return caller.can_see_work_request(Verb.READ, wr.operation_type, wr.compartment_id)
+
+
+def _set_event(
+    caller: Caller, query: WorkRequestQuery, event: WorkRequestEvent
+) -> WorkRequestSetEvent:
+    return WorkRequestSetEvent(
+        event.revision,
+        event,
+        left_filter=not query.matches(event.work_request),
+        readable=_readable(caller, event.work_request),
+    )

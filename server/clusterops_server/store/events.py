@@ -16,12 +16,17 @@ from clusterops_server.domain.work_requests import (
     ErrorEntry,
     LogEntry,
     OperationType,
+    StoredState,
     WorkRequest,
     WorkRequestEvent,
     WorkRequestResource,
     WorkRequestStatus,
 )
-from clusterops_server.store.tables import StoreStateRow, WorkRequestEventRow
+from clusterops_server.store.tables import (
+    StoreStateRow,
+    WorkRequestEventRow,
+    WorkRequestResourceRow,
+)
 
 
 def _time(value: datetime | None) -> str | None:
@@ -50,11 +55,30 @@ def resource_from_json(data: dict[str, str]) -> WorkRequestResource:
     )
 
 
+def _error_json(e: ErrorEntry) -> dict[str, str | None]:
+    return {"code": e.code, "message": e.message, "timestamp": _time(e.timestamp)}
+
+
+def _state_json(state: StoredState) -> dict[str, Any]:
+    return {
+        "status": state.status.value,
+        "percent_complete": state.percent_complete,
+        "resource_count": state.resource_count,
+    }
+
+
+def _state_from_json(data: dict[str, Any]) -> StoredState:
+    return StoredState(
+        WorkRequestStatus(data["status"]), data["percent_complete"], data["resource_count"]
+    )
+
+
 def event_payload(
     wr: WorkRequest,
     resources: Sequence[WorkRequestResource],
     logs: Sequence[LogEntry],
     errors: Sequence[ErrorEntry],
+    previous: StoredState | None = None,
 ) -> dict[str, Any]:
     return {
         "work_request": {
@@ -66,21 +90,33 @@ def event_payload(
             "time_accepted": _time(wr.time_accepted),
             "time_started": _time(wr.time_started),
             "time_finished": _time(wr.time_finished),
+            "last_error": _error_json(wr.last_error) if wr.last_error else None,
+            # How many resources it has: the first that many by position (they only grow).
+            "resource_count": len(wr.resources),
         },
         "resources": [resource_to_json(r) for r in resources],
         "logs": [{"message": e.message, "timestamp": _time(e.timestamp)} for e in logs],
-        "errors": [
-            {"code": e.code, "message": e.message, "timestamp": _time(e.timestamp)} for e in errors
-        ],
+        "errors": [_error_json(e) for e in errors],
+        "previous": _state_json(previous) if previous else None,
     }
 
 
-def event_from_row(row: WorkRequestEventRow) -> WorkRequestEvent:
+def event_from_row(
+    row: WorkRequestEventRow, all_resources: Sequence[WorkRequestResource] | None = None
+) -> WorkRequestEvent:
+    """The event; with `all_resources` (the work request's, by position) its work request
+    lists every resource it had at this revision, not only those the change touched."""
     data = row.payload
     w = data["work_request"]
     resources = tuple(resource_from_json(r) for r in data["resources"])
     accepted = _parse_time(w["time_accepted"])
     assert accepted is not None
+    if all_resources is not None and "resource_count" in w:
+        listed = list(all_resources[: w["resource_count"]])
+    else:
+        listed = list(resources)
+    last_error = w.get("last_error")
+    previous = data.get("previous")
     wr = WorkRequest(
         id=w["id"],
         compartment_id=w["compartment_id"],
@@ -90,12 +126,26 @@ def event_from_row(row: WorkRequestEventRow) -> WorkRequestEvent:
         time_accepted=accepted,
         time_started=_parse_time(w["time_started"]),
         time_finished=_parse_time(w["time_finished"]),
-        resources=list(resources),
+        resources=listed,
         revision=row.revision,
+        last_error=(
+            ErrorEntry(last_error["code"], last_error["message"], _ts(last_error["timestamp"]))
+            if last_error
+            else None
+        ),
     )
     logs = tuple(LogEntry(e["message"], _ts(e["timestamp"])) for e in data["logs"])
     errors = tuple(ErrorEntry(e["code"], e["message"], _ts(e["timestamp"])) for e in data["errors"])
-    return WorkRequestEvent(row.revision, wr, resources, logs, errors)
+    if errors and wr.last_error is None:
+        wr.last_error = errors[-1]  # an event recorded before last_error existed
+    return WorkRequestEvent(
+        row.revision,
+        wr,
+        resources,
+        logs,
+        errors,
+        previous=_state_from_json(previous) if previous else None,
+    )
 
 
 def _ts(value: str) -> datetime:
@@ -139,15 +189,43 @@ class EventRepository:
             )
         )
 
-    async def after(self, revision: int, *, limit: int) -> list[WorkRequestEvent]:
-        """Events of every work request after `revision`, in order."""
+    async def after(
+        self, revision: int, *, limit: int, all_resources: bool = False
+    ) -> list[WorkRequestEvent]:
+        """Events of every work request after `revision`, in order. With `all_resources`
+        each event's work request lists all its resources at that revision (one more
+        query for the whole batch), as a filter on resources needs."""
         stmt = (
             select(WorkRequestEventRow)
             .where(WorkRequestEventRow.revision > revision)
             .order_by(WorkRequestEventRow.revision)
             .limit(limit)
         )
-        return [event_from_row(r) for r in (await self.session.scalars(stmt)).all()]
+        rows = (await self.session.scalars(stmt)).all()
+        if not all_resources:
+            return [event_from_row(r) for r in rows]
+        listed = await self._resources_of({r.work_request_id for r in rows})
+        return [event_from_row(r, listed.get(r.work_request_id, [])) for r in rows]
+
+    async def _resources_of(self, ids: set[str]) -> dict[str, list[WorkRequestResource]]:
+        found: dict[str, list[WorkRequestResourceRow]] = {}
+        if ids:
+            rows = await self.session.scalars(
+                select(WorkRequestResourceRow).where(
+                    WorkRequestResourceRow.work_request_id.in_(sorted(ids))
+                )
+            )
+            for row in rows:
+                found.setdefault(row.work_request_id, []).append(row)
+        return {
+            wr_id: [
+                WorkRequestResource(
+                    EntityType(r.entity_type), ActionType(r.action_type), r.identifier, r.entity_uri
+                )
+                for r in sorted(rows, key=lambda r: r.position)
+            ]
+            for wr_id, rows in found.items()
+        }
 
     async def for_work_request(
         self, work_request_id: str, after: int, *, limit: int

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -83,6 +84,7 @@ class ClusterRow(Base):
     kubernetes_version: Mapped[str] = mapped_column(String(32))
     region: Mapped[str] = mapped_column(String(64))
     plan: Mapped[str] = mapped_column(String(64))
+    plan_id: Mapped[str] = mapped_column(String(64), server_default="")
     global_account_id: Mapped[str] = mapped_column(String(64))
     sub_account_id: Mapped[str] = mapped_column(String(64))
     shoot_name: Mapped[str] = mapped_column(String(63))
@@ -162,6 +164,10 @@ class WorkRequestRow(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     run_after: Mapped[datetime] = mapped_column(UTCDateTime)
     attempts: Mapped[int] = mapped_column(Integer)
+    # The newest row of work_request_errors, kept here so reads need no second query.
+    last_error_code: Mapped[str | None] = mapped_column(String(64))
+    last_error_message: Mapped[str | None] = mapped_column(Text)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         Index("ix_work_requests_runnable", "status", "run_after"),
@@ -365,6 +371,7 @@ class OrchestrationOperationRow(Base):
     sub_account_id: Mapped[str] = mapped_column(String(64))
     region: Mapped[str] = mapped_column(String(64))
     plan_name: Mapped[str] = mapped_column(String(64))
+    plan_id: Mapped[str] = mapped_column(String(64), server_default="")
     shoot_name: Mapped[str] = mapped_column(String(63))
     dry_run: Mapped[bool] = mapped_column(Boolean)
     state: Mapped[str] = mapped_column(String(16))
@@ -389,4 +396,47 @@ class OrchestrationOperationRow(Base):
         Index("ix_orchestration_operations_listing", "orchestration_id", "id"),
         Index("ix_orchestration_operations_state", "orchestration_id", "state", "id"),
         Index("ix_orchestration_operations_due", "orchestration_id", "due_at", "id"),
+    )
+
+
+class PageTokenKeyRow(Base):
+    """The secrets page tokens are signed with, shared by every replica; the newest signs."""
+
+    __tablename__ = "page_token_keys"
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    secret: Mapped[bytes] = mapped_column(LargeBinary(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# ---- webhook subscriptions (issue 15) ----
+
+
+class WebhookSubscriptionRow(Base):
+    """A webhook subscription, its durable delivery cursor and its delivery lease."""
+
+    __tablename__ = "webhook_subscriptions"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    compartment_id: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(String(256))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    resource_type: Mapped[str] = mapped_column(String(32))
+    statuses: Mapped[list[str]] = mapped_column(JSON)
+    filter: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    suspended_reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    cursor: Mapped[int] = mapped_column(BigInteger)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(Integer)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_webhook_subscriptions_listing", "compartment_id", "created_at", "id"),
+        Index("ix_webhook_subscriptions_state", "state", "lease_expires_at"),
     )

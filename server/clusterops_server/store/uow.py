@@ -36,6 +36,7 @@ from clusterops_server.clock import Clock
 from clusterops_server.domain.work_requests import (
     ErrorEntry,
     LogEntry,
+    StoredState,
     WorkRequest,
     WorkRequestResource,
 )
@@ -47,7 +48,9 @@ from clusterops_server.store.inventory import InventoryRepository
 from clusterops_server.store.leases import LeaseRepository
 from clusterops_server.store.notify import announce
 from clusterops_server.store.orchestrations import OrchestrationRepository
+from clusterops_server.store.paging import PageTokenKeys
 from clusterops_server.store.steps import StepRepository
+from clusterops_server.store.subscriptions import SubscriptionRepository
 from clusterops_server.store.tables import WorkRequestRow
 from clusterops_server.store.upgrade_workflows import UpgradeWorkflowRepository
 from clusterops_server.store.work_requests import WorkRequestRepository
@@ -61,6 +64,7 @@ class _StagedEvent:
     resources: list[WorkRequestResource]
     logs: list[LogEntry]
     errors: list[ErrorEntry]
+    previous: StoredState | None
 
 
 class UnitOfWork:
@@ -69,6 +73,7 @@ class UnitOfWork:
         self.clock = store.clock
         self.dialect = store.database.url.get_backend_name()
         self.session = store.database.session(write=write)
+        self.session.info["page_token_keys"] = store.page_tokens
         self.work_requests = WorkRequestRepository(self.session, self)
         self.inventory = InventoryRepository(self.session, self.dialect)
         self.events = EventRepository(self.session)
@@ -78,6 +83,7 @@ class UnitOfWork:
         self.upgrade_workflows = UpgradeWorkflowRepository(self.session, self.dialect)
         self.addons = AddonRepository(self.session, self.dialect)
         self.orchestrations = OrchestrationRepository(self.session, self.dialect)
+        self.subscriptions = SubscriptionRepository(self.session)
         self._staged: list[_StagedEvent] = []
         self.committed_revision = 0
         self._added_work = False
@@ -93,9 +99,12 @@ class UnitOfWork:
         resources: Sequence[WorkRequestResource],
         logs: Sequence[LogEntry],
         errors: Sequence[ErrorEntry],
+        previous: StoredState | None,
     ) -> None:
         snapshot = replace(wr, resources=list(wr.resources))
-        self._staged.append(_StagedEvent(wr, snapshot, list(resources), list(logs), list(errors)))
+        self._staged.append(
+            _StagedEvent(wr, snapshot, list(resources), list(logs), list(errors), previous)
+        )
 
     async def commit(self) -> None:
         if self._staged:
@@ -119,7 +128,9 @@ class UnitOfWork:
                 revision,
                 event.work_request.id,
                 now,
-                event_payload(event.work_request, event.resources, event.logs, event.errors),
+                event_payload(
+                    event.work_request, event.resources, event.logs, event.errors, event.previous
+                ),
             )
         newest: dict[str, int] = {e.work_request.id: e.work_request.revision for e in staged}
         for work_request_id, revision in newest.items():
@@ -147,6 +158,7 @@ class Store:
     def __init__(self, database: Database, clock: Clock) -> None:
         self.database = database
         self.clock = clock
+        self.page_tokens = PageTokenKeys(database, clock)
         self._listeners: list[Callable[[int], None]] = []
         self._work_listeners: list[Callable[[], None]] = []
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, Select, and_, delete, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +18,7 @@ from clusterops_server.domain.work_requests import (
     ErrorEntry,
     LogEntry,
     OperationType,
+    StoredState,
     WorkRequest,
     WorkRequestQuery,
     WorkRequestResource,
@@ -66,7 +67,7 @@ def _resource(row: WorkRequestResourceRow) -> WorkRequestResource:
 
 
 def _to_domain(row: WorkRequestRow, resources: Sequence[WorkRequestResourceRow]) -> WorkRequest:
-    return WorkRequest(
+    wr = WorkRequest(
         id=row.id,
         compartment_id=row.compartment_id,
         operation_type=OperationType(row.operation_type),
@@ -77,7 +78,14 @@ def _to_domain(row: WorkRequestRow, resources: Sequence[WorkRequestResourceRow])
         time_finished=row.finished_at,
         resources=[_resource(r) for r in sorted(resources, key=lambda r: r.position)],
         revision=row.revision,
+        last_error=(
+            ErrorEntry(row.last_error_code, row.last_error_message or "", row.last_error_at)
+            if row.last_error_code is not None and row.last_error_at is not None
+            else None
+        ),
     )
+    wr.stored = wr.current_state()
+    return wr
 
 
 class WorkRequestRepository:
@@ -123,7 +131,8 @@ class WorkRequestRepository:
             await self._lock(resource_id, wr.id)
         self._write_resources(wr.id, wr.resources, start=0)
         self._write_logs(wr.id, logs, ())
-        self.uow.stage_event(wr, resources=list(wr.resources), logs=logs, errors=())
+        self.uow.stage_event(wr, resources=list(wr.resources), logs=logs, errors=(), previous=None)
+        wr.stored = wr.current_state()
         self.uow.work_added()
 
     async def _lock(self, resource_id: str, work_request_id: str) -> None:
@@ -181,15 +190,22 @@ class WorkRequestRepository:
     ) -> None:
         """Persist a change of `wr` as one event: its fields, and the resources, logs and
         errors the change added. A terminal status releases the work request's locks."""
-        await self.session.execute(
-            update(WorkRequestRow)
-            .where(WorkRequestRow.id == wr.id)
-            .values(
-                status=wr.status.value,
-                percent_complete=wr.percent_complete,
-                started_at=wr.time_started,
-                finished_at=wr.time_finished,
+        previous = wr.stored or await self._stored_state(wr.id)
+        values: dict[str, Any] = {
+            "status": wr.status.value,
+            "percent_complete": wr.percent_complete,
+            "started_at": wr.time_started,
+            "finished_at": wr.time_finished,
+        }
+        if errors:
+            wr.last_error = errors[-1]
+            values.update(
+                last_error_code=wr.last_error.code,
+                last_error_message=wr.last_error.message,
+                last_error_at=wr.last_error.timestamp,
             )
+        await self.session.execute(
+            update(WorkRequestRow).where(WorkRequestRow.id == wr.id).values(**values)
         )
         if changed:
             existing = {
@@ -216,7 +232,22 @@ class WorkRequestRepository:
             await self.session.execute(
                 delete(ResourceLockRow).where(ResourceLockRow.work_request_id == wr.id)
             )
-        self.uow.stage_event(wr, resources=changed, logs=logs, errors=errors)
+        self.uow.stage_event(wr, resources=changed, logs=logs, errors=errors, previous=previous)
+        wr.stored = wr.current_state()
+
+    async def _stored_state(self, work_request_id: str) -> StoredState:
+        """The state as stored, for a work request object the store did not hand out."""
+        row = (
+            await self.session.execute(
+                select(WorkRequestRow.status, WorkRequestRow.percent_complete).where(
+                    WorkRequestRow.id == work_request_id
+                )
+            )
+        ).one()
+        count = await self.session.scalar(
+            select(func.count()).where(WorkRequestResourceRow.work_request_id == work_request_id)
+        )
+        return StoredState(WorkRequestStatus(row.status), row.percent_complete, int(count or 0))
 
     def _write_resources(
         self, work_request_id: str, resources: Sequence[WorkRequestResource], *, start: int
@@ -270,6 +301,8 @@ class WorkRequestRepository:
             conditions.append(_visible(query.visibility))
         if query.compartment_id:
             conditions.append(WorkRequestRow.compartment_id == query.compartment_id)
+        if query.ids:
+            conditions.append(WorkRequestRow.id.in_(sorted(query.ids)))
         if query.statuses:
             conditions.append(WorkRequestRow.status.in_(sorted(s.value for s in query.statuses)))
         if query.resource_id or query.resource_type:
@@ -300,6 +333,39 @@ class WorkRequestRepository:
         )
         resources = await self._resources([r.id for r in rows.items])
         return Page([_to_domain(r, resources[r.id]) for r in rows.items], rows.next_page_token)
+
+    async def matching(
+        self, query: WorkRequestQuery, *, after: tuple[datetime, str] | None, limit: int
+    ) -> list[WorkRequest]:
+        """The next `limit` work requests of the query's set, oldest first, after the
+        (time_accepted, id) key `after`: a whole set read in batches (WatchWorkRequests)."""
+        stmt = self._query(query)
+        if after is not None:
+            accepted, wr_id = after
+            stmt = stmt.where(
+                or_(
+                    WorkRequestRow.accepted_at > accepted,
+                    and_(WorkRequestRow.accepted_at == accepted, WorkRequestRow.id > wr_id),
+                )
+            )
+        stmt = stmt.order_by(WorkRequestRow.accepted_at, WorkRequestRow.id).limit(limit)
+        rows = (await self.session.scalars(stmt)).all()
+        resources = await self._resources([r.id for r in rows])
+        return [_to_domain(r, resources[r.id]) for r in rows]
+
+    async def newest_logs(self, ids: Sequence[str]) -> dict[str, LogEntry]:
+        """Each work request's newest log entry, in one query for all of them."""
+        if not ids:
+            return {}
+        newest = (
+            select(func.max(WorkRequestLogRow.id))
+            .where(WorkRequestLogRow.work_request_id.in_(ids))
+            .group_by(WorkRequestLogRow.work_request_id)
+        )
+        rows = await self.session.scalars(
+            select(WorkRequestLogRow).where(WorkRequestLogRow.id.in_(newest))
+        )
+        return {r.work_request_id: LogEntry(r.message, r.logged_at) for r in rows}
 
     async def list_logs(self, work_request_id: str, page: PageRequest) -> Page[LogEntry]:
         return await paginate(

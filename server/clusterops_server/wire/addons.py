@@ -71,6 +71,9 @@ def version_to_proto(v: AddonVersion) -> pb.AddonVersion:
                 description=c.description,
                 default_value=c.default_value,
                 is_required=c.is_required,
+                value_type=c.spec.type.value,
+                constraint=c.spec.describe(),
+                needs=[n.describe() for n in c.spec.needs],
             )
             for c in v.configurations
         ],
@@ -209,7 +212,7 @@ class AddonServicer(pb_grpc.AddonServiceServicer):
         name = check.text("addon_name", request.addon_name, limit=64)
         page = check.page(request.page_size, request.page_token)
         check.check()
-        result = self.service.list_options(minor, name, page)
+        result = await self.service.list_options(minor, name, page)
         return pb.ListAddonOptionsResponse(
             addon_options=[option_to_proto(o) for o in result.items],
             next_page_token=result.next_page_token,

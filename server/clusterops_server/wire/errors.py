@@ -4,6 +4,12 @@ Servicer methods are wrapped by `translate_errors` (applied to a whole servicer 
 by `@servicer`), so no handler has its own try/except ladder. An unexpected exception
 is logged with its traceback and answered INTERNAL with a generic message: its text
 never goes over the wire.
+
+Every status is bounded here, so it reaches every client intact: grpc sends the message
+and the details as trailers, and grpc Python refuses trailers above 16 KiB (8 KiB is
+its soft limit) with RESOURCE_EXHAUSTED instead of the error. So: at most
+MAX_FIELD_VIOLATIONS violations and one saying how many more, descriptions and
+messages capped, and the whole status under MAX_STATUS_BYTES.
 """
 
 from __future__ import annotations
@@ -19,7 +25,12 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from clusterops_server.domain.errors import DomainError, FailedPrecondition, InvalidArgument
+from clusterops_server.domain.errors import (
+    DomainError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +44,57 @@ def _pack(message: Any) -> any_pb2.Any:
     return packed
 
 
+MAX_FIELD_VIOLATIONS = 5
+MAX_MESSAGE_BYTES = 512
+MAX_FIELD_BYTES = 128
+MAX_DESCRIPTION_BYTES = 256
+MAX_METADATA_ENTRIES = 8
+MAX_STATUS_BYTES = 4096  # serialized message + details; base64 in the trailer adds a third
+
+
+def cap(text: str, limit: int) -> str:
+    """`text` in at most `limit` UTF-8 bytes, cut on a character boundary, marked if cut."""
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= limit:
+        return text
+    return encoded[: limit - 3].decode("utf-8", "ignore") + "..."
+
+
+def _violations(error: InvalidArgument) -> list[FieldViolation]:
+    kept = [
+        FieldViolation(cap(v.field, MAX_FIELD_BYTES), cap(v.description, MAX_DESCRIPTION_BYTES))
+        for v in error.violations[:MAX_FIELD_VIOLATIONS]
+    ]
+    more = len(error.violations) - len(kept)
+    if more > 0:
+        fields = sorted({v.field.split("[", 1)[0] for v in error.violations[len(kept) :]})
+        kept.append(
+            FieldViolation(
+                cap(", ".join(fields), MAX_FIELD_BYTES),
+                f"and {more} more violation{'s' if more > 1 else ''} not listed here; "
+                "fix the ones above and send the request again",
+            )
+        )
+    return kept
+
+
+def _message(error: DomainError) -> str:
+    if isinstance(error, InvalidArgument) and len(error.violations) > MAX_FIELD_VIOLATIONS:
+        shown = InvalidArgument(error.violations[:MAX_FIELD_VIOLATIONS]).message
+        more = len(error.violations) - MAX_FIELD_VIOLATIONS
+        return cap(shown, MAX_MESSAGE_BYTES - 40) + f" (and {more} more)"
+    return cap(error.message, MAX_MESSAGE_BYTES)
+
+
 def to_rpc_status(error: DomainError) -> status_pb2.Status:
+    metadata = {
+        cap(k, MAX_FIELD_BYTES): cap(v, MAX_DESCRIPTION_BYTES)
+        for k, v in list(error.metadata.items())[:MAX_METADATA_ENTRIES]
+    }
     details = [
         _pack(
             error_details_pb2.ErrorInfo(
-                reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
+                reason=cap(error.reason, MAX_FIELD_BYTES), domain=ERROR_DOMAIN, metadata=metadata
             )
         )
     ]
@@ -49,7 +106,7 @@ def to_rpc_status(error: DomainError) -> status_pb2.Status:
                         error_details_pb2.BadRequest.FieldViolation(
                             field=v.field, description=v.description
                         )
-                        for v in error.violations
+                        for v in _violations(error)
                     ]
                 )
             )
@@ -60,9 +117,11 @@ def to_rpc_status(error: DomainError) -> status_pb2.Status:
                 error_details_pb2.PreconditionFailure(
                     violations=[
                         error_details_pb2.PreconditionFailure.Violation(
-                            type=v.type, subject=v.subject, description=v.description
+                            type=cap(v.type, MAX_FIELD_BYTES),
+                            subject=cap(v.subject, MAX_FIELD_BYTES),
+                            description=cap(v.description, MAX_DESCRIPTION_BYTES),
                         )
-                        for v in error.violations
+                        for v in error.violations[:MAX_FIELD_VIOLATIONS]
                     ]
                 )
             )
@@ -71,12 +130,25 @@ def to_rpc_status(error: DomainError) -> status_pb2.Status:
         details.append(
             _pack(
                 error_details_pb2.ResourceInfo(
-                    resource_type=error.resource.resource_type,
-                    resource_name=error.resource.resource_name,
+                    resource_type=cap(error.resource.resource_type, MAX_FIELD_BYTES),
+                    resource_name=cap(error.resource.resource_name, MAX_DESCRIPTION_BYTES),
                 )
             )
         )
-    return status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+    return status_pb2.Status(code=error.code.value[0], message=_message(error), details=details)
+
+
+def fit(status: status_pb2.Status) -> status_pb2.Status:
+    """The status within MAX_STATUS_BYTES: the last resort after the caps above, dropping
+    details from the end (ErrorInfo, first, stays)."""
+    fitted = status_pb2.Status()
+    fitted.CopyFrom(status)
+    fitted.message = cap(fitted.message, MAX_MESSAGE_BYTES)
+    while fitted.ByteSize() > MAX_STATUS_BYTES and len(fitted.details) > 1:
+        del fitted.details[-1]
+    if fitted.ByteSize() > MAX_STATUS_BYTES:
+        del fitted.details[:]
+    return fitted
 
 
 def _internal_status() -> status_pb2.Status:
@@ -88,7 +160,7 @@ def _internal_status() -> status_pb2.Status:
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], status: status_pb2.Status) -> None:
-    converted = rpc_status.to_status(status)
+    converted = rpc_status.to_status(fit(status))
     await context.abort(converted.code, converted.details, converted.trailing_metadata)
 
 

@@ -1,9 +1,10 @@
 """The interceptor every call passes before its handler: authenticate, then decode safely.
 
 - With a token store configured, a call without a valid bearer token answers
-  UNAUTHENTICATED, whatever its bytes; otherwise the handler runs as the token's
-  principal. Health and reflection stay open: they describe the API, not anyone's
-  resources. Tokens are never logged.
+  UNAUTHENTICATED, whatever its bytes; so does a call with more than one
+  `authorization` header (proxies and servers disagree on which one counts);
+  otherwise the handler runs as the token's principal. Health and reflection stay
+  open: they describe the API, not anyone's resources. Tokens are never logged.
 - A request larger than MAX_REQUEST_BYTES, or whose bytes are not a valid message,
   answers INVALID_ARGUMENT (grpc would answer RESOURCE_EXHAUSTED, or UNKNOWN with the
   parser's exception text).
@@ -35,6 +36,12 @@ _UNAUTHENTICATED = to_rpc_status(
         reason="INVALID_TOKEN",
     )
 )
+_AMBIGUOUS = to_rpc_status(
+    Unauthenticated(
+        "more than one authorization header; send exactly one `authorization: Bearer <token>`",
+        reason="AMBIGUOUS_CREDENTIALS",
+    )
+)
 _MALFORMED = to_rpc_status(
     InvalidArgument(
         [FieldViolation("", "the request bytes are not a valid message of this method's type")],
@@ -61,12 +68,20 @@ class _Oversized:
     """Stands in for a request above the size limit (never decoded)."""
 
 
+class AmbiguousCredentials(Exception):
+    """More than one authorization header."""
+
+
 def bearer_token(metadata: Any) -> str | None:
-    for key, value in metadata or ():
-        if key == "authorization" and isinstance(value, str):
-            scheme, _, token = value.partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
+    """The bearer token of the call's one authorization header; AmbiguousCredentials if
+    it has several, whatever they hold."""
+    found = [value for key, value in metadata or () if key.lower() == "authorization"]
+    if len(found) > 1:
+        raise AmbiguousCredentials
+    if found and isinstance(found[0], str):
+        scheme, _, token = found[0].partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
     return None
 
 
@@ -96,7 +111,10 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
     async def _admit(self, request: Any, context: Any, authenticate: bool) -> Caller:
         caller: Caller | None = SYSTEM
         if authenticate:
-            caller = self._caller(context)
+            try:
+                caller = self._caller(context)
+            except AmbiguousCredentials:
+                await abort(context, _AMBIGUOUS)
             if caller is None:
                 await abort(context, _UNAUTHENTICATED)
         if isinstance(request, _Oversized):

@@ -131,6 +131,7 @@ def operation_to_proto(
         sub_account_id=op.sub_account_id,
         region=op.region,
         plan_name=op.plan_name,
+        plan_id=op.plan_id,
         shoot_name=op.shoot_name,
         dry_run=op.dry_run,
         state=STATE.to_proto(op.state),  # type: ignore[arg-type]
@@ -155,6 +156,7 @@ def operation_to_proto(
                 region=c.region,
                 plan_name=c.plan_name,
                 shoot_name=c.shoot_name,
+                plan_id=c.plan_id,
             )
         )
         message.component_configs.extend(

@@ -40,6 +40,9 @@ MAX_NAME = 128
 
 
 def point_to_proto(p: TaskPoint) -> pb.UpgradeTaskPointStatus:
+    if p.status is UpgradeTaskStatus.SKIPPED:
+        # As CCE shows a task the workflow does not run: its type and nothing else.
+        return pb.UpgradeTaskPointStatus(task_type=TASK_TYPE.to_proto(p.task_type))  # type: ignore[arg-type]
     return pb.UpgradeTaskPointStatus(
         task_type=TASK_TYPE.to_proto(p.task_type),  # type: ignore[arg-type]
         task_id=p.task_id,
@@ -125,6 +128,7 @@ class UpgradeWorkflowServicer(pb_grpc.UpgradeWorkflowServiceServicer):
             labels=check.labels("labels", request.labels),
             annotations=_annotations(check, "annotations", request.annotations),
             request_id=check.request_id("request_id", request.request_id),
+            skip_snapshot=request.skip_snapshot,
         )
         check.check()
         workflow, wr = await self.service.create(command)

@@ -10,13 +10,14 @@ from typing import TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from clusterops_server.domain.errors import FieldViolation, InvalidArgument
+from clusterops_server.domain.errors import FieldViolation, InvalidArgument, one_of
 from clusterops_server.domain.filtering import Expression, FilterField, parse_filter
 from clusterops_server.domain.listing import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     OrderBy,
     PageRequest,
+    SignedToken,
     parse_order_by,
 )
 from clusterops_server.ids import IdKind, id_format, is_valid_id
@@ -133,9 +134,14 @@ class Validator:
         default: int = DEFAULT_PAGE_SIZE,
         maximum: int = MAX_PAGE_SIZE,
     ) -> PageRequest:
-        if len(token) > 2048:
-            self.fail("page_token", "is not a page token from this list; start again without one")
-            return PageRequest()
+        if token:
+            # The shape now, with the other fields; the signature and the cursor when the
+            # list runs (they need the keys and the query).
+            try:
+                SignedToken.parse(token)
+            except InvalidArgument as error:
+                self._absorb(error)
+                token = ""  # the size is still checked, so both problems are told at once
         try:
             return PageRequest.of(size, token, default=default, maximum=maximum)
         except InvalidArgument as error:
@@ -147,7 +153,7 @@ class Validator:
     ) -> E | None:
         value = mapping.to_domain(number)
         if value is None and (required or number != 0):
-            self.fail(field, f"{number} is not valid; use one of {', '.join(mapping.choices())}")
+            self.fail(field, f"{number} is not valid; use one of {one_of(mapping.choices())}")
         return value
 
     def enums(self, field: str, numbers: Iterable[int], mapping: EnumMap[E]) -> frozenset[E]:

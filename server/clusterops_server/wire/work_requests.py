@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 from clusterops.v1 import work_requests_pb2 as pb
@@ -21,6 +22,7 @@ from clusterops_server.domain.work_requests import (
     WorkRequestEvent,
     WorkRequestQuery,
     WorkRequestResource,
+    WorkRequestSetEvent,
     WorkRequestStatus,
 )
 from clusterops_server.ids import IdKind
@@ -75,6 +77,7 @@ def work_request_to_proto(
             resource_to_proto(r) for r in (wr.resources if resources is None else resources)
         ],
         revision=wr.revision,
+        last_error=error_to_proto(wr.last_error) if wr.last_error else None,
     )
 
 
@@ -118,6 +121,69 @@ def event_to_proto(event: WorkRequestEvent) -> pb.WatchWorkRequestResponse:
     )
 
 
+class _SetChangeCache:
+    """WatchWorkRequests' CHANGE messages, converted once for every stream that gets them
+    the same way (a change is the same message unless one stream sees it leave its
+    filter or may not read its logs)."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self.messages: OrderedDict[tuple[int, bool, bool], pb.WatchWorkRequestsResponse] = (
+            OrderedDict()
+        )
+
+    def get(self, item: WorkRequestSetEvent) -> pb.WatchWorkRequestsResponse:
+        if item.event is None or item.event.snapshot:
+            return set_event_to_proto(item)
+        key = (item.revision, item.left_filter, item.readable)
+        message = self.messages.get(key)
+        if message is None:
+            message = self.messages[key] = set_event_to_proto(item)
+            if len(self.messages) > self.size:
+                self.messages.popitem(last=False)
+        return message
+
+
+def set_event_to_proto(item: WorkRequestSetEvent) -> pb.WatchWorkRequestsResponse:
+    event = item.event
+    if event is None:
+        return pb.WatchWorkRequestsResponse(
+            revision=item.revision, event_type=pb.WATCH_EVENT_TYPE_SYNCED
+        )
+    return pb.WatchWorkRequestsResponse(
+        revision=item.revision,
+        event_type=(pb.WATCH_EVENT_TYPE_SNAPSHOT if event.snapshot else pb.WATCH_EVENT_TYPE_CHANGE),
+        work_request=work_request_to_proto(event.work_request, resources=event.resources),
+        log_entries=[log_to_proto(e) for e in event.logs] if item.readable else [],
+        errors=[error_to_proto(e) for e in event.errors] if item.readable else [],
+        left_filter=item.left_filter,
+    )
+
+
+def _query(check: Validator, request: Any) -> WorkRequestQuery:
+    """The set a ListWorkRequests or WatchWorkRequests request selects."""
+    return WorkRequestQuery(
+        compartment_id=check.compartment("compartment_id", request.compartment_id, required=False),
+        resource_id=check.text("resource_id", request.resource_id, limit=64),
+        resource_type=parse_entity_type(check, request.resource_type),
+        statuses=check.enums("statuses", request.statuses, STATUS),
+        filter=check.filter(request.filter, FILTER_FIELDS),
+    )
+
+
+MAX_WATCHED_IDS = 1000
+
+
+def _work_request_ids(check: Validator, request: pb.WatchWorkRequestsRequest) -> frozenset[str]:
+    ids = list(request.work_request_ids)
+    if len(ids) > MAX_WATCHED_IDS:
+        check.fail("work_request_ids", f"at most {MAX_WATCHED_IDS}; watch by filter instead")
+        return frozenset()
+    for i, wr_id in enumerate(ids):
+        check.resource_id(f"work_request_ids[{i}]", wr_id, IdKind.WORK_REQUEST)
+    return frozenset(ids)
+
+
 def _work_request_id(request: Any) -> str:
     check = Validator()
     check.resource_id("work_request_id", request.work_request_id, IdKind.WORK_REQUEST)
@@ -130,6 +196,7 @@ class WorkRequestServicer(pb_grpc.WorkRequestServiceServicer):
     def __init__(self, service: WorkRequestService) -> None:
         self.service = service
         self._changes = _ChangeCache()
+        self._set_changes = _SetChangeCache()
 
     async def GetWorkRequest(  # noqa: N802 (gRPC method names)
         self, request: pb.GetWorkRequestRequest, context: Any
@@ -141,14 +208,8 @@ class WorkRequestServicer(pb_grpc.WorkRequestServiceServicer):
         self, request: pb.ListWorkRequestsRequest, context: Any
     ) -> pb.ListWorkRequestsResponse:
         check = Validator()
-        query = WorkRequestQuery(
-            compartment_id=check.compartment(
-                "compartment_id", request.compartment_id, required=False
-            ),
-            resource_id=check.text("resource_id", request.resource_id, limit=64),
-            resource_type=_entity_type(check, request.resource_type),
-            statuses=check.enums("statuses", request.statuses, STATUS),
-            filter=check.filter(request.filter, FILTER_FIELDS),
+        query = replace(
+            _query(check, request),
             order=check.order_by(request.order_by, ["time_accepted"], DEFAULT_ORDER),
         )
         page = check.page(request.page_size, request.page_token)
@@ -208,8 +269,19 @@ class WorkRequestServicer(pb_grpc.WorkRequestServiceServicer):
         async for event in self.service.watch(request.work_request_id, request.after_revision):
             yield self._changes.get(event)
 
+    async def WatchWorkRequests(  # noqa: N802
+        self, request: pb.WatchWorkRequestsRequest, context: Any
+    ) -> AsyncIterator[pb.WatchWorkRequestsResponse]:
+        check = Validator()
+        query = replace(_query(check, request), ids=_work_request_ids(check, request))
+        if request.after_revision < 0:
+            check.fail("after_revision", "must not be negative")
+        check.check()
+        async for item in self.service.watch_many(query, request.after_revision):
+            yield self._set_changes.get(item)
 
-def _entity_type(check: Validator, value: str) -> EntityType | None:
+
+def parse_entity_type(check: Validator, value: str) -> EntityType | None:
     if not value:
         return None
     try:

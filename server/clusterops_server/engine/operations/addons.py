@@ -128,6 +128,13 @@ def judge(
         return PassReport(
             False, installed, f"{found}{partial}, still: {detail}", incorrect_state(detail)
         )
+    if after is not None and after.unavailable:
+        # OKE's answer for an add-on whose deployments never became ready: its CRs are in
+        # an incorrect state, and no version counts as installed.
+        detail = "; ".join(after.unavailable)
+        return PassReport(
+            False, "", f"{found}{subject} cannot become ready: {detail}", incorrect_state(detail)
+        )
     if after is not None and after.not_ready:
         detail = "; ".join(after.not_ready)
         return PassReport(

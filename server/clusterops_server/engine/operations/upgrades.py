@@ -13,7 +13,6 @@ from datetime import datetime
 
 from clusterops_server.domain.inventory import Cluster, ClusterState
 from clusterops_server.domain.upgrade_workflows import (
-    CRITICAL_PATH,
     ROLLBACK_AFTER,
     UpgradePhase,
     UpgradeSettings,
@@ -53,8 +52,9 @@ def _stamp(dt: datetime | None) -> str:
 
 
 def _percent(workflow: UpgradeWorkflow) -> float:
-    done = sum(workflow.point(t).status is UpgradeTaskStatus.SUCCESS for t in CRITICAL_PATH)
-    return round(100.0 * done / len(CRITICAL_PATH), 1)
+    path = workflow.critical_path
+    done = sum(workflow.point(t).status is UpgradeTaskStatus.SUCCESS for t in path)
+    return round(100.0 * done / len(path), 1)
 
 
 async def _workflow(
@@ -90,12 +90,14 @@ class UpgradeCluster:
             workflow.require_cancelable()
 
     async def run(self, ctx: OperationContext) -> None:
+        async with ctx.store.read() as uow:
+            # The workflow's plan: its critical path leaves out a snapshot it skips.
+            plan = (await _workflow(uow, _workflow_id(ctx))).critical_path
         try:
-            await self._task(ctx, UpgradeTaskType.PRE_CHECK)
-            await self._task(ctx, UpgradeTaskType.SNAPSHOT)
-            await self._refresh_pre_check(ctx)
-            await self._task(ctx, UpgradeTaskType.CLUSTER)
-            await self._task(ctx, UpgradeTaskType.POST_CHECK)
+            for task_type in plan:
+                if task_type is UpgradeTaskType.CLUSTER:
+                    await self._refresh_pre_check(ctx)
+                await self._task(ctx, task_type)
         except TaskFailed as failure:
             await self._conclude_failure(ctx, failure)
             return
@@ -197,7 +199,7 @@ class UpgradeCluster:
             current = await _workflow(uow, workflow_id, for_update=True)
             now = ctx.clock.now()
             current.fail(task_type, now, error.message)
-            if task_type in ROLLBACK_AFTER:
+            if task_type in ROLLBACK_AFTER and current.rolls_back:
                 current.queue(UpgradeTaskType.ROLLBACK, new_id(IdKind.UPGRADE_TASK))
             current.touch(now)
             await uow.upgrade_workflows.save(current)
@@ -269,7 +271,7 @@ class UpgradeCluster:
         cluster_state = ClusterState.ACTIVE
         async with ctx.store.read() as uow:
             workflow = await _workflow(uow, _workflow_id(ctx))
-        if failure.task_type in ROLLBACK_AFTER:
+        if failure.task_type in ROLLBACK_AFTER and workflow.rolls_back:
             try:
                 await self._task(ctx, UpgradeTaskType.ROLLBACK)
                 log = (
@@ -289,6 +291,12 @@ class UpgradeCluster:
                     f"Upgrade failed at the {failure.task_type.value} task and its rollback "
                     "failed too; the cluster is FAILED"
                 )
+        elif failure.task_type in ROLLBACK_AFTER:
+            # No snapshot was taken, so there is nothing to roll back to.
+            log = (
+                f"Upgrade failed at the {failure.task_type.value} task; no snapshot was taken, "
+                "so nothing was rolled back"
+            )
         else:
             log = (
                 f"Upgrade stopped at the {failure.task_type.value} task before changing the "
