@@ -4,8 +4,8 @@
 a real store, a migrated SQLite file copied from a template (or a PostgreSQL database
 under `both_backends`), and the fake clock. `IdleEngine` stands in for the engine: it
 hears every commit that adds work (the store tells its work listeners) and never runs
-anything, so a test sees exactly what a service decided and committed. A test here takes milliseconds; the end-to-end
-tests keep proving the wire.
+anything, so a test sees exactly what a service decided and committed. A test here takes
+milliseconds; the end-to-end tests keep proving the wire.
 """
 
 from __future__ import annotations
