@@ -83,7 +83,7 @@ CASES: dict[str, Send] = {
         name="c",
         kubernetes_version="v1.29.8",
         region="eu-frankfurt-1",
-        plan="standard",
+        plan="aws",
         labels={f"BAD KEY {i} {'é' * 40}": "v" * 100 for i in range(64)},
     ),
 }

@@ -79,7 +79,7 @@ async def test_a_node_that_failed_to_register_stays_failed_after_kill_9(tmp_path
                     name="prod",
                     kubernetes_version="v1.29.8",
                     region="eu-frankfurt-1",
-                    plan="standard",
+                    plan="aws",
                 )
             )
             cluster = made.cluster

@@ -234,7 +234,7 @@ async def test_committing_a_new_operation_wakes_the_engine_by_itself(
     woken = asyncio.Event()
     app.store.on_work_added(woken.set)
     _, wr = await app.inventory.create_cluster(
-        CreateClusterCommand("dev", "woken", "v1.29.8", "eu-frankfurt-1", "standard")
+        CreateClusterCommand("dev", "woken", "v1.29.8", "eu-frankfurt-1", "aws")
     )
     assert woken.is_set()
     committed = asyncio.Event()

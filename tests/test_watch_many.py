@@ -165,7 +165,7 @@ async def start_mix(app: App, via: Stubs) -> list[str]:
                 name=f"new-{i}",
                 kubernetes_version="v1.30.4",
                 region="eu-frankfurt-1",
-                plan="standard",
+                plan="aws",
             )
         )
         for i in range(1)
