@@ -4,6 +4,7 @@ InvalidArgument (not RESOURCE_EXHAUSTED "received metadata size exceeds hard lim
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,6 +33,7 @@ from clusterops_server.wire.errors import (
 from google.rpc import status_pb2
 
 from tests.sdk_support import sdk_client
+from tests.test_grpcurl import grpcurl
 
 Send = Callable[[AsyncClient], Awaitable[Any]]
 
@@ -110,3 +112,22 @@ def test_one_place_bounds_every_status() -> None:
     assert len(status.message.encode()) <= 512
     oversized = status_pb2.Status(code=3, message="x" * 100_000, details=list(status.details) * 50)
     assert fit(oversized).ByteSize() <= MAX_STATUS_BYTES
+
+
+async def test_a_thousand_bad_values_reach_grpcurl_as_invalid_argument_with_details(
+    app: App,
+) -> None:
+    # grpc Go (grpcurl) has its own header limits; the bounded status must pass them too.
+    code, _, err = await grpcurl(
+        app,
+        "clusterops.v1.WorkRequestService/ListWorkRequests",
+        data={"compartment_id": "dev", "statuses": [99] * 1000},
+    )
+    assert code != 0
+    assert "Code: InvalidArgument" in err, err
+    # grpcurl prints each detail as "N)<tab>{json}".
+    details = [json.loads(line.split("\t", 1)[1]) for line in err.splitlines() if "\t{" in line]
+    bad_request = next(d for d in details if d["@type"].endswith("google.rpc.BadRequest"))
+    violations = bad_request["field_violations"]
+    assert len(violations) == MAX_FIELD_VIOLATIONS + 1
+    assert "995 more" in violations[-1]["description"]

@@ -343,6 +343,21 @@ describe("typed errors", () => {
     );
   });
 
+  test("a thousand bad values still arrive as one bounded InvalidArgument", async () => {
+    await assert.rejects(
+      client.workRequests.listWorkRequests({
+        compartmentId: "dev",
+        statuses: Array<WorkRequestStatus>(1000).fill(99 as WorkRequestStatus),
+      }),
+      (error: unknown) => {
+        assert.ok(error instanceof InvalidArgument, String(error));
+        assert.equal(error.fieldViolations.length, 6);
+        assert.match(error.fieldViolations.at(-1)!.description, /995 more/);
+        return true;
+      },
+    );
+  });
+
   test("an unknown resource is NotFound with its type and name", async () => {
     const missing = "cls-00000000000000000000";
     await assert.rejects(client.clusters.getCluster({ clusterId: missing }), (error: unknown) => {
