@@ -11,8 +11,10 @@ import asyncio
 import hashlib
 import hmac
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -353,3 +355,100 @@ async def _lease_owner(app: App, subscription_id: str) -> str | None:
         sub = await uow.subscriptions.get(subscription_id)
     assert sub is not None
     return sub.owner
+
+
+async def subscription_when(
+    app: App, subscription_id: str, holds: Callable[[nt_pb.Subscription], bool]
+) -> nt_pb.Subscription:
+    """The subscription once `holds` is true of it (polled; 20 s of real time at most)."""
+    async with asyncio.timeout(20):
+        while True:
+            found = await get(app, subscription_id)
+            if holds(found):
+                return found
+            await asyncio.sleep(0.05)
+
+
+class Trickler:
+    """A raw TCP receiver that answers a byte at a time, forever: each byte comes well
+    within any per-read timeout, the whole answer never. With `body`, it sends a whole
+    status line and headers at once, then an endless body."""
+
+    def __init__(self, *, body: bool) -> None:
+        self.body = body
+        self.requests = 0
+        self.stop = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            self.requests += 1
+            try:
+                if self.body:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n")
+                    while not self.stop.wait(0.01):
+                        conn.sendall(b"x" * 65536)
+                else:
+                    for byte in b"HTTP/1.1 200 OK\r\n" * 1000:
+                        if self.stop.wait(0.05):
+                            return
+                        conn.sendall(bytes([byte]))
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.stop.set()
+        self.listener.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+
+async def test_a_receiver_that_trickles_its_answer_fails_the_attempt_at_the_deadline(
+    make_app: AppFactory, clock: FakeClock
+) -> None:
+    trickler = Trickler(body=False)
+    try:
+        app = await make_app(
+            webhooks=replace(SETTINGS, request_timeout=0.5), webhook_poll_seconds=0.05
+        )
+        sub = await create(app, url=trickler.url)
+        await node_pools(app, "dev", 1)
+        found = await subscription_when(app, sub.id, lambda s: bool(s.delivery.last_error))
+        assert found.delivery.last_error == "the receiver did not answer within 0.5 s"
+        assert found.delivery.last_status_code == 0
+        assert found.delivery.cursor_revision == sub.delivery.cursor_revision
+    finally:
+        trickler.close()
+
+
+async def test_a_receiver_whose_answer_never_ends_is_judged_by_its_status_alone(
+    make_app: AppFactory, clock: FakeClock
+) -> None:
+    trickler = Trickler(body=True)
+    try:
+        app = await make_app(
+            webhooks=replace(SETTINGS, request_timeout=2.0), webhook_poll_seconds=0.05
+        )
+        sub = await create(app, url=trickler.url)
+        await node_pools(app, "dev", 1)
+        expected = await dev_history(app, sub.delivery.cursor_revision)
+        found = await subscription_when(
+            app, sub.id, lambda s: s.delivery.cursor_revision >= expected[-1]
+        )
+        assert found.delivery.last_status_code == 200
+        assert found.delivery.last_error == ""
+    finally:
+        trickler.close()

@@ -202,20 +202,13 @@ class WebhookDispatcher:
             event.revision, event, left_filter=not query.matches(event.work_request)
         )
         body = self.render(sub, item, now)
-        assert self._http is not None
         status, error = 0, ""
         try:
-            response = await self._http.post(
-                sub.url,
-                content=body,
-                headers={
-                    "Content-Type": CONTENT_TYPE,
-                    SIGNATURE_HEADER: signature(sub.secret, body),
-                },
-            )
-            status = response.status_code
+            status = await self._send(sub, body)
             if not 200 <= status < 300:
                 error = f"the receiver answered HTTP {status}"
+        except TimeoutError:
+            error = f"the receiver did not answer within {self.settings.request_timeout:g} s"
         except httpx.HTTPError as failure:
             error = f"the receiver could not be reached: {type(failure).__name__}"
         d = sub.delivery
@@ -234,6 +227,26 @@ class WebhookDispatcher:
             )
             d.next_attempt = None
         return await self._save(sub) and sub.state is SubscriptionState.ACTIVE
+
+    async def _send(self, sub: Subscription, body: bytes) -> int:
+        """POST the event; its HTTP status. httpx's timeouts bound each read, so a
+        receiver trickling its answer a byte at a time would hold the worker for ever:
+        the whole exchange gets one deadline. Only the status line matters, so the
+        answer's body is never read (a receiver cannot make us buffer gigabytes)."""
+        assert self._http is not None
+        async with asyncio.timeout(self.settings.request_timeout):
+            request = self._http.build_request(
+                "POST",
+                sub.url,
+                content=body,
+                headers={
+                    "Content-Type": CONTENT_TYPE,
+                    SIGNATURE_HEADER: signature(sub.secret, body),
+                },
+            )
+            response = await self._http.send(request, stream=True)
+            await response.aclose()
+            return response.status_code
 
     async def _save(self, sub: Subscription) -> bool:
         async with self.store.write() as uow:
