@@ -69,8 +69,17 @@ class Subscription:
     owner: str | None = field(default=None, compare=False)
 
 
+# Browsers' and proxies' common ceiling; a longer "URL" is a mistake or an attack.
+MAX_URL_LENGTH = 2048
+
+
 def url_problem(url: str) -> str | None:
-    """Why `url` cannot receive deliveries, or None: https, or http to a loopback host."""
+    """Why `url` cannot receive deliveries, or None: https, or http to a loopback host.
+
+    Credentials in the URL are refused: the URL is shown to everyone who may read the
+    subscription, and the signature header already authenticates each delivery."""
+    if len(url) > MAX_URL_LENGTH:
+        return f"must be at most {MAX_URL_LENGTH} characters long (it has {len(url)})"
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -79,6 +88,10 @@ def url_problem(url: str) -> str | None:
         return "is not a URL"
     if parts.scheme not in {"https", "http"} or not host:
         return "must be an https:// URL"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry a user name or password (user:password@host)"
+    if parts.fragment:
+        return "must not have a #fragment (it is never sent to the receiver)"
     if parts.scheme == "http" and not _loopback(host):
         return "must use https (plain http only to a loopback address, for local use)"
     return None
