@@ -573,3 +573,20 @@ async def test_subscriptions_create_list_get_and_delete_with_their_delivery_stat
     assert bad == 1  # the server refused it
     assert "url" in run.err
     assert "secret" in run.err
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (("--timeout", "-1"), "--timeout: must be a number of seconds above 0, not -1"),
+        (("--timeout", "nan"), "--timeout: must be a number of seconds above 0, not nan"),
+        (("--timeout", "soon"), "--timeout: not a number of seconds: 'soon'"),
+    ],
+)
+def test_a_timeout_that_is_not_a_positive_number_is_a_usage_error(
+    args: tuple[str, ...], problem: str
+) -> None:
+    result = cli_process("work-requests", "list", *args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.splitlines()[-1].endswith(problem)

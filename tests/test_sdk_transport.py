@@ -295,3 +295,16 @@ async def test_mutual_tls_connects_with_a_client_certificate_and_fails_without(
 def test_tls_config_needs_both_halves_of_a_client_key_pair() -> None:
     with pytest.raises(ValueError, match="both"):
         TLSConfig(client_certificate=b"cert")
+
+
+@pytest.mark.parametrize("bad", [-1, 0, float("nan"), float("inf"), -0.001])
+async def test_a_timeout_that_is_not_a_positive_finite_number_is_refused_at_once(
+    fake: FakeServer, client: AsyncClient, bad: float
+) -> None:
+    with pytest.raises(ValueError, match="finite number of seconds above 0"):
+        await client.work_requests.get(WR_ID, timeout=bad)
+    with pytest.raises(ValueError, match="finite number of seconds above 0"):
+        AsyncClient(fake.target, timeout=bad)
+    with pytest.raises(TypeError, match="number of seconds or None"):
+        await client.work_requests.get(WR_ID, timeout="5")  # type: ignore[arg-type]
+    assert fake.servicer.requests == []

@@ -24,7 +24,7 @@ from clusterops._orchestrations import AsyncOrchestrations, Orchestrations
 from clusterops._retry import RetryPolicy
 from clusterops._subscriptions import AsyncSubscriptions, Subscriptions
 from clusterops._sync import Portal
-from clusterops._transport import Transport
+from clusterops._transport import Transport, checked_timeout
 from clusterops._upgrade_workflows import AsyncUpgradeWorkflows, UpgradeWorkflows
 from clusterops._work_requests import AsyncWorkRequests, WorkRequests
 
@@ -72,6 +72,7 @@ class AsyncClient:
         channel_options: Sequence[tuple[str, Any]] = (),
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
     ) -> None:
+        checked_timeout(timeout)  # before a channel exists to leak
         options = [
             *_CHANNEL_OPTIONS,
             ("grpc.primary_user_agent", _user_agent()),

@@ -7,6 +7,7 @@ and turns every grpc.aio.AioRpcError into a typed ClusteropsError raised `from` 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncGenerator
 from typing import TypeVar
@@ -21,10 +22,25 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
+def checked_timeout(seconds: float | None) -> float | None:
+    """`seconds` if it is a usable timeout: None (no deadline) or a finite number > 0.
+
+    grpc takes a negative timeout as one already passed and a NaN as none at all, so a
+    computed timeout gone wrong would fail late and obscurely; it fails here, at once."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TypeError(f"timeout must be a number of seconds or None, not {seconds!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"timeout must be a finite number of seconds above 0, not {seconds!r}")
+    return seconds
+
+
 class Deadline:
     """An absolute point on the monotonic clock (or none) that several attempts share."""
 
     def __init__(self, seconds: float | None) -> None:
+        seconds = checked_timeout(seconds)
         self.at = None if seconds is None else time.monotonic() + seconds
 
     def remaining(self) -> float | None:
@@ -49,7 +65,7 @@ class Transport:
         metadata: Metadata,
     ) -> None:
         self.channel = channel
-        self.default_timeout = timeout
+        self.default_timeout = checked_timeout(timeout)
         self.default_retry = retry or NO_RETRY
         self._metadata = tuple(metadata)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -163,10 +164,21 @@ def _watchable(parser: argparse.ArgumentParser) -> None:
     _wait_timeout(parser)
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0 (a usage error otherwise)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, not {text}")
+    return value
+
+
 def _wait_timeout(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait-timeout",
-        type=float,
+        type=seconds,
         default=None,
         metavar="SECONDS",
         help="give up watching after this long (default: no limit)",

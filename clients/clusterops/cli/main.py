@@ -27,7 +27,7 @@ from clusterops._options import (
     ENV_TLS,
     ENV_TOKEN,
 )
-from clusterops.cli._commands import REGISTRARS, Handler
+from clusterops.cli._commands import REGISTRARS, Handler, seconds
 from clusterops.cli._output import Output
 
 EXIT_ERROR = 1  # the server refused the request
@@ -101,7 +101,7 @@ def _connection_options(parser: argparse.ArgumentParser, *, nested: bool) -> Non
     )
     group.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=default(30.0),
         metavar="SECONDS",
         help="deadline of each call (default 30)",
