@@ -166,6 +166,17 @@ async def test_a_bad_environment_value_is_a_usage_error_not_a_traceback(tmp_path
     assert "Traceback" not in stderr
 
 
+async def test_a_bad_log_level_in_the_environment_is_a_usage_error_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    code, stderr = await serve_exit(tmp_path, CLUSTEROPS_LOG_LEVEL="LOUD")
+    assert code == 2
+    assert stderr.strip().splitlines() == [
+        "clusterops serve: --log-level (env CLUSTEROPS_LOG_LEVEL) must be one of "
+        "DEBUG, INFO, WARNING, ERROR, not 'LOUD'"
+    ]
+
+
 def test_addon_reconcile_flags_and_environment_reach_the_config(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

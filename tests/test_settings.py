@@ -67,6 +67,15 @@ BAD_SETTINGS: list[tuple[list[str], str]] = [
     ),
     (["--database-url", "::not a url::"], "--database-url: cannot parse it"),
     (["--database-url", "mysql://db/clusterops"], "--database-url: 'mysql' databases"),
+    (["--database-url", "sqlite://"], "--database-url: an in-memory SQLite database"),
+    (["--database-url", "sqlite:///:memory:"], "--database-url: an in-memory SQLite database"),
+    (
+        ["--database-url", "sqlite:///file::memory:?cache=shared&uri=true"],
+        "--database-url: an in-memory SQLite database",
+    ),
+    (["--host", ""], "--host must not be empty"),
+    (["--host", "  "], "--host must not be empty"),
+    (["--host", "no-such-host.invalid"], "--host no-such-host.invalid: cannot resolve it"),
     (["--tls-client-ca", "ca.pem"], "--tls-client-ca needs --tls-cert and --tls-key"),
     (["--tls-cert", "cert.pem"], "TLS needs both --tls-cert and --tls-key"),
 ]

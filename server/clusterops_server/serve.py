@@ -8,10 +8,12 @@ import logging
 import math
 import os
 import signal
+import socket
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from clusterops_server.app import App, CannotListen, ServerConfig, TlsConfig
@@ -209,10 +211,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level",
         type=str.upper,
-        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        choices=LOG_LEVELS,
         default=env("CLUSTEROPS_LOG_LEVEL", "INFO"),
         help="(env CLUSTEROPS_LOG_LEVEL; default INFO)",
     )
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def _in(duration: timedelta, **unit: float) -> str:
@@ -289,6 +294,21 @@ def _port(value: int | None, name: str) -> None:
         raise ConfigError(f"{_flag(name)} must be a port from 0 to 65535, not {value}")
 
 
+def _host(value: str) -> str:
+    """A host the server can listen on; grpc would only say the port is busy."""
+    if not value.strip():
+        raise ConfigError(
+            "--host must not be empty: 0.0.0.0 or :: listens on every address, "
+            "localhost on this machine only"
+        )
+    try:
+        socket.getaddrinfo(value, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ConfigError(f"--host {value}: cannot resolve it ({reason})") from None
+    return value
+
+
 def _webhooks(args: argparse.Namespace) -> WebhookSettings:
     return WebhookSettings(
         suspend_after=timedelta(hours=_number(args, "webhook_suspend_after_hours")),
@@ -330,7 +350,22 @@ def _database_url(args: argparse.Namespace) -> str:
             f"--database-url: {backend!r} databases are not supported; use sqlite:///FILE "
             "or postgresql://user@host/db"
         )
+    if backend == "sqlite" and _in_memory(normalize_url(url)):
+        raise ConfigError(
+            "--database-url: an in-memory SQLite database lives in one connection and "
+            "the server uses several, so nothing would be kept; give a file, e.g. "
+            "sqlite:///clusterops.db"
+        )
     return url
+
+
+def _in_memory(url: URL) -> bool:
+    database = url.database or ""
+    return (
+        database in ("", ":memory:")
+        or database.startswith("file::memory:")
+        or url.query.get("mode") == "memory"
+    )
 
 
 def _catalogue(args: argparse.Namespace) -> Path | None:
@@ -358,7 +393,7 @@ def config_from(args: argparse.Namespace, *, now: datetime | None = None) -> Ser
         step = _number(args, "sim_step_seconds", positive=False)
     return ServerConfig(
         database_url=_database_url(args),
-        host=args.host,
+        host=_host(args.host),
         port=args.port,
         simulation=SimulationSettings(default_seconds=step),
         engine=EngineSettings(lease_seconds=args.lease_seconds),
@@ -414,8 +449,18 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
+    # argparse checks choices only for a value given on the command line, not for
+    # the default it took from CLUSTEROPS_LOG_LEVEL.
+    level = str(args.log_level).upper()
+    if level not in LOG_LEVELS:
+        print(
+            f"clusterops serve: --log-level (env CLUSTEROPS_LOG_LEVEL) must be one of "
+            f"{', '.join(LOG_LEVELS)}, not {args.log_level!r}",
+            file=sys.stderr,
+        )
+        return 2
     logging.basicConfig(
-        level=args.log_level,
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
