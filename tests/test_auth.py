@@ -21,7 +21,7 @@ from clusterops_server.auth.tokens import TokenStore, token_digest
 from google.protobuf import descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import AppFactory, Stubs, seed_cluster
+from tests.conftest import AppFactory, Stubs, seed_cluster, simulator
 from tests.helpers import details_of, next_set_event, watch_to_end
 
 AUTH = {
@@ -570,3 +570,49 @@ async def test_no_token_reaches_the_logs(
     assert caplog.records, "the server logged nothing at DEBUG: the check would prove nothing"
     for token in ("alice-token", "not-a-token-at-all", "carol-token"):
         assert token not in logged
+
+
+async def test_a_caller_that_may_only_list_never_sees_a_work_requests_error(
+    tenants: Tenants,
+) -> None:
+    """dave may inspect (list) prod's work requests but not read them: the newest error
+    inline in List and WatchWorkRequests would tell him what ListWorkRequestErrors
+    refuses him."""
+    stubs, bob, dave = tenants.stubs, metadata("bob-token"), metadata("dave-token")
+    await simulator(tenants.app).inject_fault(
+        "provision_node", tenants.prod_cluster, times=1, message="rack 7 is on fire"
+    )
+    watching = stubs.work_requests.WatchWorkRequests(
+        wr_pb.WatchWorkRequestsRequest(compartment_id="prod"), metadata=dave
+    )
+    while (await next_set_event(watching)).event_type != wr_pb.WATCH_EVENT_TYPE_SYNCED:
+        pass
+    created = await stubs.clusters.CreateNodePool(
+        cl_pb.CreateNodePoolRequest(cluster_id=tenants.prod_cluster, name="f", node_count=1),
+        metadata=bob,
+    )
+    failed = created.work_request.id
+    await watch_to_end_as(stubs, failed, "bob-token")
+    for who, sees_error in ((bob, True), (dave, False)):
+        listed = await stubs.work_requests.ListWorkRequests(
+            wr_pb.ListWorkRequestsRequest(compartment_id="prod"), metadata=who
+        )
+        (found,) = [w for w in listed.work_requests if w.id == failed]
+        assert found.status == wr_pb.WORK_REQUEST_STATUS_FAILED
+        assert found.HasField("last_error") is sees_error
+        snapshot = stubs.work_requests.WatchWorkRequests(
+            wr_pb.WatchWorkRequestsRequest(compartment_id="prod"), metadata=who
+        )
+        (seen,) = [w for w in (await _watched_set(snapshot)).work_requests if w.id == failed]
+        assert seen.HasField("last_error") is sees_error
+    # Every change dave was sent while the pool failed: never its error.
+    changes: list[wr_pb.WatchWorkRequestsResponse] = []
+    while not changes or changes[-1].work_request.status != wr_pb.WORK_REQUEST_STATUS_FAILED:
+        event = await asyncio.wait_for(next_set_event(watching), 10)
+        if event.work_request.id == failed:
+            changes.append(event)
+    watching.cancel()
+    assert all(
+        not c.HasField("work_request") or not c.work_request.HasField("last_error") for c in changes
+    )
+    assert all(not c.errors for c in changes)

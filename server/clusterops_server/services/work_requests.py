@@ -75,9 +75,11 @@ class WorkRequestService:
     async def list_work_requests(
         self, query: WorkRequestQuery, page: PageRequest
     ) -> Page[WorkRequest]:
-        scoped = replace(query, visibility=current_caller().work_request_visibility(Verb.INSPECT))
+        caller = current_caller()
+        scoped = replace(query, visibility=caller.work_request_visibility(Verb.INSPECT))
         async with self.store.read() as uow:
-            return await uow.work_requests.list_work_requests(scoped, page)
+            found = await uow.work_requests.list_work_requests(scoped, page)
+        return replace(found, items=[_as_seen_by(caller, wr) for wr in found.items])
 
     async def list_logs(self, work_request_id: str, page: PageRequest) -> Page[LogEntry]:
         async with self.store.read() as uow:
@@ -200,7 +202,7 @@ class WorkRequestService:
                         wr.revision,
                         WorkRequestEvent(
                             wr.revision,
-                            wr,
+                            _as_seen_by(caller, wr),
                             tuple(wr.resources),
                             (newest_log,) if newest_log else (),
                             (wr.last_error,) if wr.last_error else (),
@@ -317,12 +319,21 @@ def _readable(caller: Caller, wr: WorkRequest) -> bool:
     return caller.can_see_work_request(Verb.READ, wr.operation_type, wr.compartment_id)
 
 
+def _as_seen_by(caller: Caller, wr: WorkRequest) -> WorkRequest:
+    """What a caller that may only list (inspect) a work request sees of it: not its
+    newest error, which ListWorkRequestErrors would refuse that caller."""
+    if wr.last_error is None or _readable(caller, wr):
+        return wr
+    return replace(wr, last_error=None)
+
+
 def _set_event(
     caller: Caller, query: WorkRequestQuery, event: WorkRequestEvent
 ) -> WorkRequestSetEvent:
+    seen = _as_seen_by(caller, event.work_request)
     return WorkRequestSetEvent(
         event.revision,
-        event,
+        event if seen is event.work_request else replace(event, work_request=seen),
         left_filter=not query.matches(event.work_request),
         readable=_readable(caller, event.work_request),
     )
