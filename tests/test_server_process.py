@@ -235,3 +235,12 @@ def test_webhook_flags_and_environment_reach_the_config(monkeypatch: pytest.Monk
     )
     with pytest.raises(ConfigError):
         config("--webhook-suspend-after-hours", "0")
+    monkeypatch.delenv("CLUSTEROPS_WEBHOOK_SUSPEND_AFTER_HOURS")
+    # Left unset, suspension comes at 12 h, or at half a shorter retention.
+    assert config().webhooks.suspend_after == timedelta(hours=12)
+    assert config("--event-retention-hours", "6").webhooks.suspend_after == timedelta(hours=3)
+    with pytest.raises(ConfigError, match="must be shorter than --event-retention-hours"):
+        config("--webhook-suspend-after-hours", "24")
+    assert config(
+        "--webhook-suspend-after-hours", "47", "--event-retention-hours", "48"
+    ).webhooks.suspend_after == timedelta(hours=47)

@@ -197,9 +197,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--webhook-suspend-after-hours",
         type=float,
-        default=env("CLUSTEROPS_WEBHOOK_SUSPEND_AFTER_HOURS", _in(hooks.suspend_after, hours=1)),
-        help="suspend a webhook subscription whose deliveries have failed this long "
-        "(env CLUSTEROPS_WEBHOOK_SUSPEND_AFTER_HOURS; default 24)",
+        default=env("CLUSTEROPS_WEBHOOK_SUSPEND_AFTER_HOURS"),
+        help="suspend a webhook subscription whose deliveries have failed this long; "
+        "shorter than --event-retention-hours, so that a resumed subscription finds the "
+        "events it missed (env CLUSTEROPS_WEBHOOK_SUSPEND_AFTER_HOURS; default "
+        f"{_in(hooks.suspend_after, hours=1)}, or half the retention if that is shorter)",
     )
     parser.add_argument(
         "--webhook-max-backoff-seconds",
@@ -309,9 +311,21 @@ def _host(value: str) -> str:
     return value
 
 
-def _webhooks(args: argparse.Namespace) -> WebhookSettings:
+def _webhooks(args: argparse.Namespace, retention: timedelta) -> WebhookSettings:
+    # Suspension must come while the missed events are still kept: a subscription
+    # resumed after them could only be suspended again, as compacted.
+    if args.webhook_suspend_after_hours is None:
+        suspend_after = min(WebhookSettings.suspend_after, retention / 2)
+    else:
+        suspend_after = timedelta(hours=_number(args, "webhook_suspend_after_hours"))
+        if suspend_after >= retention:
+            raise ConfigError(
+                f"--webhook-suspend-after-hours ({args.webhook_suspend_after_hours:g}) must "
+                f"be shorter than --event-retention-hours ({args.event_retention_hours:g}), "
+                "so that a resumed subscription still finds the events it missed"
+            )
     return WebhookSettings(
-        suspend_after=timedelta(hours=_number(args, "webhook_suspend_after_hours")),
+        suspend_after=suspend_after,
         max_backoff=timedelta(seconds=_number(args, "webhook_max_backoff_seconds")),
     )
 
@@ -386,6 +400,7 @@ def config_from(args: argparse.Namespace, *, now: datetime | None = None) -> Ser
     _number(args, "grace_seconds", positive=False)
     _port(args.port, "port")
     _port(args.metrics_port, "metrics_port")
+    retention = timedelta(hours=_number(args, "event_retention_hours"))
     step: float
     if args.sim_step_seconds is None:
         step = 2.0 if args.demo else 0.0
@@ -397,7 +412,7 @@ def config_from(args: argparse.Namespace, *, now: datetime | None = None) -> Ser
         port=args.port,
         simulation=SimulationSettings(default_seconds=step),
         engine=EngineSettings(lease_seconds=args.lease_seconds),
-        event_retention=timedelta(hours=_number(args, "event_retention_hours")),
+        event_retention=retention,
         maintenance_interval_seconds=60 * _number(args, "compaction_interval_minutes"),
         tokens=_tokens(args),
         tls=_tls(args, now or datetime.now(UTC)),
@@ -406,7 +421,7 @@ def config_from(args: argparse.Namespace, *, now: datetime | None = None) -> Ser
             pre_check_validity=timedelta(minutes=_number(args, "pre_check_validity_minutes"))
         ),
         reconcile=_reconcile(args),
-        webhooks=_webhooks(args),
+        webhooks=_webhooks(args, retention),
         addon_catalogue_path=_catalogue(args),
     )
 

@@ -27,7 +27,9 @@ class WebhookSettings:
 
     initial_backoff: timedelta = timedelta(seconds=1)
     max_backoff: timedelta = timedelta(minutes=5)
-    suspend_after: timedelta = timedelta(hours=24)
+    # Half the default event retention: an operator has as long again to resume it
+    # before the events it missed are compacted.
+    suspend_after: timedelta = timedelta(hours=12)
     # One replica delivers a subscription while it holds the lease; another takes over
     # once it lapses (a crashed replica's subscriptions wait at most this long).
     lease: timedelta = timedelta(seconds=30)
