@@ -14,6 +14,7 @@ from clusterops_server.domain.notifications import MAX_URL_LENGTH, url_problem
         "http://127.0.0.1:9000/hook",
         "http://localhost/hook",
         "http://[::1]:80/hook",
+        "https://10.0.0.7/hook",
         "https://example.com/" + "a" * (MAX_URL_LENGTH - len("https://example.com/")),
     ],
 )
@@ -33,6 +34,10 @@ def test_https_anywhere_and_plain_http_to_loopback_are_accepted(url: str) -> Non
         ("https://user:secret@example.com/hook", "user name or password"),
         ("https://token@example.com/hook", "user name or password"),
         ("https://example.com/hook#part", "#fragment"),
+        ("https://169.254.169.254/latest/meta-data/", "link-local"),
+        ("https://[fe80::1]/hook", "link-local"),
+        ("https://0.0.0.0/hook", "unspecified"),
+        ("https://224.0.0.1/hook", "multicast"),
         ("https://example.com/" + "a" * MAX_URL_LENGTH, f"at most {MAX_URL_LENGTH}"),
     ],
 )

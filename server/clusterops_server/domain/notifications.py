@@ -94,9 +94,22 @@ def url_problem(url: str) -> str | None:
         return "must not carry a user name or password (user:password@host)"
     if parts.fragment:
         return "must not have a #fragment (it is never sent to the receiver)"
+    if _never_a_receiver(host):
+        return (
+            "must not point at a link-local, multicast or unspecified address "
+            "(169.254.0.0/16 holds cloud metadata services)"
+        )
     if parts.scheme == "http" and not _loopback(host):
         return "must use https (plain http only to a loopback address, for local use)"
     return None
+
+
+def _never_a_receiver(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_link_local or address.is_multicast or address.is_unspecified
 
 
 def _loopback(host: str) -> bool:
