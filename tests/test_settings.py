@@ -113,6 +113,47 @@ async def test_unreadable_and_invalid_files_are_one_line_naming_the_setting_and_
     )
 
 
+GOOD_DIGEST = "ab" * 32
+BAD_AUTH_FILES: list[tuple[object, str]] = [
+    ([], 'must be a JSON object with "principals" and "policies"'),
+    ({}, '"principals" must be a non-empty list of objects'),
+    ({"principles": [], "policies": []}, "the file: unknown key 'principles'"),
+    ({"principals": 5}, '"principals" must be a non-empty list'),
+    ({"principals": ["alice"]}, "principals[0] must be an object"),
+    ({"principals": [{"token_sha256": GOOD_DIGEST}]}, "principals[0]: name must be"),
+    ({"principals": [{"name": "a"}]}, "principals[0] (a) needs exactly one of token and"),
+    (
+        {"principals": [{"name": "a", "token": "t", "token_sha256": GOOD_DIGEST}]},
+        "needs exactly one of token and token_sha256",
+    ),
+    ({"principals": [{"name": "a", "token_sha256": "abc"}]}, "token_sha256 must be the 64"),
+    ({"principals": [{"name": "a", "token_sha256": "zz" * 32}]}, "token_sha256 must be the 64"),
+    ({"principals": [{"name": "a", "token": 7}]}, "token must be a non-empty string"),
+    ({"principals": [{"name": "a", "token": "t", "groups": "Admins"}]}, "groups must be a list"),
+    ({"principals": [{"name": "a", "token": "t", "role": "x"}]}, "unknown key 'role'"),
+    (
+        {"principals": [{"name": "a", "token": "t"}, {"name": "a", "token": "u"}]},
+        "principals[1]: the name 'a' is taken",
+    ),
+    (
+        {"principals": [{"name": "a", "token": "t"}, {"name": "b", "token": "t"}]},
+        "principals[1] (b) has the same token as a",
+    ),
+    ({"principals": [{"name": "a", "token": "t"}], "policies": "x"}, '"policies" must be a list'),
+]
+
+
+@pytest.mark.parametrize(("content", "expected"), BAD_AUTH_FILES, ids=str)
+async def test_every_bad_auth_file_is_one_line_naming_the_entry_and_the_problem(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: object, expected: str
+) -> None:
+    auth = tmp_path / "auth.json"
+    auth.write_text(json.dumps(content))
+    line = await refused(capsys, tmp_path, "--auth-config", str(auth))
+    assert line.startswith(f"clusterops serve: --auth-config {auth}: ")
+    assert expected in line
+
+
 @pytest.fixture
 def pki(tmp_path: Path) -> Authority:
     return Authority(tmp_path, "trusted")
