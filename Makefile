@@ -61,13 +61,21 @@ test: lint typecheck breaking postgres
 serve: install
 	$(BIN)/clusterops serve --demo
 
-# Benchmarks (a couple of minutes; numbers depend on the machine, compare within a run).
-bench: bench-watch bench-watch-many bench-engine bench-orchestration
+# Benchmarks: every figure of the performance table (README, "Performance") in one run,
+# each against its baseline measured in the same run; prints the table and writes
+# bench/results.jsonl. Takes a while (the 10,000-target orchestration alone is minutes).
+# BENCH_QUICK=1: seconds, to see that it runs (figures meaningless, written to bench/.cache/).
+# BENCH_ARGS="--only rpc_qps --store sqlite": one family, one store. Server logs are kept
+# in $BENCH_SERVER_LOGS when set.
+BENCH_QUICK ?=
+BENCH_ARGS ?=
+bench: install postgres
+	$(PY) -m bench $(if $(BENCH_QUICK),--quick) $(BENCH_ARGS)
 
-# Watch fan-out against a bare grpc.aio stream: memory per watch, latency, idle queries.
+# Watch fan-out against a bare grpc.aio stream, 2,000 watchers (also part of `make bench`).
 bench-watch: install postgres
-	$(PY) -m bench.watch_fanout --watchers 500
-	$(PY) -m bench.watch_fanout --watchers 500 --store postgresql
+	$(PY) -m bench.watch_fanout
+	$(PY) -m bench.watch_fanout --store postgresql
 
 # WatchWorkRequests: server memory per watched work request (10,000 through 100 streams).
 bench-watch-many: install

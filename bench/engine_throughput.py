@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from clusterops_server.app import App, ServerConfig
@@ -22,8 +23,13 @@ from clusterops_server.ids import IdKind, new_id
 from clusterops_server.services.inventory import CreateNodePoolCommand
 from sqlalchemy import event, text
 
+from bench.results import Row, failed
 from bench.stores import STORES, temporary_database
 from bench.watch_fanout import in_fresh_process
+
+FAMILY = "engine_throughput"
+OPERATIONS_FIGURE = "node pool of 3, zero-time steps: operations/s"
+STATEMENTS_FIGURE = "node pool of 3, zero-time steps: SQL statements per operation"
 
 
 async def measure(database_url: str, operations: int, nodes: int) -> dict[str, float]:
@@ -94,6 +100,41 @@ async def measure(database_url: str, operations: int, nodes: int) -> dict[str, f
 
 def _measure(database_url: str, operations: int, nodes: int) -> dict[str, float]:
     return asyncio.run(measure(database_url, operations, nodes))
+
+
+def rows(quick: bool, stores: Sequence[str]) -> Iterator[Row]:
+    """The table's figures: operations/s (target >= 100) and SQL statements per operation
+    (target <= 30), on each store, each in a fresh process on a fresh database."""
+    operations = 5 if quick else 100
+    for store in stores:
+        try:
+            with temporary_database(store) as url:
+                result = in_fresh_process(_measure, url, operations, 3)
+        except Exception as error:
+            yield failed(FAMILY, OPERATIONS_FIGURE, "ops/s", error, store=store)
+            yield failed(FAMILY, STATEMENTS_FIGURE, "statements", error, store=store)
+            continue
+        details = {"operations": operations} | {k: round(v, 3) for k, v in result.items()}
+        yield Row(
+            FAMILY,
+            OPERATIONS_FIGURE,
+            result["operations_per_s"],
+            "ops/s",
+            store=store,
+            target=">= 100",
+            met=result["operations_per_s"] >= 100,
+            details=details,
+        )
+        yield Row(
+            FAMILY,
+            STATEMENTS_FIGURE,
+            result["statements_per_operation"],
+            "statements",
+            store=store,
+            target="<= 30",
+            met=result["statements_per_operation"] <= 30,
+            details=details,
+        )
 
 
 def main(operations: int, nodes: int, stores: list[str]) -> None:
