@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -157,6 +158,18 @@ async def test_a_second_server_on_a_busy_port_refuses_to_start(tmp_path: Path) -
         assert f"cannot listen on 127.0.0.1:{first.port}" in stderr
         assert "Traceback" not in stderr
         assert first.process.returncode is None
+
+
+async def test_a_taken_metrics_port_stops_the_start_in_one_line(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        code, stderr = await serve_exit(tmp_path, "--port", "0", "--metrics-port", str(port))
+    assert code == 1
+    assert stderr.strip().splitlines()[-1] == (
+        f"clusterops serve: --metrics-port: cannot listen on 127.0.0.1:{port}: "
+        "is another server using it?"
+    )
+    assert "Traceback" not in stderr
 
 
 async def test_a_bad_environment_value_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:

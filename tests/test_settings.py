@@ -45,6 +45,7 @@ BAD_SETTINGS: list[tuple[list[str], str]] = [
     (["--port", "-1"], "--port must be a port from 0 to 65535"),
     (["--port", "70000"], "--port must be a port from 0 to 65535"),
     (["--metrics-port", "65536"], "--metrics-port must be a port"),
+    (["--port", "50999", "--metrics-port", "50999"], "--metrics-port must differ from --port"),
     (["--sim-step-seconds", "-1"], "--sim-step-seconds must not be negative"),
     (["--sim-step-seconds", "nan"], "--sim-step-seconds must be a finite number"),
     (["--event-retention-hours", "-24"], "--event-retention-hours must be positive"),

@@ -100,8 +100,9 @@ SERVICE_NAMES = (
 class CannotListen(Exception):
     """The address is taken (or not ours to bind)."""
 
-    def __init__(self, address: str) -> None:
-        super().__init__(f"cannot listen on {address}: is another server using it?")
+    def __init__(self, address: str, *, flag: str = "") -> None:
+        prefix = f"{flag}: " if flag else ""
+        super().__init__(f"{prefix}cannot listen on {address}: is another server using it?")
         self.address = address
 
 
@@ -278,6 +279,15 @@ class App:
         except RuntimeError:
             await self.database.dispose()
             raise CannotListen(address) from None
+        if self.config.metrics_port is not None:
+            # Bound before anything starts, so a taken port stops nothing half-started.
+            try:
+                self.metrics_port = self.metrics.serve(self.config.host, self.config.metrics_port)
+            except OSError:
+                await self.database.dispose()
+                raise CannotListen(
+                    f"{self.config.host}:{self.config.metrics_port}", flag="--metrics-port"
+                ) from None
         if self.commit_listener is not None:
             await self.commit_listener.start()
         await self.hub.start()
@@ -289,8 +299,6 @@ class App:
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
-        if self.config.metrics_port is not None:
-            self.metrics_port = self.metrics.serve(self.config.host, self.config.metrics_port)
         log.info("serving on %s:%d", self.config.host, self.port)
         return self.port
 

@@ -400,6 +400,11 @@ def config_from(args: argparse.Namespace, *, now: datetime | None = None) -> Ser
     _number(args, "grace_seconds", positive=False)
     _port(args.port, "port")
     _port(args.metrics_port, "metrics_port")
+    if args.metrics_port is not None and args.metrics_port == args.port != 0:
+        raise ConfigError(
+            f"--metrics-port must differ from --port ({args.port}): gRPC and the "
+            "metrics' HTTP cannot share a port"
+        )
     retention = timedelta(hours=_number(args, "event_retention_hours"))
     step: float
     if args.sim_step_seconds is None:
