@@ -616,3 +616,37 @@ async def test_a_caller_that_may_only_list_never_sees_a_work_requests_error(
         not c.HasField("work_request") or not c.work_request.HasField("last_error") for c in changes
     )
     assert all(not c.errors for c in changes)
+
+
+@pytest.mark.both_backends
+async def test_a_principal_with_a_long_name_retries_with_its_request_id(
+    make_app: AppFactory,
+) -> None:
+    """The request_id scope is a 64-character column: a 200-character principal name
+    must neither fail the write (PostgreSQL checks lengths) nor share a scope."""
+    long_names = ("x" * 199 + "a", "x" * 199 + "b")
+    app = await make_app(
+        tokens=TokenStore.from_json(
+            {
+                "principals": [
+                    {"name": name, "groups": ["Admins"], "token": f"token-{name[-1]}"}
+                    for name in long_names
+                ],
+                "policies": ["allow group Admins to manage all-resources in tenancy"],
+            }
+        )
+    )
+    clusters = {"a": await seed_cluster(app), "b": await seed_cluster(app)}
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        stubs = Stubs(channel)
+        made: dict[str, set[str]] = {}
+        for who in ("a", "a", "b"):
+            reply = await stubs.clusters.CreateNodePool(
+                cl_pb.CreateNodePoolRequest(
+                    cluster_id=clusters[who].id, name="w", node_count=1, request_id="same-key"
+                ),
+                metadata=metadata(f"token-{who}"),
+            )
+            made.setdefault(who, set()).add(reply.work_request.id)
+    assert len(made["a"]) == 1  # the retry answered with the first work request
+    assert made["a"].isdisjoint(made["b"])  # the other principal's key is its own

@@ -9,6 +9,7 @@ which may do everything.
 from __future__ import annotations
 
 import contextvars
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -145,6 +146,14 @@ def visible_compartments(verb: Verb, family: Family) -> frozenset[str] | None:
     return current_caller().compartments(verb, family)
 
 
+# The scope column holds 64 characters: a longer principal name is stored as a digest
+# (names up to this length keep their readable, already stored form).
+_READABLE_NAME = 36
+
+
 def request_scope(method: str) -> str:
     """Idempotency scope: request_ids are per caller, so two callers never collide."""
-    return f"{current_caller().name}:{method}"
+    name = current_caller().name
+    if len(name) > _READABLE_NAME:
+        name = "sha256:" + hashlib.sha256(name.encode()).hexdigest()[:24]
+    return f"{name}:{method}"
