@@ -21,11 +21,11 @@ from clusterops.v1 import upgrade_workflows_pb2 as uw_pb
 from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import App
 from clusterops_server.clock import Clock, FakeClock
+from clusterops_server.domain.addon_health import AddonSpec, AddonStatus
 from clusterops_server.domain.inventory import Cluster
 from clusterops_server.engine.context import UNEXPECTED_FAILURE
 from clusterops_server.engine.engine import MAX_ATTEMPTS
 from clusterops_server.engine.operations.orchestrations import RunOrchestration
-from clusterops_server.providers.base import AddonSpec, AddonStatus
 from clusterops_server.providers.simulated import SimulatedProvider, SimulationSettings
 from clusterops_server.store.uow import Store
 

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import pytest
 from clusterops_server.app import App, ServerConfig
 from clusterops_server.clock import Clock, FakeClock
+from clusterops_server.domain.addon_health import AddonSpec, AddonStatus
 from clusterops_server.domain.errors import DomainError
 from clusterops_server.domain.inventory import Cluster
 from clusterops_server.domain.orchestrations import OrchestrationParameters, Strategy
@@ -43,7 +44,7 @@ from clusterops_server.domain.targets import RuntimeTarget, TargetSpec
 from clusterops_server.domain.versions import KubernetesVersion
 from clusterops_server.engine.context import EngineSettings
 from clusterops_server.engine.operations import node_pools
-from clusterops_server.providers.base import AddonSpec, AddonStatus, ProviderError
+from clusterops_server.providers.base import ProviderError
 from clusterops_server.providers.simulated import SimulatedProvider
 from clusterops_server.services.addons import (
     DisableAddonCommand,

@@ -7,10 +7,9 @@ gone, succeeds).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Protocol
 
+from clusterops_server.domain.addon_health import AddonSpec, AddonStatus
 from clusterops_server.domain.inventory import Cluster, Node, NodePool
 from clusterops_server.domain.upgrade_workflows import UpgradeTaskType
 
@@ -24,35 +23,8 @@ class ProviderError(Exception):
         self.message = message
 
 
-# ---- add-ons (issue 7) ----
-
-
-@dataclass(frozen=True)
-class AddonSpec:
-    """What an add-on should be on a cluster: a version and its whole configuration."""
-
-    name: str
-    version: str
-    configurations: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class AddonStatus:
-    """What the provider finds of an add-on on a cluster."""
-
-    version: str
-    configurations: Mapping[str, str]
-    # False when it was installed by hand (or released by a disable that kept it).
-    managed: bool
-    # Its resources that were deleted or changed by hand, e.g. "deployment/cert-manager deleted".
-    drift: tuple[str, ...] = ()
-    # Deployments that are not ready or pods that are not healthy, with the reason.
-    not_ready: tuple[str, ...] = ()
-    # Why the add-on's deployments can never become ready as it is configured, or on
-    # this cluster as it is (zero replicas of an operator, limits below what it needs,
-    # no node to schedule its pods on): its custom resources stay in an incorrect state
-    # until the configuration or the cluster changes. Such an add-on was never installed.
-    unavailable: tuple[str, ...] = ()
+# An add-on's AddonSpec (what it should be) and AddonStatus (what a provider finds) are
+# the domain's values (domain/addon_health.py), which judges one against the other.
 
 
 class Provider(Protocol):

@@ -25,13 +25,27 @@ from sqlalchemy import delete, or_, select
 
 from clusterops_server.clock import Clock
 from clusterops_server.domain.addon_catalogue import CatalogueFile
+from clusterops_server.domain.addon_health import AddonSpec, AddonStatus
 from clusterops_server.domain.inventory import Cluster, Node, NodePool, NodeState
 from clusterops_server.domain.upgrade_workflows import UpgradeTaskType
-from clusterops_server.providers.base import AddonSpec, AddonStatus, ProviderError
+from clusterops_server.providers.base import ProviderError
 from clusterops_server.store.tables import SimulatedAddonRow, SimulatedFaultRow
 from clusterops_server.store.uow import Store, UnitOfWork
 
 ANY_TARGET = "*"
+# Every action the simulator spends time on and can be made to fail.
+ACTIONS: tuple[str, ...] = (
+    "create_cluster",
+    "delete_cluster",
+    "provision_node",
+    "delete_node",
+    *(f"upgrade:{task.value}" for task in UpgradeTaskType),
+    "inspect_addon",
+    "apply_addon",
+    "repair_addon",
+    "remove_addon",
+    "release_addon",
+)
 
 
 @dataclass(frozen=True)

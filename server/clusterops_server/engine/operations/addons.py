@@ -18,10 +18,11 @@ update or disable of the add-on meanwhile supersedes (cancels) that work request
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from clusterops_server.domain.addon_catalogue import CatalogueFile, minor_line
+from clusterops_server.domain.addon_catalogue import CatalogueFile
+from clusterops_server.domain.addon_health import AddonSpec, desired_spec, differences, judge
 from clusterops_server.domain.addons import (
     Addon,
     AddonError,
@@ -29,7 +30,6 @@ from clusterops_server.domain.addons import (
     PassReport,
     ReconcileSettings,
     incorrect_state,
-    not_ready,
     provider_failure,
 )
 from clusterops_server.domain.errors import FailedPrecondition
@@ -49,7 +49,7 @@ from clusterops_server.engine.context import (
     StepFailed,
 )
 from clusterops_server.operations.params import AddonParams, DisableAddonParams, UpdateAddonParams
-from clusterops_server.providers.base import AddonSpec, AddonStatus, Provider, ProviderError
+from clusterops_server.providers.base import Provider, ProviderError
 from clusterops_server.store.steps import StepStatus
 from clusterops_server.store.uow import UnitOfWork
 
@@ -68,80 +68,6 @@ def span(duration: timedelta) -> str:
     if minutes or not parts:
         parts.append(f"{minutes} minutes")
     return " ".join(parts)
-
-
-def desired_spec(addon: Addon, cluster: Cluster, catalogue: CatalogueFile) -> AddonSpec | None:
-    """What the add-on should be now: its version (or the newest ACTIVE one it follows) with
-    the catalogue's defaults under its configuration. None when no version can be chosen."""
-    option = catalogue.current().get(addon.name)
-    if option is None:
-        version = addon.version or addon.current_installed_version
-        return AddonSpec(addon.name, version, dict(addon.configurations)) if version else None
-    minor = minor_line(cluster.kubernetes_version) or ""
-    chosen = (
-        option.version(addon.version)
-        if addon.version
-        else option.newest_active(minor, have_keys=addon.configurations)
-        or option.version(addon.current_installed_version)
-    )
-    if chosen is None:
-        return None
-    return AddonSpec(addon.name, chosen.version_number, chosen.effective(addon.configurations))
-
-
-def differences(status: AddonStatus | None, spec: AddonSpec, *, follows_latest: bool) -> list[str]:
-    """How the add-on on the cluster differs from `spec`."""
-    if status is None:
-        return ["the add-on is missing from the cluster"]
-    found: list[str] = []
-    if status.version != spec.version:
-        found.append(
-            f"newer ACTIVE version {spec.version} to follow (installed {status.version})"
-            if follows_latest
-            else f"version {status.version} instead of {spec.version}"
-        )
-    if dict(status.configurations) != dict(spec.configurations):
-        found.append("configuration changed by hand")
-    if not status.managed:
-        found.append("not managed by clusterops")
-    found.extend(status.drift)
-    return found
-
-
-def judge(
-    after: AddonStatus | None,
-    spec: AddonSpec,
-    *,
-    follows_latest: bool,
-    repaired: Sequence[str] = (),
-) -> PassReport:
-    """Whether the add-on the provider reports after applying `spec` (or after repairing
-    the drift in `repaired`) is healthy: nothing left to differ from `spec`, and every
-    deployment ready. The one rule for installs, updates and reconciliations."""
-    subject = f"{spec.name} {spec.version}"
-    installed = after.version if after else ""
-    found = f"Drift found ({'; '.join(repaired)}); " if repaired else ""
-    remaining = differences(after, spec, follows_latest=follows_latest)
-    if remaining:
-        detail = "; ".join(remaining)
-        partial = "repair was partial" if repaired else f"{subject} was applied only in part"
-        return PassReport(
-            False, installed, f"{found}{partial}, still: {detail}", incorrect_state(detail)
-        )
-    if after is not None and after.unavailable:
-        # OKE's answer for an add-on whose deployments never became ready: its CRs are in
-        # an incorrect state, and no version counts as installed.
-        detail = "; ".join(after.unavailable)
-        return PassReport(
-            False, "", f"{found}{subject} cannot become ready: {detail}", incorrect_state(detail)
-        )
-    if after is not None and after.not_ready:
-        detail = "; ".join(after.not_ready)
-        return PassReport(
-            False, installed, f"{found}{subject} is not ready: {detail}", not_ready(detail)
-        )
-    fixed = "repaired; " if repaired else ""
-    return PassReport(True, installed, f"{found}{fixed}{subject} is healthy")
 
 
 async def reconcile_once(
@@ -309,7 +235,7 @@ class _AddonOperation:
 
         async def apply() -> dict[str, object]:
             addon, cluster = await self.load(ctx)
-            spec = desired_spec(addon, cluster, self.catalogue)
+            spec = desired_spec(addon, cluster.kubernetes_version, self.catalogue.current())
             if spec is None:
                 raise ProviderError(
                     "VersionUnavailable",
@@ -372,7 +298,7 @@ class _AddonOperation:
         recorded: Recorded = []
 
         async def look_and_repair() -> dict[str, object]:
-            spec = desired_spec(addon, cluster, self.catalogue)
+            spec = desired_spec(addon, cluster.kubernetes_version, self.catalogue.current())
             if spec is None:
                 return PassReport(
                     False,
