@@ -34,6 +34,15 @@ SECTIONS = {
     "### CCE: an upgrade without a snapshot": '"phase": "UPGRADE_WORKFLOW_PHASE_PENDING"',
     "## Events out: many work requests, failure reasons, webhooks": "WATCH_EVENT_TYPE_SYNCED",
 }
+# What a block needs of the simulator besides the demo's pace, so that what it shows does
+# not depend on how fast this machine runs grpcurl. The upgrade block cancels its workflow
+# after five more commands, which must land before the Cluster task (the point of no
+# return): with one-second steps that left two seconds, which a loaded machine can spend
+# starting processes. A pre-check that takes an hour holds the workflow before that point
+# for as long as the block can take.
+SIMULATOR_ARGS = {
+    "## Upgrade a cluster (upgrade workflows)": ["--sim-action-seconds", "upgrade:PreCheck=3600"],
+}
 
 
 def shell_block(heading: str) -> str:
@@ -51,7 +60,11 @@ async def test_a_readme_grpcurl_block_runs_as_pasted(
 ) -> None:
     # Steps slow enough that the blocks' cancels land mid-way, as at the demo's pace.
     async with running_server(
-        tmp_path / "readme.db", "--demo", "--sim-step-seconds", "1"
+        tmp_path / "readme.db",
+        "--demo",
+        "--sim-step-seconds",
+        "1",
+        *SIMULATOR_ARGS.get(heading, []),
     ) as server:
         # A reader gets to the examples after the demo's own node pool is ready.
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

@@ -21,6 +21,7 @@ from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import ServerConfig
 from clusterops_server.domain.addons import ReconcileSettings
 from clusterops_server.domain.notifications import WebhookSettings
+from clusterops_server.providers.simulated import SimulationSettings
 from clusterops_server.serve import ConfigError, add_arguments, config_from
 
 from tests.conftest import Stubs
@@ -231,6 +232,29 @@ def test_addon_reconcile_flags_and_environment_reach_the_config(
         config("--addon-attention-growth", "0.5")
     with pytest.raises(ConfigError, match="--addon-check-hours must be positive"):
         config("--addon-check-hours", "0")
+
+
+def test_simulated_step_times_reach_the_config_per_action_over_the_default() -> None:
+    def config(*argv: str) -> ServerConfig:
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        return config_from(parser.parse_args(["--insecure-no-auth", *argv]))
+
+    assert config().simulation == SimulationSettings()
+    assert config("--demo").simulation.duration("create_cluster") == 2.0
+    simulation = config(
+        "--sim-step-seconds",
+        "1",
+        "--sim-action-seconds",
+        "upgrade:PreCheck=3600",
+        "--sim-action-seconds",
+        "provision_node=0",
+        "--sim-action-seconds",
+        "upgrade:PreCheck=60",  # the last one counts
+    ).simulation
+    assert simulation.duration("upgrade:PreCheck") == 60.0
+    assert simulation.duration("provision_node") == 0.0
+    assert simulation.duration("upgrade:Snapshot") == 1.0
 
 
 def test_webhook_flags_and_environment_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:

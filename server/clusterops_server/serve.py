@@ -24,7 +24,7 @@ from clusterops_server.domain.addons import ReconcileSettings
 from clusterops_server.domain.notifications import WebhookSettings
 from clusterops_server.domain.upgrade_workflows import UpgradeSettings
 from clusterops_server.engine.context import EngineSettings
-from clusterops_server.providers.simulated import SimulationSettings
+from clusterops_server.providers.simulated import ACTIONS, SimulationSettings
 from clusterops_server.store.database import default_sqlite_url, normalize_url
 from clusterops_server.tls import TlsFileError, check_tls_files
 
@@ -61,6 +61,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=env("CLUSTEROPS_SIM_STEP_SECONDS"),
         help="seconds each simulated provider action takes "
         "(env CLUSTEROPS_SIM_STEP_SECONDS; default 2 with --demo, else 0)",
+    )
+    parser.add_argument(
+        "--sim-action-seconds",
+        action="append",
+        default=[],
+        metavar="ACTION=SECONDS",
+        help="seconds one simulated provider action takes, instead of --sim-step-seconds "
+        "(repeatable), e.g. upgrade:PreCheck=60; actions: " + ", ".join(ACTIONS),
     )
     parser.add_argument(
         "--event-retention-hours",
@@ -291,6 +299,28 @@ def _number(
     return value
 
 
+def _action_seconds(args: argparse.Namespace) -> dict[str, float]:
+    """--sim-action-seconds ACTION=SECONDS, each naming a simulated action."""
+    found: dict[str, float] = {}
+    for item in args.sim_action_seconds:
+        action, equals, text = item.partition("=")
+        if not equals or action not in ACTIONS:
+            raise ConfigError(
+                f"--sim-action-seconds {item!r}: expected ACTION=SECONDS with ACTION one of "
+                + ", ".join(ACTIONS)
+            )
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ConfigError(
+                f"--sim-action-seconds {item!r}: SECONDS must be a finite number, not negative"
+            )
+        found[action] = seconds
+    return found
+
+
 def _port(value: int | None, name: str) -> None:
     if value is not None and not 0 <= value <= 65535:
         raise ConfigError(f"{_flag(name)} must be a port from 0 to 65535, not {value}")
@@ -411,11 +441,12 @@ def config_from(args: argparse.Namespace, *, now: datetime | None = None) -> Ser
         step = 2.0 if args.demo else 0.0
     else:
         step = _number(args, "sim_step_seconds", positive=False)
+    simulation = SimulationSettings(default_seconds=step, seconds=_action_seconds(args))
     return ServerConfig(
         database_url=_database_url(args),
         host=_host(args.host),
         port=args.port,
-        simulation=SimulationSettings(default_seconds=step),
+        simulation=simulation,
         engine=EngineSettings(lease_seconds=args.lease_seconds),
         event_retention=retention,
         maintenance_interval_seconds=60 * _number(args, "compaction_interval_minutes"),
