@@ -48,3 +48,17 @@ def test_a_cluster_on_an_unknown_version_cannot_be_upgraded() -> None:
     with pytest.raises(FailedPrecondition) as refused:
         CATALOGUE.check_upgrade("cls-1", "weird", "v1.31.1")
     assert refused.value.reason == "UNKNOWN_CURRENT_VERSION"
+
+
+@pytest.mark.parametrize(
+    "text", ["v1.029.8", "v01.29.8", "v1.29.08", "v1.19.16-r080", "1.29.8", "v1.29", "v1.29.8-r"]
+)
+def test_a_version_has_one_spelling_only(text: str) -> None:
+    assert KubernetesVersion.parse(text) is None
+
+
+@pytest.mark.parametrize(
+    "text", ["v1.29.8", "v1.0.0", "v1.19.16-r80", "v1.19.16-r0", "v10.100.1000"]
+)
+def test_canonical_versions_parse_and_print_as_given(text: str) -> None:
+    assert str(KubernetesVersion.parse(text)) == text

@@ -11,7 +11,9 @@ from pathlib import Path
 from clusterops_server.domain.errors import FailedPrecondition, InvalidArgument
 
 # "v1.29.8", or with a platform revision as CCE numbers its builds: "v1.19.16-r80".
-_VERSION = re.compile(r"v(\d{1,4})\.(\d{1,4})\.(\d{1,4})(?:-r(\d{1,6}))?")
+# No leading zeros: "v1.029.08" would be a second spelling of v1.29.8, stored as given.
+_NUMBER = r"(0|[1-9]\d{0,3})"
+_VERSION = re.compile(rf"v{_NUMBER}\.{_NUMBER}\.{_NUMBER}(?:-r(0|[1-9]\d{{0,5}}))?")
 # The revision of a version written without one: it sorts before "-r0".
 NO_REVISION = -1
 
