@@ -80,10 +80,24 @@ def _watch(options: Options) -> Iterator[Row]:
     return watch_fanout.rows(options.quick, options.stores)
 
 
+def _list(options: Options) -> Iterator[Row]:
+    from bench import list_scale
+
+    return list_scale.rows(options.quick, options.stores)
+
+
+def _orchestration(options: Options) -> Iterator[Row]:
+    from bench import orchestration_scale
+
+    return orchestration_scale.rows(options.quick)
+
+
 FAMILIES: dict[str, Callable[[Options], Iterator[Row]]] = {
     "rpc_qps": _rpc_qps,
     "engine_throughput": _engine,
     "watch_fanout": _watch,
+    "list_scale": _list,
+    "orchestration_scale": _orchestration,
 }
 
 
