@@ -85,7 +85,7 @@ def run_metadata(quick: bool) -> dict[str, Any]:
     }
 
 
-def _number(value: float | None) -> str:
+def number(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     magnitude = abs(value)
@@ -103,9 +103,12 @@ def print_table(rows: Iterable[Row], out: TextIO) -> None:
     lines = [header]
     errors = []
     for row in rows:
-        measured = f"{_number(row.value)} {row.unit}".strip() if row.error is None else "ERROR"
+        measured = f"{number(row.value)} {row.unit}".strip()
+        if row.error is not None:
+            # A figure with failed calls keeps its value (successes only), marked.
+            measured = "ERROR" if row.value is None else f"{measured} (with errors)"
         baseline = (
-            f"{_number(row.baseline)} {row.baseline_label}".strip()
+            f"{number(row.baseline)} {row.baseline_label}".strip()
             if row.baseline is not None
             else "-"
         )

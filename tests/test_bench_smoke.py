@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import runner
+from bench import report, runner
 from bench.floor import QUICK, drive
 from bench.results import Row, print_table
 
@@ -66,6 +66,15 @@ def test_quick_run_of_rpc_and_engine_families_writes_every_row(tmp_path: Path) -
         assert row["details"]["errors"] == 0
     for row in rows:
         assert row["figure"] in done.stdout
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Performance\n\n{report.BEGIN}\nstale\n{report.END}\n\n## Next\n")
+    report.into_readme(output, readme)
+    text = readme.read_text()
+    assert "stale" not in text
+    assert text.endswith(f"{report.END}\n\n## Next\n")
+    for row in rows:
+        assert f"| {row['figure']} | sqlite |" in text
 
 
 def test_a_family_that_breaks_is_an_error_row_and_the_next_family_still_runs(
