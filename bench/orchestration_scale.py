@@ -56,6 +56,7 @@ from clusterops_server.store.uow import UnitOfWork
 from sqlalchemy import event, func, insert, select
 
 from bench.results import Row, failed
+from bench.watch_fanout import in_fresh_process
 
 FAMILY = "orchestration_scale"
 COMPARTMENT = "bench"
@@ -283,13 +284,17 @@ async def measure(
     return base, ours
 
 
+def _measure(targets: int) -> tuple[dict[str, float], dict[str, float]]:
+    return asyncio.run(measure(targets, 64, 64, "instant"))
+
+
 def rows(quick: bool) -> Iterator[Row]:
     """The table's figure: the orchestration's wall time for 10,000 zero-time targets
     (instant upgrades, 64 workers), against the same upgrades started directly."""
     targets = 30 if quick else 10_000
     figure = f"orchestration of {targets:,} zero-time targets"
     try:
-        base, ours = asyncio.run(measure(targets, 64, 64, "instant"))
+        base, ours = in_fresh_process(_measure, targets)
     except Exception as error:
         yield failed(FAMILY, figure, "s", error, store="sqlite")
         return

@@ -42,7 +42,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from clusterops.v1 import clusters_pb2 as cl_pb
@@ -383,7 +383,12 @@ def measure_clusterops(sizes: Sizes, database_url: str) -> dict[str, Any]:
         server.close()
 
 
-def in_fresh_process(function: Callable[..., dict[str, float]], *args: Any) -> dict[str, float]:
+Result = TypeVar("Result")
+
+
+def in_fresh_process(function: Callable[..., Result], *args: Any) -> Result:
+    """`function(*args)` in a spawned process: nothing this process imported, allocated or
+    left running (event loops, grpc channels) weighs on the measurement."""
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(function, *args).result()
 
