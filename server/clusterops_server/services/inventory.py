@@ -51,6 +51,7 @@ from clusterops_server.operations.start import (
 )
 from clusterops_server.services.idempotency import Remembered, run_once
 from clusterops_server.services.work_requests import get_work_request
+from clusterops_server.store import inventory_reads
 from clusterops_server.store.uow import Store, UnitOfWork
 
 DEFAULT_NODE_SHAPE = "VM.Standard.E4.Flex"
@@ -99,6 +100,18 @@ async def require_cluster(
     """A live cluster the caller may at least list; NOT_FOUND otherwise (no existence
     leak), and PERMISSION_DENIED when they may list it but not do `verb` to `family`."""
     cluster = await uow.inventory.get_cluster(cluster_id, for_update=for_update)
+    return visible_cluster(cluster, cluster_id, verb=verb, family=family)
+
+
+def visible_cluster(
+    cluster: Cluster | None,
+    cluster_id: str,
+    *,
+    verb: Verb = Verb.READ,
+    family: Family = Family.CLUSTERS,
+) -> Cluster:
+    """`cluster` if it is live and the caller may `verb` it; NOT_FOUND or
+    PERMISSION_DENIED as `require_cluster` says."""
     if cluster is None or cluster.lifecycle_state is ClusterState.DELETED:
         raise NotFound("cluster", cluster_id)
     caller = current_caller()
@@ -114,7 +127,10 @@ async def require_cluster(
 async def require_node_pool(
     uow: UnitOfWork, node_pool_id: str, *, verb: Verb = Verb.READ
 ) -> NodePool:
-    pool = await uow.inventory.get_node_pool(node_pool_id)
+    return visible_node_pool(await uow.inventory.get_node_pool(node_pool_id), node_pool_id, verb)
+
+
+def visible_node_pool(pool: NodePool | None, node_pool_id: str, verb: Verb) -> NodePool:
     if pool is None or pool.lifecycle_state is NodePoolState.DELETED:
         raise NotFound("node pool", node_pool_id)
     require_visible(verb, Family.CLUSTERS, pool.compartment_id, "node pool", node_pool_id)
@@ -201,8 +217,8 @@ class InventoryService:
         return await run_once(self.store, "CreateCluster", cmd, act, replay)
 
     async def get_cluster(self, cluster_id: str) -> Cluster:
-        async with self.store.read() as uow:
-            return await require_cluster(uow, cluster_id)
+        cluster = await inventory_reads.get_cluster(self.store.reads, cluster_id)
+        return visible_cluster(cluster, cluster_id)
 
     async def list_clusters(self, query: ClusterQuery, page: PageRequest) -> Page[Cluster]:
         scoped = replace(
@@ -322,8 +338,8 @@ class InventoryService:
         return await run_once(self.store, "CreateNodePool", cmd, act, replay)
 
     async def get_node_pool(self, node_pool_id: str) -> NodePool:
-        async with self.store.read() as uow:
-            return await require_node_pool(uow, node_pool_id)
+        pool = await inventory_reads.get_node_pool(self.store.reads, node_pool_id)
+        return visible_node_pool(pool, node_pool_id, Verb.READ)
 
     async def list_node_pools(self, cluster_id: str, page: PageRequest) -> Page[NodePool]:
         async with self.store.read() as uow:

@@ -27,6 +27,7 @@ from clusterops_server.domain.work_requests import (
 )
 from clusterops_server.engine.engine import Engine
 from clusterops_server.services.idempotency import previous_result, remember
+from clusterops_server.store import work_request_reads
 from clusterops_server.store.uow import Store, UnitOfWork
 from clusterops_server.watch import Subscription, SubscriptionClosed, WatchHub, concerns
 
@@ -47,6 +48,11 @@ async def get_work_request(
     that spawned it). NOT_FOUND, exactly as if it did not exist, for a caller who could
     not even list it; PERMISSION_DENIED for one who can list it, so knows it exists."""
     wr = await uow.work_requests.get(work_request_id, for_update=for_update)
+    return authorized(wr, work_request_id, verb)
+
+
+def authorized(wr: WorkRequest | None, work_request_id: str, verb: Verb) -> WorkRequest:
+    """`wr` if the caller may `verb` it; NOT_FOUND or PERMISSION_DENIED as above."""
     caller = current_caller()
     if wr is None or not caller.can_see_work_request(
         Verb.INSPECT, wr.operation_type, wr.compartment_id
@@ -69,8 +75,8 @@ class WorkRequestService:
         self.hub = hub
 
     async def get(self, work_request_id: str) -> WorkRequest:
-        async with self.store.read() as uow:
-            return await get_work_request(uow, work_request_id)
+        wr = await work_request_reads.get_work_request(self.store.reads, work_request_id)
+        return authorized(wr, work_request_id, Verb.READ)
 
     async def list_work_requests(
         self, query: WorkRequestQuery, page: PageRequest

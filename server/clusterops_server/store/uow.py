@@ -158,6 +158,8 @@ class Store:
     def __init__(self, database: Database, clock: Clock) -> None:
         self.database = database
         self.clock = clock
+        # Hot Get/List reads, outside any unit of work (see store/database.py).
+        self.reads = database.reads
         self.page_tokens = PageTokenKeys(database, clock)
         self._listeners: list[Callable[[int], None]] = []
         self._work_listeners: list[Callable[[], None]] = []

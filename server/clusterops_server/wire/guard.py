@@ -89,6 +89,11 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, tokens: TokenStore | None, metrics: Metrics) -> None:
         self.tokens = tokens
         self.metrics = metrics
+        # The wrapped handler of each method, made on its first call: a method's
+        # handler never changes, and wrapping it anew cost every call a lookup through
+        # every service and a handful of closures. Only methods the server has are
+        # kept, so callers naming made-up methods cannot grow it.
+        self._wrapped: dict[str, Any] = {}
 
     # Handlers are typed Any: grpc's stubs type them per request/response pair.
     async def intercept_service(
@@ -96,12 +101,19 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Any:
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is not None:
+            return wrapped
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method
         open_method = method.startswith(OPEN_SERVICES)
-        return self._wrap(handler, method, authenticate=self.tokens is not None and not open_method)
+        wrapped = self._wrap(
+            handler, method, authenticate=self.tokens is not None and not open_method
+        )
+        self._wrapped[method] = wrapped
+        return wrapped
 
     def _caller(self, context: grpc.aio.ServicerContext[Any, Any]) -> Caller | None:
         assert self.tokens is not None

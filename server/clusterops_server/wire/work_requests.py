@@ -91,6 +91,26 @@ def error_to_proto(entry: ErrorEntry) -> pb.WorkRequestError:
     )
 
 
+class _WorkRequestMessages:
+    """Work request messages by (id, revision). Every committed change of a work
+    request's visible fields gives it a new revision, so the pair names one message:
+    a work request read again (Get, List pages, polling clients) is converted once.
+    Authorization happens before the cache is asked, on every call."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.messages: OrderedDict[tuple[str, int], pb.WorkRequest] = OrderedDict()
+
+    def get(self, wr: WorkRequest) -> pb.WorkRequest:
+        key = (wr.id, wr.revision)
+        message = self.messages.get(key)
+        if message is None:
+            message = self.messages[key] = work_request_to_proto(wr)
+            if len(self.messages) > self.size:
+                self.messages.popitem(last=False)
+        return message
+
+
 class _ChangeCache:
     """The last few CHANGE events as messages. One change reaches every watcher of its
     work request as the same event, so it is converted once, not once per stream; a
@@ -197,12 +217,13 @@ class WorkRequestServicer(pb_grpc.WorkRequestServiceServicer):
         self.service = service
         self._changes = _ChangeCache()
         self._set_changes = _SetChangeCache()
+        self._messages = _WorkRequestMessages()
 
     async def GetWorkRequest(  # noqa: N802 (gRPC method names)
         self, request: pb.GetWorkRequestRequest, context: Any
     ) -> pb.GetWorkRequestResponse:
         wr = await self.service.get(_work_request_id(request))
-        return pb.GetWorkRequestResponse(work_request=work_request_to_proto(wr))
+        return pb.GetWorkRequestResponse(work_request=self._messages.get(wr))
 
     async def ListWorkRequests(  # noqa: N802
         self, request: pb.ListWorkRequestsRequest, context: Any
@@ -216,7 +237,7 @@ class WorkRequestServicer(pb_grpc.WorkRequestServiceServicer):
         check.check()
         result = await self.service.list_work_requests(query, page)
         return pb.ListWorkRequestsResponse(
-            work_requests=[work_request_to_proto(w) for w in result.items],
+            work_requests=[self._messages.get(w) for w in result.items],
             next_page_token=result.next_page_token,
         )
 
