@@ -92,17 +92,20 @@ def error_to_proto(entry: ErrorEntry) -> pb.WorkRequestError:
 
 
 class _WorkRequestMessages:
-    """Work request messages by (id, revision). Every committed change of a work
-    request's visible fields gives it a new revision, so the pair names one message:
-    a work request read again (Get, List pages, polling clients) is converted once.
-    Authorization happens before the cache is asked, on every call."""
+    """Work request messages by (id, revision, what the caller is shown). Every
+    committed change of a work request's visible fields gives it a new revision, so
+    the key names one message: a work request read again (Get, List pages, polling
+    clients) is converted once. Authorization happens before the cache is asked, on
+    every call; a caller that may only list a work request gets it without its newest
+    error (the service redacts it), and that is part of the key, so one caller's
+    message never reaches another who may see less."""
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
-        self.messages: OrderedDict[tuple[str, int], pb.WorkRequest] = OrderedDict()
+        self.messages: OrderedDict[tuple[str, int, bool], pb.WorkRequest] = OrderedDict()
 
     def get(self, wr: WorkRequest) -> pb.WorkRequest:
-        key = (wr.id, wr.revision)
+        key = (wr.id, wr.revision, wr.last_error is None)
         message = self.messages.get(key)
         if message is None:
             message = self.messages[key] = work_request_to_proto(wr)
