@@ -32,6 +32,7 @@ from clusterops_server.domain.inventory import Cluster, ClusterState, Maintenanc
 from clusterops_server.domain.plans import PlanCatalogue
 from clusterops_server.ids import IdKind, new_id
 from clusterops_server.providers.simulated import SimulatedProvider, SimulationSettings
+from clusterops_server.providers.simulated_store import SimulatorStore
 from clusterops_server.store.database import Database, default_sqlite_url
 from clusterops_server.store.migrate import upgrade_to_head
 from clusterops_server.store.uow import Store
@@ -96,6 +97,8 @@ async def migrated_sqlite_file(path: Path) -> None:
         template = Path(tempfile.mkdtemp(prefix="clusterops-template-")) / "template.db"
         database = Database(default_sqlite_url(template))
         try:
+            # As App.start does with the simulated provider: its tables first.
+            await SimulatorStore(database).migrate()
             await upgrade_to_head(database)
         finally:
             await database.dispose()  # the last connection checkpoints the WAL into the file

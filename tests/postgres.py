@@ -16,6 +16,7 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import asyncpg
+from clusterops_server.providers.simulated_store import SimulatorStore
 from clusterops_server.store.database import Database
 from clusterops_server.store.migrate import upgrade_to_head
 from sqlalchemy.engine import make_url
@@ -106,6 +107,8 @@ async def _migrated_template() -> str:
         await _create(name)
         database = Database(_url_of(name))
         try:
+            # As App.start does with the simulated provider: its tables first.
+            await SimulatorStore(database).migrate()
             await upgrade_to_head(database)
         finally:
             await database.dispose()

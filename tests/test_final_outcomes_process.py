@@ -26,7 +26,7 @@ def inject_fault_once(database: Path, action: str, message: str) -> None:
     """The simulator reads its faults from the database: another process may add one."""
     with sqlite3.connect(database) as db:
         db.execute(
-            "INSERT INTO sim_faults (target, action, remaining, message, created_at) "
+            "INSERT INTO simulator_faults (target, action, remaining, message, created_at) "
             "VALUES ('*', ?, 1, ?, ?)",
             (action, message, datetime.now(UTC).replace(tzinfo=None).isoformat(" ")),
         )

@@ -169,14 +169,15 @@ class App:
         self.database = Database(config.database_url)
         self.store = Store(self.database, self.clock)
         self.addon_catalogue = CatalogueFile(config.addon_catalogue_path)
-        if provider_factory is None:
-            self.simulator: SimulatedProvider | None = SimulatedProvider(
-                self.store, self.clock, config.simulation, self.addon_catalogue
-            )
-            self.provider: Provider = self.simulator
-        else:
-            self.simulator = None
-            self.provider = provider_factory(self.store, self.clock)
+        self.provider: Provider = (
+            SimulatedProvider(self.store, self.clock, config.simulation, self.addon_catalogue)
+            if provider_factory is None
+            else provider_factory(self.store, self.clock)
+        )
+        # The simulated fleet (its own tables, its own API), or None with a real provider.
+        self.simulator: SimulatedProvider | None = (
+            self.provider if isinstance(self.provider, SimulatedProvider) else None
+        )
         self.versions = VersionCatalogue.load()
         self.plans = PlanCatalogue.load()
         self.reconciler = AddonReconciler(
@@ -265,6 +266,10 @@ class App:
         """Migrate the schema, bind, start the engine and serve; returns the bound port.
 
         Raises CannotListen, before any work starts, when the address is taken."""
+        if self.simulator is not None:
+            # First: the simulator takes over its rows from the service's schema, whose
+            # next migration drops them.
+            await self.simulator.migrate()
         await upgrade_to_head(self.database)
         # Before serving: history beyond the retention is gone at once, and a signing
         # key exists before the first list.

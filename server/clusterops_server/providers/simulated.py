@@ -1,8 +1,11 @@
 """The built-in provider: a simulated fleet that takes configurable time and injects faults.
 
-Faults live in the database (table sim_faults), so a test, an operator or another
-process can inject one into a running server: "fail `action` for `target` the next
-N times". Targets are resource ids (a node, its pool or its cluster) or "*".
+Its state is its own (providers/simulated_store.py: tables of its own, made by its own
+migrations, reached through its own repository), in the service's database so that a
+test, an operator or another process can inject a fault into a running server: "fail
+`action` for `target` the next N times". Targets are resource ids (a node, its pool or
+its cluster) or "*". The service's store is only read, for what the simulated cluster
+is made of (its node pools and nodes).
 
 Add-ons behave as on a real cluster: their deployments become ready only if the add-on
 can run as configured (the catalogue's `needs` of each configuration key: replicas,
@@ -21,18 +24,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select
-
 from clusterops_server.clock import Clock
 from clusterops_server.domain.addon_catalogue import CatalogueFile
 from clusterops_server.domain.addon_health import AddonSpec, AddonStatus
 from clusterops_server.domain.inventory import Cluster, Node, NodePool, NodeState
 from clusterops_server.domain.upgrade_workflows import UpgradeTaskType
 from clusterops_server.providers.base import ProviderError
-from clusterops_server.store.tables import SimulatedAddonRow, SimulatedFaultRow
-from clusterops_server.store.uow import Store, UnitOfWork
+from clusterops_server.providers.simulated_store import (
+    ANY_TARGET,
+    Fault,
+    SimulatedAddon,
+    SimulatorStore,
+    SimulatorTransaction,
+)
+from clusterops_server.store.uow import Store
 
-ANY_TARGET = "*"
+__all__ = ["ACTIONS", "ANY_TARGET", "SimulatedProvider", "SimulationSettings", "addon_resources"]
 # Every action the simulator spends time on and can be made to fail.
 ACTIONS: tuple[str, ...] = (
     "create_cluster",
@@ -67,69 +74,52 @@ class SimulatedProvider:
         settings: SimulationSettings | None = None,
         catalogue: CatalogueFile | None = None,
     ) -> None:
+        # The service's store, read for the clusters' node pools and nodes only.
         self.store = store
+        self.simulator_store = SimulatorStore(store.database)
         self.clock = clock
         self.settings = settings or SimulationSettings()
         # What each add-on needs to run; without one, any configuration runs.
         self.catalogue = catalogue
 
+    async def migrate(self) -> None:
+        """Create or upgrade the simulator's own tables (before the service's migrations)."""
+        await self.simulator_store.migrate()
+
     async def inject_fault(
         self, action: str, target: str = ANY_TARGET, *, times: int = 1, message: str = ""
-    ) -> None:
+    ) -> Fault:
         """Make `action` fail for `target` the next `times` times (-1: every time)."""
-        async with self.store.write() as uow:
-            uow.session.add(
-                SimulatedFaultRow(
-                    target=target,
-                    action=action,
-                    remaining=times,
-                    message=message or f"simulated failure of {action}",
-                    created_at=self.clock.now(),
-                )
+        async with self.simulator_store.write() as tx:
+            fault = await tx.add_fault(
+                action, target, times, message or f"simulated failure of {action}", self.clock.now()
             )
-            await uow.commit()
+            await tx.commit()
+        return fault
 
-    async def clear_faults(self) -> None:
-        async with self.store.write() as uow:
-            await uow.session.execute(delete(SimulatedFaultRow))
-            await uow.commit()
+    async def faults(self) -> list[Fault]:
+        """Every fault injected and not cleared, used up or not, oldest first."""
+        async with self.simulator_store.read() as repo:
+            return await repo.faults()
+
+    async def clear_faults(self) -> int:
+        """Forget every fault; how many there were."""
+        async with self.simulator_store.write() as tx:
+            cleared = await tx.clear_faults()
+            await tx.commit()
+        return cleared
 
     async def act(self, action: str, targets: Sequence[str]) -> None:
         """Spend the action's time, then fail if a fault matches."""
         seconds = self.settings.duration(action)
         if seconds > 0:
             await self.clock.sleep(seconds)
-        message = await self._take_fault(action, targets)
+        async with self.simulator_store.write() as tx:
+            message = await tx.take_fault(action, targets)
+            if message is not None:
+                await tx.commit()
         if message is not None:
             raise ProviderError(f"Simulated{_camel(action)}Failure", message)
-
-    async def _take_fault(self, action: str, targets: Sequence[str]) -> str | None:
-        async with self.store.write() as uow:
-            message = await self._take_fault_in(uow, action, targets)
-            if message is not None:
-                await uow.commit()
-            return message
-
-    @staticmethod
-    async def _take_fault_in(uow: UnitOfWork, action: str, targets: Sequence[str]) -> str | None:
-        """Use up one matching fault inside the caller's transaction; its message, if any."""
-        row = await uow.session.scalar(
-            select(SimulatedFaultRow)
-            .where(
-                SimulatedFaultRow.action == action,
-                SimulatedFaultRow.target.in_([*targets, ANY_TARGET]),
-                or_(SimulatedFaultRow.remaining > 0, SimulatedFaultRow.remaining == -1),
-            )
-            .order_by(SimulatedFaultRow.id)
-            .limit(1)
-            # Concurrent actions must not both spend the last remaining failure.
-            .with_for_update()
-        )
-        if row is None:
-            return None
-        if row.remaining > 0:
-            row.remaining -= 1
-        return row.message
 
     async def create_cluster(self, cluster: Cluster) -> None:
         await self.act("create_cluster", [cluster.id])
@@ -159,88 +149,91 @@ class SimulatedProvider:
 
     # --- end upgrade workflows -----------------------------------------------------
     # ---- add-ons (issue 7) ----
-    # What is really on each cluster lives in table sim_addons, so a test or an operator
-    # can change it behind the service's back: delete or change resources by hand
+    # What is really on each cluster lives in the simulator's table, so a test or an
+    # operator can change it behind the service's back: delete or change resources by hand
     # (drift), make some of them impossible to restore for a while (a partial repair),
     # or make the pods unhealthy until some time (or for good).
 
     @asynccontextmanager
-    async def _acting(self, action: str, cluster_id: str, name: str) -> AsyncIterator[UnitOfWork]:
+    async def _acting(
+        self, action: str, cluster_id: str, name: str
+    ) -> AsyncIterator[SimulatorTransaction]:
         """Spend the action's time, then one transaction to do it in, unless a fault
         matches (then that fault is used up and raised)."""
         seconds = self.settings.duration(action)
         if seconds > 0:
             await self.clock.sleep(seconds)
-        async with self.store.write() as uow:
-            message = await self._take_fault_in(uow, action, [f"{cluster_id}/{name}", cluster_id])
+        async with self.simulator_store.write() as tx:
+            message = await tx.take_fault(action, [f"{cluster_id}/{name}", cluster_id])
             if message is not None:
-                await uow.commit()
+                await tx.commit()
                 raise ProviderError(f"Simulated{_camel(action)}Failure", message)
-            yield uow
+            yield tx
 
     async def inspect_addon(self, cluster: Cluster, name: str) -> AddonStatus | None:
-        async with self._acting("inspect_addon", cluster.id, name) as uow:
-            row = await uow.session.get(SimulatedAddonRow, (cluster.id, name))
-            return await self._status(uow, row) if row else None
+        async with self._acting("inspect_addon", cluster.id, name) as tx:
+            found = await tx.addon(cluster.id, name)
+        return await self._status(found) if found else None
 
     async def apply_addon(self, cluster: Cluster, spec: AddonSpec) -> AddonStatus:
-        async with self._acting("apply_addon", cluster.id, spec.name) as uow:
-            return await self._converge(uow, cluster.id, spec)
+        async with self._acting("apply_addon", cluster.id, spec.name) as tx:
+            return await self._converge(tx, cluster.id, spec)
 
     async def repair_addon(self, cluster: Cluster, spec: AddonSpec) -> AddonStatus:
-        async with self._acting("repair_addon", cluster.id, spec.name) as uow:
-            return await self._converge(uow, cluster.id, spec)
+        async with self._acting("repair_addon", cluster.id, spec.name) as tx:
+            return await self._converge(tx, cluster.id, spec)
 
     async def remove_addon(self, cluster: Cluster, name: str) -> None:
-        async with self._acting("remove_addon", cluster.id, name) as uow:
-            await uow.session.execute(
-                delete(SimulatedAddonRow).where(
-                    SimulatedAddonRow.cluster_id == cluster.id, SimulatedAddonRow.name == name
-                )
-            )
-            await uow.commit()
+        async with self._acting("remove_addon", cluster.id, name) as tx:
+            await tx.delete_addon(cluster.id, name)
+            await tx.commit()
 
     async def release_addon(self, cluster: Cluster, name: str) -> None:
-        async with self._acting("release_addon", cluster.id, name) as uow:
-            row = await uow.session.get(SimulatedAddonRow, (cluster.id, name))
-            if row is not None:
-                row.managed = False
-                row.updated_at = self.clock.now()
-            await uow.commit()
+        async with self._acting("release_addon", cluster.id, name) as tx:
+            found = await tx.addon(cluster.id, name)
+            if found is not None:
+                found.managed = False
+                found.updated_at = self.clock.now()
+                await tx.save_addon(found)
+            await tx.commit()
 
-    async def _converge(self, uow: UnitOfWork, cluster_id: str, spec: AddonSpec) -> AddonStatus:
+    async def _converge(
+        self, tx: SimulatorTransaction, cluster_id: str, spec: AddonSpec
+    ) -> AddonStatus:
         """Make the add-on match `spec`, except resources stuck for now."""
         now = self.clock.now()
-        row = await uow.session.get(SimulatedAddonRow, (cluster_id, spec.name))
-        if row is None:
-            row = SimulatedAddonRow(
+        found = await tx.addon(cluster_id, spec.name)
+        if found is None:
+            found = SimulatedAddon(
                 cluster_id=cluster_id,
                 name=spec.name,
+                version=spec.version,
+                configurations={},
+                managed=True,
+                updated_at=now,
                 resources={r: {"state": "ok"} for r in addon_resources(spec.name)},
-                unhealthy=None,
             )
-            uow.session.add(row)
-        resources = {}
-        for resource, info in row.resources.items():
-            resources[resource] = info if _stuck(info, now) else {"state": "ok"}
-        row.resources = resources
-        row.version = spec.version
-        row.configurations = dict(spec.configurations)
-        row.managed = True
-        row.updated_at = now
-        status = await self._status(uow, row)
-        await uow.commit()
-        return status
+        found.resources = {
+            resource: info if _stuck(info, now) else {"state": "ok"}
+            for resource, info in found.resources.items()
+        }
+        found.version = spec.version
+        found.configurations = dict(spec.configurations)
+        found.managed = True
+        found.updated_at = now
+        await tx.save_addon(found)
+        await tx.commit()
+        return await self._status(found)
 
-    async def _unavailable(self, uow: UnitOfWork, row: SimulatedAddonRow) -> tuple[str, ...]:
+    async def _unavailable(self, addon: SimulatedAddon) -> tuple[str, ...]:
         """Why the add-on's deployments cannot become ready on this cluster as configured."""
         found: list[str] = []
-        option = self.catalogue.current().get(row.name) if self.catalogue else None
-        version = option.version(row.version) if option else None
+        option = self.catalogue.current().get(addon.name) if self.catalogue else None
+        version = option.version(addon.version) if option else None
         if version is not None:
-            found.extend(version.shortfalls(row.configurations))
-        pools = await uow.inventory.live_node_pools(row.cluster_id)
-        if pools:
+            found.extend(version.shortfalls(addon.configurations))
+        async with self.store.read() as uow:
+            pools = await uow.inventory.live_node_pools(addon.cluster_id)
             for pool in pools:
                 if any(
                     n.lifecycle_state is NodeState.ACTIVE
@@ -248,32 +241,33 @@ class SimulatedProvider:
                 ):
                     break
             else:
-                found.append(
-                    f"its pods cannot be scheduled: none of the cluster's {len(pools)} node "
-                    "pool(s) has an ACTIVE node"
-                )
+                if pools:
+                    found.append(
+                        f"its pods cannot be scheduled: none of the cluster's {len(pools)} "
+                        "node pool(s) has an ACTIVE node"
+                    )
         return tuple(found)
 
-    async def _status(self, uow: UnitOfWork, row: SimulatedAddonRow) -> AddonStatus:
+    async def _status(self, addon: SimulatedAddon) -> AddonStatus:
         now = self.clock.now()
         drift = tuple(
             f"{resource} {info['state']}"
-            for resource, info in sorted(row.resources.items())
+            for resource, info in sorted(addon.resources.items())
             if info["state"] != "ok"
         )
         not_ready: tuple[str, ...] = ()
-        unhealthy = row.unhealthy
+        unhealthy = addon.unhealthy
         if unhealthy and (
             unhealthy["until"] is None or datetime.fromisoformat(unhealthy["until"]) > now
         ):
             not_ready = (str(unhealthy["message"]),)
         return AddonStatus(
-            version=row.version,
-            configurations=dict(row.configurations),
-            managed=row.managed,
+            version=addon.version,
+            configurations=dict(addon.configurations),
+            managed=addon.managed,
             drift=drift,
             not_ready=not_ready,
-            unavailable=await self._unavailable(uow, row),
+            unavailable=await self._unavailable(addon),
         )
 
     async def install_addon_by_hand(
@@ -284,20 +278,19 @@ class SimulatedProvider:
         configurations: Mapping[str, str] | None = None,
     ) -> None:
         """Put an add-on on a cluster the way a person with kubectl would."""
-        async with self.store.write() as uow:
-            await uow.session.merge(
-                SimulatedAddonRow(
+        async with self.simulator_store.write() as tx:
+            await tx.save_addon(
+                SimulatedAddon(
                     cluster_id=cluster_id,
                     name=name,
                     version=version,
                     configurations=dict(configurations or {}),
                     managed=False,
-                    resources={r: {"state": "ok"} for r in addon_resources(name)},
-                    unhealthy=None,
                     updated_at=self.clock.now(),
+                    resources={r: {"state": "ok"} for r in addon_resources(name)},
                 )
             )
-            await uow.commit()
+            await tx.commit()
 
     async def tamper_addon(
         self,
@@ -311,10 +304,10 @@ class SimulatedProvider:
     ) -> None:
         """Delete or change resources by hand; those in `stuck` cannot be restored until
         `stuck_until` (never, if None)."""
-        async with self.store.write() as uow:
-            row = await uow.session.get(SimulatedAddonRow, (cluster_id, name))
-            assert row is not None, f"{name} is not on cluster {cluster_id}"
-            resources: dict[str, Any] = {k: dict(v) for k, v in row.resources.items()}
+        async with self.simulator_store.write() as tx:
+            found = await tx.addon(cluster_id, name)
+            assert found is not None, f"{name} is not on cluster {cluster_id}"
+            resources: dict[str, Any] = {k: dict(v) for k, v in found.resources.items()}
             for resource, state in [(r, "deleted") for r in delete] + [
                 (r, "changed") for r in change
             ]:
@@ -324,25 +317,27 @@ class SimulatedProvider:
                     resources[resource].update(
                         stuck=True, stuck_until=stuck_until.isoformat() if stuck_until else None
                     )
-            row.resources = resources
-            row.updated_at = self.clock.now()
-            await uow.commit()
+            found.resources = resources
+            found.updated_at = self.clock.now()
+            await tx.save_addon(found)
+            await tx.commit()
 
     async def make_addon_unhealthy(
         self, cluster_id: str, name: str, message: str, *, until: datetime | None = None
     ) -> None:
         """Its pods stay unhealthy until `until` (for good, if None)."""
-        async with self.store.write() as uow:
-            row = await uow.session.get(SimulatedAddonRow, (cluster_id, name))
-            assert row is not None, f"{name} is not on cluster {cluster_id}"
-            row.unhealthy = {"message": message, "until": until.isoformat() if until else None}
-            await uow.commit()
+        async with self.simulator_store.write() as tx:
+            found = await tx.addon(cluster_id, name)
+            assert found is not None, f"{name} is not on cluster {cluster_id}"
+            found.unhealthy = {"message": message, "until": until.isoformat() if until else None}
+            await tx.save_addon(found)
+            await tx.commit()
 
     async def addon_on_cluster(self, cluster_id: str, name: str) -> AddonStatus | None:
         """What is on the cluster, without spending simulated time or taking faults."""
-        async with self.store.read() as uow:
-            row = await uow.session.get(SimulatedAddonRow, (cluster_id, name))
-            return await self._status(uow, row) if row else None
+        async with self.simulator_store.read() as repo:
+            found = await repo.addon(cluster_id, name)
+        return await self._status(found) if found else None
 
 
 def addon_resources(name: str) -> list[str]:

@@ -255,21 +255,6 @@ class IdempotencyKeyRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
-class SimulatedFaultRow(Base):
-    """Faults the simulated provider injects: `action` on `target` fails `remaining` times."""
-
-    __tablename__ = "sim_faults"
-    id: Mapped[int] = mapped_column(AutoId, primary_key=True, autoincrement=True)
-    target: Mapped[str] = mapped_column(String(64))
-    action: Mapped[str] = mapped_column(String(64))
-    # -1 fails every time.
-    remaining: Mapped[int] = mapped_column(Integer)
-    message: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-    __table_args__ = (Index("ix_sim_faults_action", "action", "target"),)
-
-
 class UpgradeWorkflowRow(Base):
     """A cluster upgrade workflow; its task points are a small JSON list read with it."""
 
@@ -319,22 +304,6 @@ class AddonRow(Base):
     reconciliation_id: Mapped[str] = mapped_column(String(32))
     attention_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     attention_checks: Mapped[int] = mapped_column(Integer)
-
-
-class SimulatedAddonRow(Base):
-    """The simulated provider's view of an add-on on a cluster: what is really there."""
-
-    __tablename__ = "sim_addons"
-    cluster_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    name: Mapped[str] = mapped_column(String(40), primary_key=True)
-    version: Mapped[str] = mapped_column(String(32))
-    configurations: Mapped[dict[str, str]] = mapped_column(JSON)
-    managed: Mapped[bool] = mapped_column(Boolean)
-    # resource name -> {"state": "ok" | "deleted" | "changed", "stuck": bool, "stuck_until": iso}
-    resources: Mapped[dict[str, Any]] = mapped_column(JSON)
-    # {"message": ..., "until": iso or null (never recovers)} while pods are unhealthy.
-    unhealthy: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class OrchestrationRow(Base):

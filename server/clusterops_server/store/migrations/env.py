@@ -16,6 +16,7 @@ def _run(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        version_table=config.get_main_option("version_table") or "alembic_version",
     )
     with context.begin_transaction():
         context.run_migrations()
