@@ -6,6 +6,7 @@ isort:skip_file
 from clusterops.v1 import work_requests_pb2 as _work_requests_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
@@ -35,6 +36,11 @@ class _OrchestrationStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Or
     ORCHESTRATION_STATE_RETRYING: _OrchestrationState.ValueType  # 5
     ORCHESTRATION_STATE_SUCCEEDED: _OrchestrationState.ValueType  # 6
     ORCHESTRATION_STATE_FAILED: _OrchestrationState.ValueType  # 7
+    ORCHESTRATION_STATE_PAUSED: _OrchestrationState.ValueType  # 8
+    """Paused by PauseOrchestration or `strategy.pause_at`: no operation starts, running
+    ones finish. Not one of KEB's states: a client that knows only KEB's states should
+    treat it as ORCHESTRATION_STATE_IN_PROGRESS (the run has not ended).
+    """
 
 class OrchestrationState(_OrchestrationState, metaclass=_OrchestrationStateEnumTypeWrapper):
     """The state of an orchestration or of one of its operations."""
@@ -47,6 +53,11 @@ ORCHESTRATION_STATE_CANCELED: OrchestrationState.ValueType  # 4
 ORCHESTRATION_STATE_RETRYING: OrchestrationState.ValueType  # 5
 ORCHESTRATION_STATE_SUCCEEDED: OrchestrationState.ValueType  # 6
 ORCHESTRATION_STATE_FAILED: OrchestrationState.ValueType  # 7
+ORCHESTRATION_STATE_PAUSED: OrchestrationState.ValueType  # 8
+"""Paused by PauseOrchestration or `strategy.pause_at`: no operation starts, running
+ones finish. Not one of KEB's states: a client that knows only KEB's states should
+treat it as ORCHESTRATION_STATE_IN_PROGRESS (the run has not ended).
+"""
 Global___OrchestrationState: _TypeAlias = OrchestrationState  # noqa: Y015
 
 class _StrategyType:
@@ -90,6 +101,102 @@ SCHEDULE_TYPE_NOW: ScheduleType.ValueType  # 2
 SCHEDULE_TYPE_TIME: ScheduleType.ValueType  # 3
 """At `schedule_time`."""
 Global___ScheduleType: _TypeAlias = ScheduleType  # noqa: Y015
+
+class _StageState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StageStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StageState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STAGE_STATE_UNSPECIFIED: _StageState.ValueType  # 0
+    STAGE_STATE_PENDING: _StageState.ValueType  # 1
+    """An earlier stage has not ended yet."""
+    STAGE_STATE_WAITING_FOR_APPROVAL: _StageState.ValueType  # 2
+    """Waiting for ApproveOrchestrationStage."""
+    STAGE_STATE_RUNNING: _StageState.ValueType  # 3
+    """Its operations are running (or waiting for workers or windows)."""
+    STAGE_STATE_SOAKING: _StageState.ValueType  # 4
+    """Every operation ended; waiting `soak` before the next stage."""
+    STAGE_STATE_COMPLETED: _StageState.ValueType  # 5
+    """Ended and soaked."""
+    STAGE_STATE_HALTED: _StageState.ValueType  # 6
+    """A failure budget was exceeded: nothing more starts."""
+    STAGE_STATE_CANCELED: _StageState.ValueType  # 7
+    """The orchestration was canceled before the stage ended."""
+
+class StageState(_StageState, metaclass=_StageStateEnumTypeWrapper):
+    """The state of one stage of a rollout."""
+
+STAGE_STATE_UNSPECIFIED: StageState.ValueType  # 0
+STAGE_STATE_PENDING: StageState.ValueType  # 1
+"""An earlier stage has not ended yet."""
+STAGE_STATE_WAITING_FOR_APPROVAL: StageState.ValueType  # 2
+"""Waiting for ApproveOrchestrationStage."""
+STAGE_STATE_RUNNING: StageState.ValueType  # 3
+"""Its operations are running (or waiting for workers or windows)."""
+STAGE_STATE_SOAKING: StageState.ValueType  # 4
+"""Every operation ended; waiting `soak` before the next stage."""
+STAGE_STATE_COMPLETED: StageState.ValueType  # 5
+"""Ended and soaked."""
+STAGE_STATE_HALTED: StageState.ValueType  # 6
+"""A failure budget was exceeded: nothing more starts."""
+STAGE_STATE_CANCELED: StageState.ValueType  # 7
+"""The orchestration was canceled before the stage ended."""
+Global___StageState: _TypeAlias = StageState  # noqa: Y015
+
+class _OperationWaitReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OperationWaitReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_OperationWaitReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OPERATION_WAIT_REASON_UNSPECIFIED: _OperationWaitReason.ValueType  # 0
+    OPERATION_WAIT_REASON_WORKER: _OperationWaitReason.ValueType  # 1
+    """A free worker."""
+    OPERATION_WAIT_REASON_MAINTENANCE_WINDOW: _OperationWaitReason.ValueType  # 2
+    """The cluster's maintenance window (wait_until: its next opening)."""
+    OPERATION_WAIT_REASON_SCHEDULE: _OperationWaitReason.ValueType  # 3
+    """The orchestration's schedule time."""
+    OPERATION_WAIT_REASON_STAGE: _OperationWaitReason.ValueType  # 4
+    """An earlier stage to end (wait_detail names it)."""
+    OPERATION_WAIT_REASON_SOAK: _OperationWaitReason.ValueType  # 5
+    """The previous stage's soak (wait_until: when it ends)."""
+    OPERATION_WAIT_REASON_APPROVAL: _OperationWaitReason.ValueType  # 6
+    """Approval of its stage's gate."""
+    OPERATION_WAIT_REASON_PAUSE: _OperationWaitReason.ValueType  # 7
+    """The orchestration is paused."""
+    OPERATION_WAIT_REASON_CLUSTER_BUSY: _OperationWaitReason.ValueType  # 8
+    """Another work request holds the cluster (wait_detail names it); tried again at
+    wait_until.
+    """
+    OPERATION_WAIT_REASON_FAILURE_BUDGET: _OperationWaitReason.ValueType  # 9
+    """A failure budget was exceeded; RetryOrchestration continues."""
+
+class OperationWaitReason(_OperationWaitReason, metaclass=_OperationWaitReasonEnumTypeWrapper):
+    """What a pending operation waits for."""
+
+OPERATION_WAIT_REASON_UNSPECIFIED: OperationWaitReason.ValueType  # 0
+OPERATION_WAIT_REASON_WORKER: OperationWaitReason.ValueType  # 1
+"""A free worker."""
+OPERATION_WAIT_REASON_MAINTENANCE_WINDOW: OperationWaitReason.ValueType  # 2
+"""The cluster's maintenance window (wait_until: its next opening)."""
+OPERATION_WAIT_REASON_SCHEDULE: OperationWaitReason.ValueType  # 3
+"""The orchestration's schedule time."""
+OPERATION_WAIT_REASON_STAGE: OperationWaitReason.ValueType  # 4
+"""An earlier stage to end (wait_detail names it)."""
+OPERATION_WAIT_REASON_SOAK: OperationWaitReason.ValueType  # 5
+"""The previous stage's soak (wait_until: when it ends)."""
+OPERATION_WAIT_REASON_APPROVAL: OperationWaitReason.ValueType  # 6
+"""Approval of its stage's gate."""
+OPERATION_WAIT_REASON_PAUSE: OperationWaitReason.ValueType  # 7
+"""The orchestration is paused."""
+OPERATION_WAIT_REASON_CLUSTER_BUSY: OperationWaitReason.ValueType  # 8
+"""Another work request holds the cluster (wait_detail names it); tried again at
+wait_until.
+"""
+OPERATION_WAIT_REASON_FAILURE_BUDGET: OperationWaitReason.ValueType  # 9
+"""A failure budget was exceeded; RetryOrchestration continues."""
+Global___OperationWaitReason: _TypeAlias = OperationWaitReason  # noqa: Y015
 
 @_typing.final
 class RuntimeTarget(_message.Message):
@@ -197,6 +304,9 @@ class StrategySpec(_message.Message):
     SCHEDULE_TIME_FIELD_NUMBER: _builtins.int
     MAINTENANCE_WINDOW_FIELD_NUMBER: _builtins.int
     PARALLEL_FIELD_NUMBER: _builtins.int
+    STAGES_FIELD_NUMBER: _builtins.int
+    FAILURE_BUDGET_FIELD_NUMBER: _builtins.int
+    PAUSE_AT_FIELD_NUMBER: _builtins.int
     type: Global___StrategyType.ValueType
     schedule: Global___ScheduleType.ValueType
     maintenance_window: _builtins.bool
@@ -207,6 +317,24 @@ class StrategySpec(_message.Message):
 
     @_builtins.property
     def parallel(self) -> Global___ParallelStrategy: ...
+    @_builtins.property
+    def stages(self) -> _containers.RepeatedCompositeFieldContainer[Global___Stage]:
+        """Waves: when set, the targets are split into these stages, run one after the other
+        (an operation of a stage starts only when every earlier stage has ended and soaked,
+        and its gate, if any, is approved). Every target must fall into one stage.
+        """
+
+    @_builtins.property
+    def failure_budget(self) -> Global___FailureBudget:
+        """The most failed operations the whole orchestration allows; when one more fails,
+        no further operation starts, running ones finish and the orchestration ends
+        FAILED (reason FAILURE_BUDGET_EXCEEDED). Unset: no limit, as in KEB.
+        """
+
+    @_builtins.property
+    def pause_at(self) -> _timestamp_pb2.Timestamp:
+        """Pause automatically at this time (for example the end of a change window)."""
+
     def __init__(
         self,
         *,
@@ -215,14 +343,108 @@ class StrategySpec(_message.Message):
         schedule_time: _timestamp_pb2.Timestamp | None = ...,
         maintenance_window: _builtins.bool = ...,
         parallel: Global___ParallelStrategy | None = ...,
+        stages: _abc.Iterable[Global___Stage] | None = ...,
+        failure_budget: Global___FailureBudget | None = ...,
+        pause_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["parallel", b"parallel", "schedule_time", b"schedule_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["failure_budget", b"failure_budget", "parallel", b"parallel", "pause_at", b"pause_at", "schedule_time", b"schedule_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["maintenance_window", b"maintenance_window", "parallel", b"parallel", "schedule", b"schedule", "schedule_time", b"schedule_time", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["failure_budget", b"failure_budget", "maintenance_window", b"maintenance_window", "parallel", b"parallel", "pause_at", b"pause_at", "schedule", b"schedule", "schedule_time", b"schedule_time", "stages", b"stages", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StrategySpec: _TypeAlias = StrategySpec  # noqa: Y015
+
+@_typing.final
+class FailureBudget(_message.Message):
+    """The most failed operations allowed, as a count or as a percentage of the
+    operations the budget covers (rounded down). Set one of the two; a budget message
+    with both 0 allows no failure at all.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_FAILURES_FIELD_NUMBER: _builtins.int
+    MAX_FAILURE_PERCENT_FIELD_NUMBER: _builtins.int
+    max_failures: _builtins.int
+    """At most this many operations may fail (0 to 100000)."""
+    max_failure_percent: _builtins.int
+    """At most this percentage (1 to 100, rounded down) of the operations may fail."""
+    def __init__(
+        self,
+        *,
+        max_failures: _builtins.int = ...,
+        max_failure_percent: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_failure_percent", b"max_failure_percent", "max_failures", b"max_failures"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FailureBudget: _TypeAlias = FailureBudget  # noqa: Y015
+
+@_typing.final
+class Stage(_message.Message):
+    """One stage (wave) of a rollout. At most one selector is set: `targets`, `count` or
+    `percent`; with none the stage takes every target left.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TARGETS_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    PERCENT_FIELD_NUMBER: _builtins.int
+    WORKERS_FIELD_NUMBER: _builtins.int
+    SOAK_FIELD_NUMBER: _builtins.int
+    REQUIRES_APPROVAL_FIELD_NUMBER: _builtins.int
+    FAILURE_BUDGET_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Unique in the orchestration: lowercase letters, digits and "-", 1 to 63."""
+    count: _builtins.int
+    """The first `count` targets left (in runtime id order)."""
+    percent: _builtins.int
+    """This percentage (1 to 100) of the targets left, rounded up."""
+    workers: _builtins.int
+    """At most this many of the stage's operations run at once; 0 means the strategy's
+    parallel.workers.
+    """
+    requires_approval: _builtins.bool
+    """The stage starts only after ApproveOrchestrationStage."""
+    @_builtins.property
+    def targets(self) -> Global___TargetSpec:
+        """The targets left that these include/exclude lists select."""
+
+    @_builtins.property
+    def soak(self) -> _duration_pb2.Duration:
+        """Wait this long after the stage's last operation ends before the next stage starts
+        (at most 7 days).
+        """
+
+    @_builtins.property
+    def failure_budget(self) -> Global___FailureBudget:
+        """The most failed operations this stage allows."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        targets: Global___TargetSpec | None = ...,
+        count: _builtins.int = ...,
+        percent: _builtins.int = ...,
+        workers: _builtins.int = ...,
+        soak: _duration_pb2.Duration | None = ...,
+        requires_approval: _builtins.bool = ...,
+        failure_budget: Global___FailureBudget | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["failure_budget", b"failure_budget", "soak", b"soak", "targets", b"targets"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "failure_budget", b"failure_budget", "name", b"name", "percent", b"percent", "requires_approval", b"requires_approval", "soak", b"soak", "targets", b"targets", "workers", b"workers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Stage: _TypeAlias = Stage  # noqa: Y015
 
 @_typing.final
 class OrchestrationParameters(_message.Message):
@@ -313,6 +535,11 @@ class Orchestration(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    STAGES_FIELD_NUMBER: _builtins.int
+    ESTIMATED_END_TIME_FIELD_NUMBER: _builtins.int
+    PAUSE_FIELD_NUMBER: _builtins.int
+    FAILURE_REASON_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """"orc-" followed by 20 lowercase hexadecimal digits."""
     compartment_id: _builtins.str
@@ -321,6 +548,12 @@ class Orchestration(_message.Message):
     """For a person, for example "Scheduled 2 operations"."""
     work_request_id: _builtins.str
     etag: _builtins.str
+    failure_reason: _builtins.str
+    """Why the orchestration ended FAILED or stopped starting operations, when a rule
+    of the rollout (not only failed operations) decided it: "FAILURE_BUDGET_EXCEEDED".
+    """
+    created_by: _builtins.str
+    """The principal that created the orchestration."""
     @_builtins.property
     def parameters(self) -> Global___OrchestrationParameters: ...
     @_builtins.property
@@ -329,6 +562,21 @@ class Orchestration(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def stages(self) -> _containers.RepeatedCompositeFieldContainer[Global___StageStatus]:
+        """One entry per stage of `parameters.strategy.stages` (empty without stages)."""
+
+    @_builtins.property
+    def estimated_end_time(self) -> _timestamp_pb2.Timestamp:
+        """When the whole rollout is expected to end, from the durations of its finished
+        operations, the workers, the soaks and the maintenance windows ahead (unset
+        until an operation has finished, and once the orchestration has ended).
+        """
+
+    @_builtins.property
+    def pause(self) -> Global___PauseInfo:
+        """Set while paused."""
+
     def __init__(
         self,
         *,
@@ -342,14 +590,98 @@ class Orchestration(_message.Message):
         create_time: _timestamp_pb2.Timestamp | None = ...,
         update_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        stages: _abc.Iterable[Global___StageStatus] | None = ...,
+        estimated_end_time: _timestamp_pb2.Timestamp | None = ...,
+        pause: Global___PauseInfo | None = ...,
+        failure_reason: _builtins.str = ...,
+        created_by: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "operation_counts", b"operation_counts", "parameters", b"parameters", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "estimated_end_time", b"estimated_end_time", "operation_counts", b"operation_counts", "parameters", b"parameters", "pause", b"pause", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compartment_id", b"compartment_id", "create_time", b"create_time", "description", b"description", "etag", b"etag", "id", b"id", "operation_counts", b"operation_counts", "parameters", b"parameters", "state", b"state", "update_time", b"update_time", "work_request_id", b"work_request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compartment_id", b"compartment_id", "create_time", b"create_time", "created_by", b"created_by", "description", b"description", "estimated_end_time", b"estimated_end_time", "etag", b"etag", "failure_reason", b"failure_reason", "id", b"id", "operation_counts", b"operation_counts", "parameters", b"parameters", "pause", b"pause", "stages", b"stages", "state", b"state", "update_time", b"update_time", "work_request_id", b"work_request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Orchestration: _TypeAlias = Orchestration  # noqa: Y015
+
+@_typing.final
+class PauseInfo(_message.Message):
+    """Who paused an orchestration, when and why."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAUSED_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    PAUSE_TIME_FIELD_NUMBER: _builtins.int
+    paused_by: _builtins.str
+    """The principal, or "system" for `strategy.pause_at`."""
+    reason: _builtins.str
+    @_builtins.property
+    def pause_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        paused_by: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        pause_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["pause_time", b"pause_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pause_time", b"pause_time", "paused_by", b"paused_by", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseInfo: _TypeAlias = PauseInfo  # noqa: Y015
+
+@_typing.final
+class StageStatus(_message.Message):
+    """One stage's progress."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    OPERATION_COUNTS_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    SOAK_END_TIME_FIELD_NUMBER: _builtins.int
+    APPROVED_BY_FIELD_NUMBER: _builtins.int
+    APPROVE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    state: Global___StageState.ValueType
+    approved_by: _builtins.str
+    """The principal that approved the gate, once approved."""
+    @_builtins.property
+    def operation_counts(self) -> Global___OperationCounts: ...
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def soak_end_time(self) -> _timestamp_pb2.Timestamp:
+        """While soaking: when the soak ends."""
+
+    @_builtins.property
+    def approve_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        state: Global___StageState.ValueType = ...,
+        operation_counts: Global___OperationCounts | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        soak_end_time: _timestamp_pb2.Timestamp | None = ...,
+        approved_by: _builtins.str = ...,
+        approve_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time", "end_time", b"end_time", "operation_counts", b"operation_counts", "soak_end_time", b"soak_end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approve_time", b"approve_time", "approved_by", b"approved_by", "end_time", b"end_time", "name", b"name", "operation_counts", b"operation_counts", "soak_end_time", b"soak_end_time", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StageStatus: _TypeAlias = StageStatus  # noqa: Y015
 
 @_typing.final
 class ClusterConfig(_message.Message):
@@ -507,6 +839,10 @@ class OrchestrationOperation(_message.Message):
     CLUSTER_CONFIG_FIELD_NUMBER: _builtins.int
     COMPONENT_CONFIGS_FIELD_NUMBER: _builtins.int
     PLAN_ID_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    WAIT_REASON_FIELD_NUMBER: _builtins.int
+    WAIT_UNTIL_FIELD_NUMBER: _builtins.int
+    WAIT_DETAIL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """"op-" followed by 20 lowercase hexadecimal digits."""
     orchestration_id: _builtins.str
@@ -530,6 +866,12 @@ class OrchestrationOperation(_message.Message):
     """1 for the first attempt; RetryOrchestration adds one."""
     plan_id: _builtins.str
     """The id of plan_name in the plan catalogue (KEB's servicePlanID)."""
+    stage: _builtins.str
+    """The name of the stage it belongs to (empty without stages)."""
+    wait_reason: Global___OperationWaitReason.ValueType
+    """While pending or retrying: what it waits for."""
+    wait_detail: _builtins.str
+    """For a person, for example "stage canary is soaking until 2026-01-01T10:30:00Z"."""
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -549,6 +891,10 @@ class OrchestrationOperation(_message.Message):
     @_builtins.property
     def component_configs(self) -> _containers.RepeatedCompositeFieldContainer[Global___ComponentConfig]:
         """Only in GetOrchestrationOperation."""
+
+    @_builtins.property
+    def wait_until(self) -> _timestamp_pb2.Timestamp:
+        """Until when, where that is known."""
 
     def __init__(
         self,
@@ -577,10 +923,14 @@ class OrchestrationOperation(_message.Message):
         cluster_config: Global___ClusterConfig | None = ...,
         component_configs: _abc.Iterable[Global___ComponentConfig] | None = ...,
         plan_id: _builtins.str = ...,
+        stage: _builtins.str = ...,
+        wait_reason: Global___OperationWaitReason.ValueType = ...,
+        wait_until: _timestamp_pb2.Timestamp | None = ...,
+        wait_detail: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_config", b"cluster_config", "create_time", b"create_time", "end_time", b"end_time", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cluster_config", b"cluster_config", "create_time", b"create_time", "end_time", b"end_time", "start_time", b"start_time", "update_time", b"update_time", "wait_until", b"wait_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cluster_config", b"cluster_config", "component_configs", b"component_configs", "create_time", b"create_time", "description", b"description", "dry_run", b"dry_run", "end_time", b"end_time", "global_account_id", b"global_account_id", "id", b"id", "maintenance_window_begin", b"maintenance_window_begin", "maintenance_window_end", b"maintenance_window_end", "orchestration_id", b"orchestration_id", "plan_id", b"plan_id", "plan_name", b"plan_name", "previous_attempts", b"previous_attempts", "region", b"region", "runtime_id", b"runtime_id", "shoot_name", b"shoot_name", "start_time", b"start_time", "state", b"state", "sub_account_id", b"sub_account_id", "update_time", b"update_time", "upgrade_workflow_id", b"upgrade_workflow_id", "work_request_id", b"work_request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cluster_config", b"cluster_config", "component_configs", b"component_configs", "create_time", b"create_time", "description", b"description", "dry_run", b"dry_run", "end_time", b"end_time", "global_account_id", b"global_account_id", "id", b"id", "maintenance_window_begin", b"maintenance_window_begin", "maintenance_window_end", b"maintenance_window_end", "orchestration_id", b"orchestration_id", "plan_id", b"plan_id", "plan_name", b"plan_name", "previous_attempts", b"previous_attempts", "region", b"region", "runtime_id", b"runtime_id", "shoot_name", b"shoot_name", "stage", b"stage", "start_time", b"start_time", "state", b"state", "sub_account_id", b"sub_account_id", "update_time", b"update_time", "upgrade_workflow_id", b"upgrade_workflow_id", "wait_detail", b"wait_detail", "wait_reason", b"wait_reason", "wait_until", b"wait_until", "work_request_id", b"work_request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -595,8 +945,11 @@ class CreateOrchestrationRequest(_message.Message):
     COMPARTMENT_ID_FIELD_NUMBER: _builtins.int
     PARAMETERS_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     compartment_id: _builtins.str
     request_id: _builtins.str
+    reason: _builtins.str
+    """Why; recorded with the principal on the work request (at most 500 characters)."""
     @_builtins.property
     def parameters(self) -> Global___OrchestrationParameters: ...
     def __init__(
@@ -605,10 +958,11 @@ class CreateOrchestrationRequest(_message.Message):
         compartment_id: _builtins.str = ...,
         parameters: Global___OrchestrationParameters | None = ...,
         request_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["parameters", b"parameters"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compartment_id", b"compartment_id", "parameters", b"parameters", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compartment_id", b"compartment_id", "parameters", b"parameters", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -750,10 +1104,13 @@ class ListOrchestrationOperationsRequest(_message.Message):
     STATES_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
     orchestration_id: _builtins.str
     page_size: _builtins.int
     """At most 100, as in KEB; 0 means 100."""
     page_token: _builtins.str
+    stage: _builtins.str
+    """Only operations of this stage (by name)."""
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[Global___OrchestrationState.ValueType]: ...
     def __init__(
@@ -763,10 +1120,11 @@ class ListOrchestrationOperationsRequest(_message.Message):
         states: _abc.Iterable[Global___OrchestrationState.ValueType] | None = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        stage: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["orchestration_id", b"orchestration_id", "page_size", b"page_size", "page_token", b"page_token", "states", b"states"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["orchestration_id", b"orchestration_id", "page_size", b"page_size", "page_token", b"page_token", "stage", b"stage", "states", b"states"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -860,20 +1218,24 @@ class CancelOrchestrationRequest(_message.Message):
     ORCHESTRATION_ID_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     orchestration_id: _builtins.str
     etag: _builtins.str
     """If set, the orchestration's current etag; a stale one answers ABORTED."""
     request_id: _builtins.str
+    reason: _builtins.str
+    """Why; recorded in the run's work request log (at most 500 characters)."""
     def __init__(
         self,
         *,
         orchestration_id: _builtins.str = ...,
         etag: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "orchestration_id", b"orchestration_id", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "orchestration_id", b"orchestration_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -911,10 +1273,13 @@ class RetryOrchestrationRequest(_message.Message):
     OPERATION_IDS_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     orchestration_id: _builtins.str
     etag: _builtins.str
     """If set, the orchestration's current etag; a stale one answers ABORTED."""
     request_id: _builtins.str
+    reason: _builtins.str
+    """Why; recorded in the run's work request log (at most 500 characters)."""
     @_builtins.property
     def operation_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The failed operations to run again; empty means every failed one."""
@@ -926,10 +1291,11 @@ class RetryOrchestrationRequest(_message.Message):
         operation_ids: _abc.Iterable[_builtins.str] | None = ...,
         etag: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "operation_ids", b"operation_ids", "orchestration_id", b"orchestration_id", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "operation_ids", b"operation_ids", "orchestration_id", b"orchestration_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -962,3 +1328,169 @@ class RetryOrchestrationResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RetryOrchestrationResponse: _TypeAlias = RetryOrchestrationResponse  # noqa: Y015
+
+@_typing.final
+class PauseOrchestrationRequest(_message.Message):
+    """Request for PauseOrchestration."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORCHESTRATION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    orchestration_id: _builtins.str
+    reason: _builtins.str
+    """Why; recorded in the run's work request log (at most 500 characters)."""
+    etag: _builtins.str
+    """If set, the orchestration's current etag; a stale one answers ABORTED."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        orchestration_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "orchestration_id", b"orchestration_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseOrchestrationRequest: _TypeAlias = PauseOrchestrationRequest  # noqa: Y015
+
+@_typing.final
+class PauseOrchestrationResponse(_message.Message):
+    """Response of PauseOrchestration."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORCHESTRATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def orchestration(self) -> Global___Orchestration: ...
+    def __init__(
+        self,
+        *,
+        orchestration: Global___Orchestration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["orchestration", b"orchestration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["orchestration", b"orchestration"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseOrchestrationResponse: _TypeAlias = PauseOrchestrationResponse  # noqa: Y015
+
+@_typing.final
+class ResumeOrchestrationRequest(_message.Message):
+    """Request for ResumeOrchestration."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORCHESTRATION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    orchestration_id: _builtins.str
+    reason: _builtins.str
+    """Why; recorded in the run's work request log (at most 500 characters)."""
+    etag: _builtins.str
+    """If set, the orchestration's current etag; a stale one answers ABORTED."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        orchestration_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "orchestration_id", b"orchestration_id", "reason", b"reason", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeOrchestrationRequest: _TypeAlias = ResumeOrchestrationRequest  # noqa: Y015
+
+@_typing.final
+class ResumeOrchestrationResponse(_message.Message):
+    """Response of ResumeOrchestration."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORCHESTRATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def orchestration(self) -> Global___Orchestration: ...
+    def __init__(
+        self,
+        *,
+        orchestration: Global___Orchestration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["orchestration", b"orchestration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["orchestration", b"orchestration"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeOrchestrationResponse: _TypeAlias = ResumeOrchestrationResponse  # noqa: Y015
+
+@_typing.final
+class ApproveOrchestrationStageRequest(_message.Message):
+    """Request for ApproveOrchestrationStage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORCHESTRATION_ID_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    orchestration_id: _builtins.str
+    stage: _builtins.str
+    """The stage's name."""
+    reason: _builtins.str
+    """Why; recorded in the run's work request log (at most 500 characters)."""
+    etag: _builtins.str
+    """If set, the orchestration's current etag; a stale one answers ABORTED."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        orchestration_id: _builtins.str = ...,
+        stage: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["etag", b"etag", "orchestration_id", b"orchestration_id", "reason", b"reason", "request_id", b"request_id", "stage", b"stage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveOrchestrationStageRequest: _TypeAlias = ApproveOrchestrationStageRequest  # noqa: Y015
+
+@_typing.final
+class ApproveOrchestrationStageResponse(_message.Message):
+    """Response of ApproveOrchestrationStage."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORCHESTRATION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def orchestration(self) -> Global___Orchestration: ...
+    def __init__(
+        self,
+        *,
+        orchestration: Global___Orchestration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["orchestration", b"orchestration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["orchestration", b"orchestration"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveOrchestrationStageResponse: _TypeAlias = ApproveOrchestrationStageResponse  # noqa: Y015

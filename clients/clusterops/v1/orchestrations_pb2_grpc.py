@@ -72,6 +72,21 @@ class OrchestrationServiceStub:
                 request_serializer=clusterops_dot_v1_dot_orchestrations__pb2.RetryOrchestrationRequest.SerializeToString,
                 response_deserializer=clusterops_dot_v1_dot_orchestrations__pb2.RetryOrchestrationResponse.FromString,
                 _registered_method=True)
+        self.PauseOrchestration = channel.unary_unary(
+                '/clusterops.v1.OrchestrationService/PauseOrchestration',
+                request_serializer=clusterops_dot_v1_dot_orchestrations__pb2.PauseOrchestrationRequest.SerializeToString,
+                response_deserializer=clusterops_dot_v1_dot_orchestrations__pb2.PauseOrchestrationResponse.FromString,
+                _registered_method=True)
+        self.ResumeOrchestration = channel.unary_unary(
+                '/clusterops.v1.OrchestrationService/ResumeOrchestration',
+                request_serializer=clusterops_dot_v1_dot_orchestrations__pb2.ResumeOrchestrationRequest.SerializeToString,
+                response_deserializer=clusterops_dot_v1_dot_orchestrations__pb2.ResumeOrchestrationResponse.FromString,
+                _registered_method=True)
+        self.ApproveOrchestrationStage = channel.unary_unary(
+                '/clusterops.v1.OrchestrationService/ApproveOrchestrationStage',
+                request_serializer=clusterops_dot_v1_dot_orchestrations__pb2.ApproveOrchestrationStageRequest.SerializeToString,
+                response_deserializer=clusterops_dot_v1_dot_orchestrations__pb2.ApproveOrchestrationStageResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestrationServiceServicer:
@@ -130,6 +145,28 @@ class OrchestrationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PauseOrchestration(self, request, context):
+        """Pauses an orchestration: no operation starts until it is resumed; running ones
+        finish. The pause is stored, so it survives restarts and every replica honours it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeOrchestration(self, request, context):
+        """Resumes a paused orchestration.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveOrchestrationStage(self, request, context):
+        """Opens the approval gate of a stage that has `requires_approval`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestrationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -167,6 +204,21 @@ def add_OrchestrationServiceServicer_to_server(servicer, server):
                     servicer.RetryOrchestration,
                     request_deserializer=clusterops_dot_v1_dot_orchestrations__pb2.RetryOrchestrationRequest.FromString,
                     response_serializer=clusterops_dot_v1_dot_orchestrations__pb2.RetryOrchestrationResponse.SerializeToString,
+            ),
+            'PauseOrchestration': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseOrchestration,
+                    request_deserializer=clusterops_dot_v1_dot_orchestrations__pb2.PauseOrchestrationRequest.FromString,
+                    response_serializer=clusterops_dot_v1_dot_orchestrations__pb2.PauseOrchestrationResponse.SerializeToString,
+            ),
+            'ResumeOrchestration': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeOrchestration,
+                    request_deserializer=clusterops_dot_v1_dot_orchestrations__pb2.ResumeOrchestrationRequest.FromString,
+                    response_serializer=clusterops_dot_v1_dot_orchestrations__pb2.ResumeOrchestrationResponse.SerializeToString,
+            ),
+            'ApproveOrchestrationStage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveOrchestrationStage,
+                    request_deserializer=clusterops_dot_v1_dot_orchestrations__pb2.ApproveOrchestrationStageRequest.FromString,
+                    response_serializer=clusterops_dot_v1_dot_orchestrations__pb2.ApproveOrchestrationStageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -361,6 +413,87 @@ class OrchestrationService:
             '/clusterops.v1.OrchestrationService/RetryOrchestration',
             clusterops_dot_v1_dot_orchestrations__pb2.RetryOrchestrationRequest.SerializeToString,
             clusterops_dot_v1_dot_orchestrations__pb2.RetryOrchestrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseOrchestration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clusterops.v1.OrchestrationService/PauseOrchestration',
+            clusterops_dot_v1_dot_orchestrations__pb2.PauseOrchestrationRequest.SerializeToString,
+            clusterops_dot_v1_dot_orchestrations__pb2.PauseOrchestrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeOrchestration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clusterops.v1.OrchestrationService/ResumeOrchestration',
+            clusterops_dot_v1_dot_orchestrations__pb2.ResumeOrchestrationRequest.SerializeToString,
+            clusterops_dot_v1_dot_orchestrations__pb2.ResumeOrchestrationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveOrchestrationStage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/clusterops.v1.OrchestrationService/ApproveOrchestrationStage',
+            clusterops_dot_v1_dot_orchestrations__pb2.ApproveOrchestrationStageRequest.SerializeToString,
+            clusterops_dot_v1_dot_orchestrations__pb2.ApproveOrchestrationStageResponse.FromString,
             options,
             channel_credentials,
             insecure,

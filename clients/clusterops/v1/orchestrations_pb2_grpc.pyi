@@ -52,6 +52,14 @@ class OrchestrationServiceStub:
     """Cancels pending operations; running ones finish. CANCELING, then CANCELED."""
     RetryOrchestration: _grpc.UnaryUnaryMultiCallable[_orchestrations_pb2.RetryOrchestrationRequest, _orchestrations_pb2.RetryOrchestrationResponse]
     """Runs failed operations (all, or the given ones) again."""
+    PauseOrchestration: _grpc.UnaryUnaryMultiCallable[_orchestrations_pb2.PauseOrchestrationRequest, _orchestrations_pb2.PauseOrchestrationResponse]
+    """Pauses an orchestration: no operation starts until it is resumed; running ones
+    finish. The pause is stored, so it survives restarts and every replica honours it.
+    """
+    ResumeOrchestration: _grpc.UnaryUnaryMultiCallable[_orchestrations_pb2.ResumeOrchestrationRequest, _orchestrations_pb2.ResumeOrchestrationResponse]
+    """Resumes a paused orchestration."""
+    ApproveOrchestrationStage: _grpc.UnaryUnaryMultiCallable[_orchestrations_pb2.ApproveOrchestrationStageRequest, _orchestrations_pb2.ApproveOrchestrationStageResponse]
+    """Opens the approval gate of a stage that has `requires_approval`."""
 
 @_typing.type_check_only
 class OrchestrationServiceAsyncStub(OrchestrationServiceStub):
@@ -77,6 +85,14 @@ class OrchestrationServiceAsyncStub(OrchestrationServiceStub):
     """Cancels pending operations; running ones finish. CANCELING, then CANCELED."""
     RetryOrchestration: _aio.UnaryUnaryMultiCallable[_orchestrations_pb2.RetryOrchestrationRequest, _orchestrations_pb2.RetryOrchestrationResponse]  # type: ignore[assignment]
     """Runs failed operations (all, or the given ones) again."""
+    PauseOrchestration: _aio.UnaryUnaryMultiCallable[_orchestrations_pb2.PauseOrchestrationRequest, _orchestrations_pb2.PauseOrchestrationResponse]  # type: ignore[assignment]
+    """Pauses an orchestration: no operation starts until it is resumed; running ones
+    finish. The pause is stored, so it survives restarts and every replica honours it.
+    """
+    ResumeOrchestration: _aio.UnaryUnaryMultiCallable[_orchestrations_pb2.ResumeOrchestrationRequest, _orchestrations_pb2.ResumeOrchestrationResponse]  # type: ignore[assignment]
+    """Resumes a paused orchestration."""
+    ApproveOrchestrationStage: _aio.UnaryUnaryMultiCallable[_orchestrations_pb2.ApproveOrchestrationStageRequest, _orchestrations_pb2.ApproveOrchestrationStageResponse]  # type: ignore[assignment]
+    """Opens the approval gate of a stage that has `requires_approval`."""
 
 class OrchestrationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Fleet-wide upgrades, the way Kyma Environment Broker orchestrations run them:
@@ -141,5 +157,31 @@ class OrchestrationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_orchestrations_pb2.RetryOrchestrationResponse, _abc.Awaitable[_orchestrations_pb2.RetryOrchestrationResponse]]:
         """Runs failed operations (all, or the given ones) again."""
+
+    @_abc_1.abstractmethod
+    def PauseOrchestration(
+        self,
+        request: _orchestrations_pb2.PauseOrchestrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrations_pb2.PauseOrchestrationResponse, _abc.Awaitable[_orchestrations_pb2.PauseOrchestrationResponse]]:
+        """Pauses an orchestration: no operation starts until it is resumed; running ones
+        finish. The pause is stored, so it survives restarts and every replica honours it.
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeOrchestration(
+        self,
+        request: _orchestrations_pb2.ResumeOrchestrationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrations_pb2.ResumeOrchestrationResponse, _abc.Awaitable[_orchestrations_pb2.ResumeOrchestrationResponse]]:
+        """Resumes a paused orchestration."""
+
+    @_abc_1.abstractmethod
+    def ApproveOrchestrationStage(
+        self,
+        request: _orchestrations_pb2.ApproveOrchestrationStageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrations_pb2.ApproveOrchestrationStageResponse, _abc.Awaitable[_orchestrations_pb2.ApproveOrchestrationStageResponse]]:
+        """Opens the approval gate of a stage that has `requires_approval`."""
 
 def add_OrchestrationServiceServicer_to_server(servicer: OrchestrationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

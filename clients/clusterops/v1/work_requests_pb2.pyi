@@ -198,6 +198,8 @@ class WorkRequest(_message.Message):
     RESOURCES_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     LAST_ERROR_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """"wr-" followed by 20 lowercase hexadecimal digits."""
     compartment_id: _builtins.str
@@ -207,6 +209,12 @@ class WorkRequest(_message.Message):
     """From 0 to 100."""
     revision: _builtins.int
     """The store revision of the work request's last change."""
+    created_by: _builtins.str
+    """The principal whose request created it ("system" for work the service started by
+    itself, such as a reconciliation).
+    """
+    reason: _builtins.str
+    """The reason given with the request, if any."""
     @_builtins.property
     def time_accepted(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -235,10 +243,12 @@ class WorkRequest(_message.Message):
         resources: _abc.Iterable[Global___WorkRequestResource] | None = ...,
         revision: _builtins.int = ...,
         last_error: Global___WorkRequestError | None = ...,
+        created_by: _builtins.str = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_error", b"last_error", "time_accepted", b"time_accepted", "time_finished", b"time_finished", "time_started", b"time_started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compartment_id", b"compartment_id", "id", b"id", "last_error", b"last_error", "operation_type", b"operation_type", "percent_complete", b"percent_complete", "resources", b"resources", "revision", b"revision", "status", b"status", "time_accepted", b"time_accepted", "time_finished", b"time_finished", "time_started", b"time_started"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compartment_id", b"compartment_id", "created_by", b"created_by", "id", b"id", "last_error", b"last_error", "operation_type", b"operation_type", "percent_complete", b"percent_complete", "reason", b"reason", "resources", b"resources", "revision", b"revision", "status", b"status", "time_accepted", b"time_accepted", "time_finished", b"time_finished", "time_started", b"time_started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -355,6 +365,7 @@ class ListWorkRequestsRequest(_message.Message):
     ORDER_BY_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
     compartment_id: _builtins.str
     """Only work requests in this compartment."""
     resource_id: _builtins.str
@@ -371,6 +382,8 @@ class ListWorkRequestsRequest(_message.Message):
     page_size: _builtins.int
     """At most 1000; 0 means 50."""
     page_token: _builtins.str
+    created_by: _builtins.str
+    """Only work requests created by this principal."""
     @_builtins.property
     def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___WorkRequestStatus.ValueType]:
         """Only work requests in one of these statuses."""
@@ -386,10 +399,11 @@ class ListWorkRequestsRequest(_message.Message):
         order_by: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        created_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compartment_id", b"compartment_id", "filter", b"filter", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "resource_id", b"resource_id", "resource_type", b"resource_type", "statuses", b"statuses"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compartment_id", b"compartment_id", "created_by", b"created_by", "filter", b"filter", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "resource_id", b"resource_id", "resource_type", b"resource_type", "statuses", b"statuses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

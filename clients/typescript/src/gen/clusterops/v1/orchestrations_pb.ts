@@ -6,15 +6,15 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { WorkRequest } from "./work_requests_pb.js";
 import { file_clusterops_v1_work_requests } from "./work_requests_pb.js";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file clusterops/v1/orchestrations.proto.
  */
 export const file_clusterops_v1_orchestrations: GenFile = /*@__PURE__*/
-  fileDesc("CiJjbHVzdGVyb3BzL3YxL29yY2hlc3RyYXRpb25zLnByb3RvEg1jbHVzdGVyb3BzLnYxIpcBCg1SdW50aW1lVGFyZ2V0Eg4KBnRhcmdldBgBIAEoCRIWCg5nbG9iYWxfYWNjb3VudBgCIAEoCRITCgtzdWJfYWNjb3VudBgDIAEoCRIOCgZyZWdpb24YBCABKAkSEgoKcnVudGltZV9pZBgFIAEoCRIRCglwbGFuX25hbWUYBiABKAkSEgoKc2hvb3RfbmFtZRgHIAEoCSJqCgpUYXJnZXRTcGVjEi0KB2luY2x1ZGUYASADKAsyHC5jbHVzdGVyb3BzLnYxLlJ1bnRpbWVUYXJnZXQSLQoHZXhjbHVkZRgCIAMoCzIcLmNsdXN0ZXJvcHMudjEuUnVudGltZVRhcmdldCIjChBQYXJhbGxlbFN0cmF0ZWd5Eg8KB3dvcmtlcnMYASABKAUi6gEKDFN0cmF0ZWd5U3BlYxIpCgR0eXBlGAEgASgOMhsuY2x1c3Rlcm9wcy52MS5TdHJhdGVneVR5cGUSLQoIc2NoZWR1bGUYAiABKA4yGy5jbHVzdGVyb3BzLnYxLlNjaGVkdWxlVHlwZRIxCg1zY2hlZHVsZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIaChJtYWludGVuYW5jZV93aW5kb3cYBCABKAgSMQoIcGFyYWxsZWwYBSABKAsyHy5jbHVzdGVyb3BzLnYxLlBhcmFsbGVsU3RyYXRlZ3kioQEKF09yY2hlc3RyYXRpb25QYXJhbWV0ZXJzEioKB3RhcmdldHMYASABKAsyGS5jbHVzdGVyb3BzLnYxLlRhcmdldFNwZWMSLQoIc3RyYXRlZ3kYAiABKAsyGy5jbHVzdGVyb3BzLnYxLlN0cmF0ZWd5U3BlYxIPCgdkcnlfcnVuGAMgASgIEhoKEmt1YmVybmV0ZXNfdmVyc2lvbhgEIAEoCSKNAQoPT3BlcmF0aW9uQ291bnRzEg8KB3BlbmRpbmcYASABKAUSEwoLaW5fcHJvZ3Jlc3MYAiABKAUSEQoJc3VjY2VlZGVkGAMgASgFEg4KBmZhaWxlZBgEIAEoBRIQCghjYW5jZWxlZBgFIAEoBRIQCghyZXRyeWluZxgGIAEoBRINCgV0b3RhbBgHIAEoBSL5AgoNT3JjaGVzdHJhdGlvbhIKCgJpZBgBIAEoCRIWCg5jb21wYXJ0bWVudF9pZBgCIAEoCRIwCgVzdGF0ZRgDIAEoDjIhLmNsdXN0ZXJvcHMudjEuT3JjaGVzdHJhdGlvblN0YXRlEhMKC2Rlc2NyaXB0aW9uGAQgASgJEjoKCnBhcmFtZXRlcnMYBSABKAsyJi5jbHVzdGVyb3BzLnYxLk9yY2hlc3RyYXRpb25QYXJhbWV0ZXJzEjgKEG9wZXJhdGlvbl9jb3VudHMYBiABKAsyHi5jbHVzdGVyb3BzLnYxLk9wZXJhdGlvbkNvdW50cxIXCg93b3JrX3JlcXVlc3RfaWQYByABKAkSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgRldGFnGAogASgJIosBCg1DbHVzdGVyQ29uZmlnEhoKEmt1YmVybmV0ZXNfdmVyc2lvbhgBIAEoCRIWCg50YXJnZXRfdmVyc2lvbhgCIAEoCRIOCgZyZWdpb24YAyABKAkSEQoJcGxhbl9uYW1lGAQgASgJEhIKCnNob290X25hbWUYBSABKAkSDwoHcGxhbl9pZBgGIAEoCSK1AQoPQ29tcG9uZW50Q29uZmlnEhEKCWNvbXBvbmVudBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEkgKDWNvbmZpZ3VyYXRpb24YAyADKAsyMS5jbHVzdGVyb3BzLnYxLkNvbXBvbmVudENvbmZpZy5Db25maWd1cmF0aW9uRW50cnkaNAoSQ29uZmlndXJhdGlvbkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi/gEKEE9wZXJhdGlvbkF0dGVtcHQSDwoHYXR0ZW1wdBgBIAEoBRIwCgVzdGF0ZRgCIAEoDjIhLmNsdXN0ZXJvcHMudjEuT3JjaGVzdHJhdGlvblN0YXRlEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhsKE3VwZ3JhZGVfd29ya2Zsb3dfaWQYBCABKAkSFwoPd29ya19yZXF1ZXN0X2lkGAUgASgJEi4KCnN0YXJ0X3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKbBgoWT3JjaGVzdHJhdGlvbk9wZXJhdGlvbhIKCgJpZBgBIAEoCRIYChBvcmNoZXN0cmF0aW9uX2lkGAIgASgJEhIKCnJ1bnRpbWVfaWQYAyABKAkSGQoRZ2xvYmFsX2FjY291bnRfaWQYBCABKAkSFgoOc3ViX2FjY291bnRfaWQYBSABKAkSDgoGcmVnaW9uGAYgASgJEhEKCXBsYW5fbmFtZRgHIAEoCRISCgpzaG9vdF9uYW1lGAggASgJEg8KB2RyeV9ydW4YCSABKAgSMAoFc3RhdGUYCiABKA4yIS5jbHVzdGVyb3BzLnYxLk9yY2hlc3RyYXRpb25TdGF0ZRITCgtkZXNjcmlwdGlvbhgLIAEoCRIgChhtYWludGVuYW5jZV93aW5kb3dfYmVnaW4YDCABKAkSHgoWbWFpbnRlbmFuY2Vfd2luZG93X2VuZBgNIAEoCRIbChN1cGdyYWRlX3dvcmtmbG93X2lkGA4gASgJEhcKD3dvcmtfcmVxdWVzdF9pZBgPIAEoCRIPCgdhdHRlbXB0GBAgASgFEi8KC2NyZWF0ZV90aW1lGBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgSIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgTIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYFCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjoKEXByZXZpb3VzX2F0dGVtcHRzGBUgAygLMh8uY2x1c3Rlcm9wcy52MS5PcGVyYXRpb25BdHRlbXB0EjQKDmNsdXN0ZXJfY29uZmlnGBYgASgLMhwuY2x1c3Rlcm9wcy52MS5DbHVzdGVyQ29uZmlnEjkKEWNvbXBvbmVudF9jb25maWdzGBcgAygLMh4uY2x1c3Rlcm9wcy52MS5Db21wb25lbnRDb25maWcSDwoHcGxhbl9pZBgYIAEoCSKEAQoaQ3JlYXRlT3JjaGVzdHJhdGlvblJlcXVlc3QSFgoOY29tcGFydG1lbnRfaWQYASABKAkSOgoKcGFyYW1ldGVycxgCIAEoCzImLmNsdXN0ZXJvcHMudjEuT3JjaGVzdHJhdGlvblBhcmFtZXRlcnMSEgoKcmVxdWVzdF9pZBgDIAEoCSKEAQobQ3JlYXRlT3JjaGVzdHJhdGlvblJlc3BvbnNlEjMKDW9yY2hlc3RyYXRpb24YASABKAsyHC5jbHVzdGVyb3BzLnYxLk9yY2hlc3RyYXRpb24SMAoMd29ya19yZXF1ZXN0GAIgASgLMhouY2x1c3Rlcm9wcy52MS5Xb3JrUmVxdWVzdCIzChdHZXRPcmNoZXN0cmF0aW9uUmVxdWVzdBIYChBvcmNoZXN0cmF0aW9uX2lkGAEgASgJIk8KGEdldE9yY2hlc3RyYXRpb25SZXNwb25zZRIzCg1vcmNoZXN0cmF0aW9uGAEgASgLMhwuY2x1c3Rlcm9wcy52MS5PcmNoZXN0cmF0aW9uIo0BChlMaXN0T3JjaGVzdHJhdGlvbnNSZXF1ZXN0EhYKDmNvbXBhcnRtZW50X2lkGAEgASgJEjEKBnN0YXRlcxgCIAMoDjIhLmNsdXN0ZXJvcHMudjEuT3JjaGVzdHJhdGlvblN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJImsKGkxpc3RPcmNoZXN0cmF0aW9uc1Jlc3BvbnNlEjQKDm9yY2hlc3RyYXRpb25zGAEgAygLMhwuY2x1c3Rlcm9wcy52MS5PcmNoZXN0cmF0aW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKYAQoiTGlzdE9yY2hlc3RyYXRpb25PcGVyYXRpb25zUmVxdWVzdBIYChBvcmNoZXN0cmF0aW9uX2lkGAEgASgJEjEKBnN0YXRlcxgCIAMoDjIhLmNsdXN0ZXJvcHMudjEuT3JjaGVzdHJhdGlvblN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoBRISCgpwYWdlX3Rva2VuGAQgASgJIpcBCiNMaXN0T3JjaGVzdHJhdGlvbk9wZXJhdGlvbnNSZXNwb25zZRIzCgRkYXRhGAEgAygLMiUuY2x1c3Rlcm9wcy52MS5PcmNoZXN0cmF0aW9uT3BlcmF0aW9uEg0KBWNvdW50GAIgASgFEhMKC3RvdGFsX2NvdW50GAMgASgFEhcKD25leHRfcGFnZV90b2tlbhgEIAEoCSJSCiBHZXRPcmNoZXN0cmF0aW9uT3BlcmF0aW9uUmVxdWVzdBIYChBvcmNoZXN0cmF0aW9uX2lkGAEgASgJEhQKDG9wZXJhdGlvbl9pZBgCIAEoCSJdCiFHZXRPcmNoZXN0cmF0aW9uT3BlcmF0aW9uUmVzcG9uc2USOAoJb3BlcmF0aW9uGAEgASgLMiUuY2x1c3Rlcm9wcy52MS5PcmNoZXN0cmF0aW9uT3BlcmF0aW9uIlgKGkNhbmNlbE9yY2hlc3RyYXRpb25SZXF1ZXN0EhgKEG9yY2hlc3RyYXRpb25faWQYASABKAkSDAoEZXRhZxgCIAEoCRISCgpyZXF1ZXN0X2lkGAMgASgJIlIKG0NhbmNlbE9yY2hlc3RyYXRpb25SZXNwb25zZRIzCg1vcmNoZXN0cmF0aW9uGAEgASgLMhwuY2x1c3Rlcm9wcy52MS5PcmNoZXN0cmF0aW9uIm4KGVJldHJ5T3JjaGVzdHJhdGlvblJlcXVlc3QSGAoQb3JjaGVzdHJhdGlvbl9pZBgBIAEoCRIVCg1vcGVyYXRpb25faWRzGAIgAygJEgwKBGV0YWcYAyABKAkSEgoKcmVxdWVzdF9pZBgEIAEoCSJwChpSZXRyeU9yY2hlc3RyYXRpb25SZXNwb25zZRIzCg1vcmNoZXN0cmF0aW9uGAEgASgLMhwuY2x1c3Rlcm9wcy52MS5PcmNoZXN0cmF0aW9uEh0KFXJldHJpZWRfb3BlcmF0aW9uX2lkcxgCIAMoCSqpAgoST3JjaGVzdHJhdGlvblN0YXRlEiMKH09SQ0hFU1RSQVRJT05fU1RBVEVfVU5TUEVDSUZJRUQQABIfChtPUkNIRVNUUkFUSU9OX1NUQVRFX1BFTkRJTkcQARIjCh9PUkNIRVNUUkFUSU9OX1NUQVRFX0lOX1BST0dSRVNTEAISIQodT1JDSEVTVFJBVElPTl9TVEFURV9DQU5DRUxJTkcQAxIgChxPUkNIRVNUUkFUSU9OX1NUQVRFX0NBTkNFTEVEEAQSIAocT1JDSEVTVFJBVElPTl9TVEFURV9SRVRSWUlORxAFEiEKHU9SQ0hFU1RSQVRJT05fU1RBVEVfU1VDQ0VFREVEEAYSHgoaT1JDSEVTVFJBVElPTl9TVEFURV9GQUlMRUQQBypJCgxTdHJhdGVneVR5cGUSHQoZU1RSQVRFR1lfVFlQRV9VTlNQRUNJRklFRBAAEhoKFlNUUkFURUdZX1RZUEVfUEFSQUxMRUwQASp5CgxTY2hlZHVsZVR5cGUSHQoZU0NIRURVTEVfVFlQRV9VTlNQRUNJRklFRBAAEhsKF1NDSEVEVUxFX1RZUEVfSU1NRURJQVRFEAESFQoRU0NIRURVTEVfVFlQRV9OT1cQAhIWChJTQ0hFRFVMRV9UWVBFX1RJTUUQAzK0BgoUT3JjaGVzdHJhdGlvblNlcnZpY2USbAoTQ3JlYXRlT3JjaGVzdHJhdGlvbhIpLmNsdXN0ZXJvcHMudjEuQ3JlYXRlT3JjaGVzdHJhdGlvblJlcXVlc3QaKi5jbHVzdGVyb3BzLnYxLkNyZWF0ZU9yY2hlc3RyYXRpb25SZXNwb25zZRJjChBHZXRPcmNoZXN0cmF0aW9uEiYuY2x1c3Rlcm9wcy52MS5HZXRPcmNoZXN0cmF0aW9uUmVxdWVzdBonLmNsdXN0ZXJvcHMudjEuR2V0T3JjaGVzdHJhdGlvblJlc3BvbnNlEmkKEkxpc3RPcmNoZXN0cmF0aW9ucxIoLmNsdXN0ZXJvcHMudjEuTGlzdE9yY2hlc3RyYXRpb25zUmVxdWVzdBopLmNsdXN0ZXJvcHMudjEuTGlzdE9yY2hlc3RyYXRpb25zUmVzcG9uc2UShAEKG0xpc3RPcmNoZXN0cmF0aW9uT3BlcmF0aW9ucxIxLmNsdXN0ZXJvcHMudjEuTGlzdE9yY2hlc3RyYXRpb25PcGVyYXRpb25zUmVxdWVzdBoyLmNsdXN0ZXJvcHMudjEuTGlzdE9yY2hlc3RyYXRpb25PcGVyYXRpb25zUmVzcG9uc2USfgoZR2V0T3JjaGVzdHJhdGlvbk9wZXJhdGlvbhIvLmNsdXN0ZXJvcHMudjEuR2V0T3JjaGVzdHJhdGlvbk9wZXJhdGlvblJlcXVlc3QaMC5jbHVzdGVyb3BzLnYxLkdldE9yY2hlc3RyYXRpb25PcGVyYXRpb25SZXNwb25zZRJsChNDYW5jZWxPcmNoZXN0cmF0aW9uEikuY2x1c3Rlcm9wcy52MS5DYW5jZWxPcmNoZXN0cmF0aW9uUmVxdWVzdBoqLmNsdXN0ZXJvcHMudjEuQ2FuY2VsT3JjaGVzdHJhdGlvblJlc3BvbnNlEmkKElJldHJ5T3JjaGVzdHJhdGlvbhIoLmNsdXN0ZXJvcHMudjEuUmV0cnlPcmNoZXN0cmF0aW9uUmVxdWVzdBopLmNsdXN0ZXJvcHMudjEuUmV0cnlPcmNoZXN0cmF0aW9uUmVzcG9uc2ViBnByb3RvMw", [file_clusterops_v1_work_requests, file_google_protobuf_timestamp]);
+  fileDesc("CiJjbHVzdGVyb3BzL3YxL29yY2hlc3RyYXRpb25zLnByb3RvEg1jbHVzdGVyb3BzLnYxIpcBCg1SdW50aW1lVGFyZ2V0Eg4KBnRhcmdldBgBIAEoCRIWCg5nbG9iYWxfYWNjb3VudBgCIAEoCRITCgtzdWJfYWNjb3VudBgDIAEoCRIOCgZyZWdpb24YBCABKAkSEgoKcnVudGltZV9pZBgFIAEoCRIRCglwbGFuX25hbWUYBiABKAkSEgoKc2hvb3RfbmFtZRgHIAEoCSJqCgpUYXJnZXRTcGVjEi0KB2luY2x1ZGUYASADKAsyHC5jbHVzdGVyb3BzLnYxLlJ1bnRpbWVUYXJnZXQSLQoHZXhjbHVkZRgCIAMoCzIcLmNsdXN0ZXJvcHMudjEuUnVudGltZVRhcmdldCIjChBQYXJhbGxlbFN0cmF0ZWd5Eg8KB3dvcmtlcnMYASABKAUi9AIKDFN0cmF0ZWd5U3BlYxIpCgR0eXBlGAEgASgOMhsuY2x1c3Rlcm9wcy52MS5TdHJhdGVneVR5cGUSLQoIc2NoZWR1bGUYAiABKA4yGy5jbHVzdGVyb3BzLnYxLlNjaGVkdWxlVHlwZRIxCg1zY2hlZHVsZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIaChJtYWludGVuYW5jZV93aW5kb3cYBCABKAgSMQoIcGFyYWxsZWwYBSABKAsyHy5jbHVzdGVyb3BzLnYxLlBhcmFsbGVsU3RyYXRlZ3kSJAoGc3RhZ2VzGAYgAygLMhQuY2x1c3Rlcm9wcy52MS5TdGFnZRI0Cg5mYWlsdXJlX2J1ZGdldBgHIAEoCzIcLmNsdXN0ZXJvcHMudjEuRmFpbHVyZUJ1ZGdldBIsCghwYXVzZV9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiQgoNRmFpbHVyZUJ1ZGdldBIUCgxtYXhfZmFpbHVyZXMYASABKAUSGwoTbWF4X2ZhaWx1cmVfcGVyY2VudBgCIAEoBSLsAQoFU3RhZ2USDAoEbmFtZRgBIAEoCRIqCgd0YXJnZXRzGAIgASgLMhkuY2x1c3Rlcm9wcy52MS5UYXJnZXRTcGVjEg0KBWNvdW50GAMgASgFEg8KB3BlcmNlbnQYBCABKAUSDwoHd29ya2VycxgFIAEoBRInCgRzb2FrGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhkKEXJlcXVpcmVzX2FwcHJvdmFsGAcgASgIEjQKDmZhaWx1cmVfYnVkZ2V0GAggASgLMhwuY2x1c3Rlcm9wcy52MS5GYWlsdXJlQnVkZ2V0IqEBChdPcmNoZXN0cmF0aW9uUGFyYW1ldGVycxIqCgd0YXJnZXRzGAEgASgLMhkuY2x1c3Rlcm9wcy52MS5UYXJnZXRTcGVjEi0KCHN0cmF0ZWd5GAIgASgLMhsuY2x1c3Rlcm9wcy52MS5TdHJhdGVneVNwZWMSDwoHZHJ5X3J1bhgDIAEoCBIaChJrdWJlcm5ldGVzX3ZlcnNpb24YBCABKAkijQEKD09wZXJhdGlvbkNvdW50cxIPCgdwZW5kaW5nGAEgASgFEhMKC2luX3Byb2dyZXNzGAIgASgFEhEKCXN1Y2NlZWRlZBgDIAEoBRIOCgZmYWlsZWQYBCABKAUSEAoIY2FuY2VsZWQYBSABKAUSEAoIcmV0cnlpbmcYBiABKAUSDQoFdG90YWwYByABKAUisgQKDU9yY2hlc3RyYXRpb24SCgoCaWQYASABKAkSFgoOY29tcGFydG1lbnRfaWQYAiABKAkSMAoFc3RhdGUYAyABKA4yIS5jbHVzdGVyb3BzLnYxLk9yY2hlc3RyYXRpb25TdGF0ZRITCgtkZXNjcmlwdGlvbhgEIAEoCRI6CgpwYXJhbWV0ZXJzGAUgASgLMiYuY2x1c3Rlcm9wcy52MS5PcmNoZXN0cmF0aW9uUGFyYW1ldGVycxI4ChBvcGVyYXRpb25fY291bnRzGAYgASgLMh4uY2x1c3Rlcm9wcy52MS5PcGVyYXRpb25Db3VudHMSFwoPd29ya19yZXF1ZXN0X2lkGAcgASgJEi8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEZXRhZxgKIAEoCRIqCgZzdGFnZXMYCyADKAsyGi5jbHVzdGVyb3BzLnYxLlN0YWdlU3RhdHVzEjYKEmVzdGltYXRlZF9lbmRfdGltZRgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoFcGF1c2UYDSABKAsyGC5jbHVzdGVyb3BzLnYxLlBhdXNlSW5mbxIWCg5mYWlsdXJlX3JlYXNvbhgOIAEoCRISCgpjcmVhdGVkX2J5GA8gASgJIl4KCVBhdXNlSW5mbxIRCglwYXVzZWRfYnkYASABKAkSDgoGcmVhc29uGAIgASgJEi4KCnBhdXNlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItcCCgtTdGFnZVN0YXR1cxIMCgRuYW1lGAEgASgJEigKBXN0YXRlGAIgASgOMhkuY2x1c3Rlcm9wcy52MS5TdGFnZVN0YXRlEjgKEG9wZXJhdGlvbl9jb3VudHMYAyABKAsyHi5jbHVzdGVyb3BzLnYxLk9wZXJhdGlvbkNvdW50cxIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNc29ha19lbmRfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLYXBwcm92ZWRfYnkYByABKAkSMAoMYXBwcm92ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKLAQoNQ2x1c3RlckNvbmZpZxIaChJrdWJlcm5ldGVzX3ZlcnNpb24YASABKAkSFgoOdGFyZ2V0X3ZlcnNpb24YAiABKAkSDgoGcmVnaW9uGAMgASgJEhEKCXBsYW5fbmFtZRgEIAEoCRISCgpzaG9vdF9uYW1lGAUgASgJEg8KB3BsYW5faWQYBiABKAkitQEKD0NvbXBvbmVudENvbmZpZxIRCgljb21wb25lbnQYASABKAkSDwoHdmVyc2lvbhgCIAEoCRJICg1jb25maWd1cmF0aW9uGAMgAygLMjEuY2x1c3Rlcm9wcy52MS5Db21wb25lbnRDb25maWcuQ29uZmlndXJhdGlvbkVudHJ5GjQKEkNvbmZpZ3VyYXRpb25FbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIv4BChBPcGVyYXRpb25BdHRlbXB0Eg8KB2F0dGVtcHQYASABKAUSMAoFc3RhdGUYAiABKA4yIS5jbHVzdGVyb3BzLnYxLk9yY2hlc3RyYXRpb25TdGF0ZRITCgtkZXNjcmlwdGlvbhgDIAEoCRIbChN1cGdyYWRlX3dvcmtmbG93X2lkGAQgASgJEhcKD3dvcmtfcmVxdWVzdF9pZBgFIAEoCRIuCgpzdGFydF90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiqAcKFk9yY2hlc3RyYXRpb25PcGVyYXRpb24SCgoCaWQYASABKAkSGAoQb3JjaGVzdHJhdGlvbl9pZBgCIAEoCRISCgpydW50aW1lX2lkGAMgASgJEhkKEWdsb2JhbF9hY2NvdW50X2lkGAQgASgJEhYKDnN1Yl9hY2NvdW50X2lkGAUgASgJEg4KBnJlZ2lvbhgGIAEoCRIRCglwbGFuX25hbWUYByABKAkSEgoKc2hvb3RfbmFtZRgIIAEoCRIPCgdkcnlfcnVuGAkgASgIEjAKBXN0YXRlGAogASgOMiEuY2x1c3Rlcm9wcy52MS5PcmNoZXN0cmF0aW9uU3RhdGUSEwoLZGVzY3JpcHRpb24YCyABKAkSIAoYbWFpbnRlbmFuY2Vfd2luZG93X2JlZ2luGAwgASgJEh4KFm1haW50ZW5hbmNlX3dpbmRvd19lbmQYDSABKAkSGwoTdXBncmFkZV93b3JrZmxvd19pZBgOIAEoCRIXCg93b3JrX3JlcXVlc3RfaWQYDyABKAkSDwoHYXR0ZW1wdBgQIAEoBRIvCgtjcmVhdGVfdGltZRgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYEiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0X3RpbWUYEyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGBQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI6ChFwcmV2aW91c19hdHRlbXB0cxgVIAMoCzIfLmNsdXN0ZXJvcHMudjEuT3BlcmF0aW9uQXR0ZW1wdBI0Cg5jbHVzdGVyX2NvbmZpZxgWIAEoCzIcLmNsdXN0ZXJvcHMudjEuQ2x1c3RlckNvbmZpZxI5ChFjb21wb25lbnRfY29uZmlncxgXIAMoCzIeLmNsdXN0ZXJvcHMudjEuQ29tcG9uZW50Q29uZmlnEg8KB3BsYW5faWQYGCABKAkSDQoFc3RhZ2UYGSABKAkSNwoLd2FpdF9yZWFzb24YGiABKA4yIi5jbHVzdGVyb3BzLnYxLk9wZXJhdGlvbldhaXRSZWFzb24SLgoKd2FpdF91bnRpbBgbIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLd2FpdF9kZXRhaWwYHCABKAkilAEKGkNyZWF0ZU9yY2hlc3RyYXRpb25SZXF1ZXN0EhYKDmNvbXBhcnRtZW50X2lkGAEgASgJEjoKCnBhcmFtZXRlcnMYAiABKAsyJi5jbHVzdGVyb3BzLnYxLk9yY2hlc3RyYXRpb25QYXJhbWV0ZXJzEhIKCnJlcXVlc3RfaWQYAyABKAkSDgoGcmVhc29uGAQgASgJIoQBChtDcmVhdGVPcmNoZXN0cmF0aW9uUmVzcG9uc2USMwoNb3JjaGVzdHJhdGlvbhgBIAEoCzIcLmNsdXN0ZXJvcHMudjEuT3JjaGVzdHJhdGlvbhIwCgx3b3JrX3JlcXVlc3QYAiABKAsyGi5jbHVzdGVyb3BzLnYxLldvcmtSZXF1ZXN0IjMKF0dldE9yY2hlc3RyYXRpb25SZXF1ZXN0EhgKEG9yY2hlc3RyYXRpb25faWQYASABKAkiTwoYR2V0T3JjaGVzdHJhdGlvblJlc3BvbnNlEjMKDW9yY2hlc3RyYXRpb24YASABKAsyHC5jbHVzdGVyb3BzLnYxLk9yY2hlc3RyYXRpb24ijQEKGUxpc3RPcmNoZXN0cmF0aW9uc1JlcXVlc3QSFgoOY29tcGFydG1lbnRfaWQYASABKAkSMQoGc3RhdGVzGAIgAygOMiEuY2x1c3Rlcm9wcy52MS5PcmNoZXN0cmF0aW9uU3RhdGUSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiawoaTGlzdE9yY2hlc3RyYXRpb25zUmVzcG9uc2USNAoOb3JjaGVzdHJhdGlvbnMYASADKAsyHC5jbHVzdGVyb3BzLnYxLk9yY2hlc3RyYXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIqcBCiJMaXN0T3JjaGVzdHJhdGlvbk9wZXJhdGlvbnNSZXF1ZXN0EhgKEG9yY2hlc3RyYXRpb25faWQYASABKAkSMQoGc3RhdGVzGAIgAygOMiEuY2x1c3Rlcm9wcy52MS5PcmNoZXN0cmF0aW9uU3RhdGUSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkSDQoFc3RhZ2UYBSABKAkilwEKI0xpc3RPcmNoZXN0cmF0aW9uT3BlcmF0aW9uc1Jlc3BvbnNlEjMKBGRhdGEYASADKAsyJS5jbHVzdGVyb3BzLnYxLk9yY2hlc3RyYXRpb25PcGVyYXRpb24SDQoFY291bnQYAiABKAUSEwoLdG90YWxfY291bnQYAyABKAUSFwoPbmV4dF9wYWdlX3Rva2VuGAQgASgJIlIKIEdldE9yY2hlc3RyYXRpb25PcGVyYXRpb25SZXF1ZXN0EhgKEG9yY2hlc3RyYXRpb25faWQYASABKAkSFAoMb3BlcmF0aW9uX2lkGAIgASgJIl0KIUdldE9yY2hlc3RyYXRpb25PcGVyYXRpb25SZXNwb25zZRI4CglvcGVyYXRpb24YASABKAsyJS5jbHVzdGVyb3BzLnYxLk9yY2hlc3RyYXRpb25PcGVyYXRpb24iaAoaQ2FuY2VsT3JjaGVzdHJhdGlvblJlcXVlc3QSGAoQb3JjaGVzdHJhdGlvbl9pZBgBIAEoCRIMCgRldGFnGAIgASgJEhIKCnJlcXVlc3RfaWQYAyABKAkSDgoGcmVhc29uGAQgASgJIlIKG0NhbmNlbE9yY2hlc3RyYXRpb25SZXNwb25zZRIzCg1vcmNoZXN0cmF0aW9uGAEgASgLMhwuY2x1c3Rlcm9wcy52MS5PcmNoZXN0cmF0aW9uIn4KGVJldHJ5T3JjaGVzdHJhdGlvblJlcXVlc3QSGAoQb3JjaGVzdHJhdGlvbl9pZBgBIAEoCRIVCg1vcGVyYXRpb25faWRzGAIgAygJEgwKBGV0YWcYAyABKAkSEgoKcmVxdWVzdF9pZBgEIAEoCRIOCgZyZWFzb24YBSABKAkicAoaUmV0cnlPcmNoZXN0cmF0aW9uUmVzcG9uc2USMwoNb3JjaGVzdHJhdGlvbhgBIAEoCzIcLmNsdXN0ZXJvcHMudjEuT3JjaGVzdHJhdGlvbhIdChVyZXRyaWVkX29wZXJhdGlvbl9pZHMYAiADKAkiZwoZUGF1c2VPcmNoZXN0cmF0aW9uUmVxdWVzdBIYChBvcmNoZXN0cmF0aW9uX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCRIMCgRldGFnGAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkiUQoaUGF1c2VPcmNoZXN0cmF0aW9uUmVzcG9uc2USMwoNb3JjaGVzdHJhdGlvbhgBIAEoCzIcLmNsdXN0ZXJvcHMudjEuT3JjaGVzdHJhdGlvbiJoChpSZXN1bWVPcmNoZXN0cmF0aW9uUmVxdWVzdBIYChBvcmNoZXN0cmF0aW9uX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCRIMCgRldGFnGAMgASgJEhIKCnJlcXVlc3RfaWQYBCABKAkiUgobUmVzdW1lT3JjaGVzdHJhdGlvblJlc3BvbnNlEjMKDW9yY2hlc3RyYXRpb24YASABKAsyHC5jbHVzdGVyb3BzLnYxLk9yY2hlc3RyYXRpb24ifQogQXBwcm92ZU9yY2hlc3RyYXRpb25TdGFnZVJlcXVlc3QSGAoQb3JjaGVzdHJhdGlvbl9pZBgBIAEoCRINCgVzdGFnZRgCIAEoCRIOCgZyZWFzb24YAyABKAkSDAoEZXRhZxgEIAEoCRISCgpyZXF1ZXN0X2lkGAUgASgJIlgKIUFwcHJvdmVPcmNoZXN0cmF0aW9uU3RhZ2VSZXNwb25zZRIzCg1vcmNoZXN0cmF0aW9uGAEgASgLMhwuY2x1c3Rlcm9wcy52MS5PcmNoZXN0cmF0aW9uKskCChJPcmNoZXN0cmF0aW9uU3RhdGUSIwofT1JDSEVTVFJBVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEh8KG09SQ0hFU1RSQVRJT05fU1RBVEVfUEVORElORxABEiMKH09SQ0hFU1RSQVRJT05fU1RBVEVfSU5fUFJPR1JFU1MQAhIhCh1PUkNIRVNUUkFUSU9OX1NUQVRFX0NBTkNFTElORxADEiAKHE9SQ0hFU1RSQVRJT05fU1RBVEVfQ0FOQ0VMRUQQBBIgChxPUkNIRVNUUkFUSU9OX1NUQVRFX1JFVFJZSU5HEAUSIQodT1JDSEVTVFJBVElPTl9TVEFURV9TVUNDRUVERUQQBhIeChpPUkNIRVNUUkFUSU9OX1NUQVRFX0ZBSUxFRBAHEh4KGk9SQ0hFU1RSQVRJT05fU1RBVEVfUEFVU0VEEAgqSQoMU3RyYXRlZ3lUeXBlEh0KGVNUUkFURUdZX1RZUEVfVU5TUEVDSUZJRUQQABIaChZTVFJBVEVHWV9UWVBFX1BBUkFMTEVMEAEqeQoMU2NoZWR1bGVUeXBlEh0KGVNDSEVEVUxFX1RZUEVfVU5TUEVDSUZJRUQQABIbChdTQ0hFRFVMRV9UWVBFX0lNTUVESUFURRABEhUKEVNDSEVEVUxFX1RZUEVfTk9XEAISFgoSU0NIRURVTEVfVFlQRV9USU1FEAMq5wEKClN0YWdlU3RhdGUSGwoXU1RBR0VfU1RBVEVfVU5TUEVDSUZJRUQQABIXChNTVEFHRV9TVEFURV9QRU5ESU5HEAESJAogU1RBR0VfU1RBVEVfV0FJVElOR19GT1JfQVBQUk9WQUwQAhIXChNTVEFHRV9TVEFURV9SVU5OSU5HEAMSFwoTU1RBR0VfU1RBVEVfU09BS0lORxAEEhkKFVNUQUdFX1NUQVRFX0NPTVBMRVRFRBAFEhYKElNUQUdFX1NUQVRFX0hBTFRFRBAGEhgKFFNUQUdFX1NUQVRFX0NBTkNFTEVEEAcqiAMKE09wZXJhdGlvbldhaXRSZWFzb24SJQohT1BFUkFUSU9OX1dBSVRfUkVBU09OX1VOU1BFQ0lGSUVEEAASIAocT1BFUkFUSU9OX1dBSVRfUkVBU09OX1dPUktFUhABEiwKKE9QRVJBVElPTl9XQUlUX1JFQVNPTl9NQUlOVEVOQU5DRV9XSU5ET1cQAhIiCh5PUEVSQVRJT05fV0FJVF9SRUFTT05fU0NIRURVTEUQAxIfChtPUEVSQVRJT05fV0FJVF9SRUFTT05fU1RBR0UQBBIeChpPUEVSQVRJT05fV0FJVF9SRUFTT05fU09BSxAFEiIKHk9QRVJBVElPTl9XQUlUX1JFQVNPTl9BUFBST1ZBTBAGEh8KG09QRVJBVElPTl9XQUlUX1JFQVNPTl9QQVVTRRAHEiYKIk9QRVJBVElPTl9XQUlUX1JFQVNPTl9DTFVTVEVSX0JVU1kQCBIoCiRPUEVSQVRJT05fV0FJVF9SRUFTT05fRkFJTFVSRV9CVURHRVQQCTKNCQoUT3JjaGVzdHJhdGlvblNlcnZpY2USbAoTQ3JlYXRlT3JjaGVzdHJhdGlvbhIpLmNsdXN0ZXJvcHMudjEuQ3JlYXRlT3JjaGVzdHJhdGlvblJlcXVlc3QaKi5jbHVzdGVyb3BzLnYxLkNyZWF0ZU9yY2hlc3RyYXRpb25SZXNwb25zZRJjChBHZXRPcmNoZXN0cmF0aW9uEiYuY2x1c3Rlcm9wcy52MS5HZXRPcmNoZXN0cmF0aW9uUmVxdWVzdBonLmNsdXN0ZXJvcHMudjEuR2V0T3JjaGVzdHJhdGlvblJlc3BvbnNlEmkKEkxpc3RPcmNoZXN0cmF0aW9ucxIoLmNsdXN0ZXJvcHMudjEuTGlzdE9yY2hlc3RyYXRpb25zUmVxdWVzdBopLmNsdXN0ZXJvcHMudjEuTGlzdE9yY2hlc3RyYXRpb25zUmVzcG9uc2UShAEKG0xpc3RPcmNoZXN0cmF0aW9uT3BlcmF0aW9ucxIxLmNsdXN0ZXJvcHMudjEuTGlzdE9yY2hlc3RyYXRpb25PcGVyYXRpb25zUmVxdWVzdBoyLmNsdXN0ZXJvcHMudjEuTGlzdE9yY2hlc3RyYXRpb25PcGVyYXRpb25zUmVzcG9uc2USfgoZR2V0T3JjaGVzdHJhdGlvbk9wZXJhdGlvbhIvLmNsdXN0ZXJvcHMudjEuR2V0T3JjaGVzdHJhdGlvbk9wZXJhdGlvblJlcXVlc3QaMC5jbHVzdGVyb3BzLnYxLkdldE9yY2hlc3RyYXRpb25PcGVyYXRpb25SZXNwb25zZRJsChNDYW5jZWxPcmNoZXN0cmF0aW9uEikuY2x1c3Rlcm9wcy52MS5DYW5jZWxPcmNoZXN0cmF0aW9uUmVxdWVzdBoqLmNsdXN0ZXJvcHMudjEuQ2FuY2VsT3JjaGVzdHJhdGlvblJlc3BvbnNlEmkKElJldHJ5T3JjaGVzdHJhdGlvbhIoLmNsdXN0ZXJvcHMudjEuUmV0cnlPcmNoZXN0cmF0aW9uUmVxdWVzdBopLmNsdXN0ZXJvcHMudjEuUmV0cnlPcmNoZXN0cmF0aW9uUmVzcG9uc2USaQoSUGF1c2VPcmNoZXN0cmF0aW9uEiguY2x1c3Rlcm9wcy52MS5QYXVzZU9yY2hlc3RyYXRpb25SZXF1ZXN0GikuY2x1c3Rlcm9wcy52MS5QYXVzZU9yY2hlc3RyYXRpb25SZXNwb25zZRJsChNSZXN1bWVPcmNoZXN0cmF0aW9uEikuY2x1c3Rlcm9wcy52MS5SZXN1bWVPcmNoZXN0cmF0aW9uUmVxdWVzdBoqLmNsdXN0ZXJvcHMudjEuUmVzdW1lT3JjaGVzdHJhdGlvblJlc3BvbnNlEn4KGUFwcHJvdmVPcmNoZXN0cmF0aW9uU3RhZ2USLy5jbHVzdGVyb3BzLnYxLkFwcHJvdmVPcmNoZXN0cmF0aW9uU3RhZ2VSZXF1ZXN0GjAuY2x1c3Rlcm9wcy52MS5BcHByb3ZlT3JjaGVzdHJhdGlvblN0YWdlUmVzcG9uc2ViBnByb3RvMw", [file_clusterops_v1_work_requests, file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * Selects clusters. "target: all" selects every cluster of the compartment;
@@ -153,6 +153,31 @@ export type StrategySpec = Message<"clusterops.v1.StrategySpec"> & {
    * @generated from field: clusterops.v1.ParallelStrategy parallel = 5;
    */
   parallel?: ParallelStrategy | undefined;
+
+  /**
+   * Waves: when set, the targets are split into these stages, run one after the other
+   * (an operation of a stage starts only when every earlier stage has ended and soaked,
+   * and its gate, if any, is approved). Every target must fall into one stage.
+   *
+   * @generated from field: repeated clusterops.v1.Stage stages = 6;
+   */
+  stages: Stage[];
+
+  /**
+   * The most failed operations the whole orchestration allows; when one more fails,
+   * no further operation starts, running ones finish and the orchestration ends
+   * FAILED (reason FAILURE_BUDGET_EXCEEDED). Unset: no limit, as in KEB.
+   *
+   * @generated from field: clusterops.v1.FailureBudget failure_budget = 7;
+   */
+  failureBudget?: FailureBudget | undefined;
+
+  /**
+   * Pause automatically at this time (for example the end of a change window).
+   *
+   * @generated from field: google.protobuf.Timestamp pause_at = 8;
+   */
+  pauseAt?: Timestamp | undefined;
 };
 
 /**
@@ -161,6 +186,109 @@ export type StrategySpec = Message<"clusterops.v1.StrategySpec"> & {
  */
 export const StrategySpecSchema: GenMessage<StrategySpec> = /*@__PURE__*/
   messageDesc(file_clusterops_v1_orchestrations, 3);
+
+/**
+ * The most failed operations allowed, as a count or as a percentage of the
+ * operations the budget covers (rounded down). Set one of the two; a budget message
+ * with both 0 allows no failure at all.
+ *
+ * @generated from message clusterops.v1.FailureBudget
+ */
+export type FailureBudget = Message<"clusterops.v1.FailureBudget"> & {
+  /**
+   * At most this many operations may fail (0 to 100000).
+   *
+   * @generated from field: int32 max_failures = 1;
+   */
+  maxFailures: number;
+
+  /**
+   * At most this percentage (1 to 100, rounded down) of the operations may fail.
+   *
+   * @generated from field: int32 max_failure_percent = 2;
+   */
+  maxFailurePercent: number;
+};
+
+/**
+ * Describes the message clusterops.v1.FailureBudget.
+ * Use `create(FailureBudgetSchema)` to create a new message.
+ */
+export const FailureBudgetSchema: GenMessage<FailureBudget> = /*@__PURE__*/
+  messageDesc(file_clusterops_v1_orchestrations, 4);
+
+/**
+ * One stage (wave) of a rollout. At most one selector is set: `targets`, `count` or
+ * `percent`; with none the stage takes every target left.
+ *
+ * @generated from message clusterops.v1.Stage
+ */
+export type Stage = Message<"clusterops.v1.Stage"> & {
+  /**
+   * Unique in the orchestration: lowercase letters, digits and "-", 1 to 63.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The targets left that these include/exclude lists select.
+   *
+   * @generated from field: clusterops.v1.TargetSpec targets = 2;
+   */
+  targets?: TargetSpec | undefined;
+
+  /**
+   * The first `count` targets left (in runtime id order).
+   *
+   * @generated from field: int32 count = 3;
+   */
+  count: number;
+
+  /**
+   * This percentage (1 to 100) of the targets left, rounded up.
+   *
+   * @generated from field: int32 percent = 4;
+   */
+  percent: number;
+
+  /**
+   * At most this many of the stage's operations run at once; 0 means the strategy's
+   * parallel.workers.
+   *
+   * @generated from field: int32 workers = 5;
+   */
+  workers: number;
+
+  /**
+   * Wait this long after the stage's last operation ends before the next stage starts
+   * (at most 7 days).
+   *
+   * @generated from field: google.protobuf.Duration soak = 6;
+   */
+  soak?: Duration | undefined;
+
+  /**
+   * The stage starts only after ApproveOrchestrationStage.
+   *
+   * @generated from field: bool requires_approval = 7;
+   */
+  requiresApproval: boolean;
+
+  /**
+   * The most failed operations this stage allows.
+   *
+   * @generated from field: clusterops.v1.FailureBudget failure_budget = 8;
+   */
+  failureBudget?: FailureBudget | undefined;
+};
+
+/**
+ * Describes the message clusterops.v1.Stage.
+ * Use `create(StageSchema)` to create a new message.
+ */
+export const StageSchema: GenMessage<Stage> = /*@__PURE__*/
+  messageDesc(file_clusterops_v1_orchestrations, 5);
 
 /**
  * What an orchestration does.
@@ -198,7 +326,7 @@ export type OrchestrationParameters = Message<"clusterops.v1.OrchestrationParame
  * Use `create(OrchestrationParametersSchema)` to create a new message.
  */
 export const OrchestrationParametersSchema: GenMessage<OrchestrationParameters> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 4);
+  messageDesc(file_clusterops_v1_orchestrations, 6);
 
 /**
  * Counts of an orchestration's operations by state.
@@ -247,7 +375,7 @@ export type OperationCounts = Message<"clusterops.v1.OperationCounts"> & {
  * Use `create(OperationCountsSchema)` to create a new message.
  */
 export const OperationCountsSchema: GenMessage<OperationCounts> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 5);
+  messageDesc(file_clusterops_v1_orchestrations, 7);
 
 /**
  * A fleet-wide run of upgrades.
@@ -308,6 +436,44 @@ export type Orchestration = Message<"clusterops.v1.Orchestration"> & {
    * @generated from field: string etag = 10;
    */
   etag: string;
+
+  /**
+   * One entry per stage of `parameters.strategy.stages` (empty without stages).
+   *
+   * @generated from field: repeated clusterops.v1.StageStatus stages = 11;
+   */
+  stages: StageStatus[];
+
+  /**
+   * When the whole rollout is expected to end, from the durations of its finished
+   * operations, the workers, the soaks and the maintenance windows ahead (unset
+   * until an operation has finished, and once the orchestration has ended).
+   *
+   * @generated from field: google.protobuf.Timestamp estimated_end_time = 12;
+   */
+  estimatedEndTime?: Timestamp | undefined;
+
+  /**
+   * Set while paused.
+   *
+   * @generated from field: clusterops.v1.PauseInfo pause = 13;
+   */
+  pause?: PauseInfo | undefined;
+
+  /**
+   * Why the orchestration ended FAILED or stopped starting operations, when a rule
+   * of the rollout (not only failed operations) decided it: "FAILURE_BUDGET_EXCEEDED".
+   *
+   * @generated from field: string failure_reason = 14;
+   */
+  failureReason: string;
+
+  /**
+   * The principal that created the orchestration.
+   *
+   * @generated from field: string created_by = 15;
+   */
+  createdBy: string;
 };
 
 /**
@@ -315,7 +481,96 @@ export type Orchestration = Message<"clusterops.v1.Orchestration"> & {
  * Use `create(OrchestrationSchema)` to create a new message.
  */
 export const OrchestrationSchema: GenMessage<Orchestration> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 6);
+  messageDesc(file_clusterops_v1_orchestrations, 8);
+
+/**
+ * Who paused an orchestration, when and why.
+ *
+ * @generated from message clusterops.v1.PauseInfo
+ */
+export type PauseInfo = Message<"clusterops.v1.PauseInfo"> & {
+  /**
+   * The principal, or "system" for `strategy.pause_at`.
+   *
+   * @generated from field: string paused_by = 1;
+   */
+  pausedBy: string;
+
+  /**
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp pause_time = 3;
+   */
+  pauseTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message clusterops.v1.PauseInfo.
+ * Use `create(PauseInfoSchema)` to create a new message.
+ */
+export const PauseInfoSchema: GenMessage<PauseInfo> = /*@__PURE__*/
+  messageDesc(file_clusterops_v1_orchestrations, 9);
+
+/**
+ * One stage's progress.
+ *
+ * @generated from message clusterops.v1.StageStatus
+ */
+export type StageStatus = Message<"clusterops.v1.StageStatus"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: clusterops.v1.StageState state = 2;
+   */
+  state: StageState;
+
+  /**
+   * @generated from field: clusterops.v1.OperationCounts operation_counts = 3;
+   */
+  operationCounts?: OperationCounts | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start_time = 4;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp end_time = 5;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * While soaking: when the soak ends.
+   *
+   * @generated from field: google.protobuf.Timestamp soak_end_time = 6;
+   */
+  soakEndTime?: Timestamp | undefined;
+
+  /**
+   * The principal that approved the gate, once approved.
+   *
+   * @generated from field: string approved_by = 7;
+   */
+  approvedBy: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp approve_time = 8;
+   */
+  approveTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message clusterops.v1.StageStatus.
+ * Use `create(StageStatusSchema)` to create a new message.
+ */
+export const StageStatusSchema: GenMessage<StageStatus> = /*@__PURE__*/
+  messageDesc(file_clusterops_v1_orchestrations, 10);
 
 /**
  * The cluster as an operation sees it.
@@ -361,7 +616,7 @@ export type ClusterConfig = Message<"clusterops.v1.ClusterConfig"> & {
  * Use `create(ClusterConfigSchema)` to create a new message.
  */
 export const ClusterConfigSchema: GenMessage<ClusterConfig> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 7);
+  messageDesc(file_clusterops_v1_orchestrations, 11);
 
 /**
  * One component the operation configures.
@@ -390,7 +645,7 @@ export type ComponentConfig = Message<"clusterops.v1.ComponentConfig"> & {
  * Use `create(ComponentConfigSchema)` to create a new message.
  */
 export const ComponentConfigSchema: GenMessage<ComponentConfig> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 8);
+  messageDesc(file_clusterops_v1_orchestrations, 12);
 
 /**
  * An earlier, failed attempt of an operation.
@@ -439,7 +694,7 @@ export type OperationAttempt = Message<"clusterops.v1.OperationAttempt"> & {
  * Use `create(OperationAttemptSchema)` to create a new message.
  */
 export const OperationAttemptSchema: GenMessage<OperationAttempt> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 9);
+  messageDesc(file_clusterops_v1_orchestrations, 13);
 
 /**
  * One cluster's share of an orchestration.
@@ -584,6 +839,34 @@ export type OrchestrationOperation = Message<"clusterops.v1.OrchestrationOperati
    * @generated from field: string plan_id = 24;
    */
   planId: string;
+
+  /**
+   * The name of the stage it belongs to (empty without stages).
+   *
+   * @generated from field: string stage = 25;
+   */
+  stage: string;
+
+  /**
+   * While pending or retrying: what it waits for.
+   *
+   * @generated from field: clusterops.v1.OperationWaitReason wait_reason = 26;
+   */
+  waitReason: OperationWaitReason;
+
+  /**
+   * Until when, where that is known.
+   *
+   * @generated from field: google.protobuf.Timestamp wait_until = 27;
+   */
+  waitUntil?: Timestamp | undefined;
+
+  /**
+   * For a person, for example "stage canary is soaking until 2026-01-01T10:30:00Z".
+   *
+   * @generated from field: string wait_detail = 28;
+   */
+  waitDetail: string;
 };
 
 /**
@@ -591,7 +874,7 @@ export type OrchestrationOperation = Message<"clusterops.v1.OrchestrationOperati
  * Use `create(OrchestrationOperationSchema)` to create a new message.
  */
 export const OrchestrationOperationSchema: GenMessage<OrchestrationOperation> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 10);
+  messageDesc(file_clusterops_v1_orchestrations, 14);
 
 /**
  * Request for CreateOrchestration.
@@ -613,6 +896,13 @@ export type CreateOrchestrationRequest = Message<"clusterops.v1.CreateOrchestrat
    * @generated from field: string request_id = 3;
    */
   requestId: string;
+
+  /**
+   * Why; recorded with the principal on the work request (at most 500 characters).
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
 };
 
 /**
@@ -620,7 +910,7 @@ export type CreateOrchestrationRequest = Message<"clusterops.v1.CreateOrchestrat
  * Use `create(CreateOrchestrationRequestSchema)` to create a new message.
  */
 export const CreateOrchestrationRequestSchema: GenMessage<CreateOrchestrationRequest> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 11);
+  messageDesc(file_clusterops_v1_orchestrations, 15);
 
 /**
  * Response of CreateOrchestration.
@@ -644,7 +934,7 @@ export type CreateOrchestrationResponse = Message<"clusterops.v1.CreateOrchestra
  * Use `create(CreateOrchestrationResponseSchema)` to create a new message.
  */
 export const CreateOrchestrationResponseSchema: GenMessage<CreateOrchestrationResponse> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 12);
+  messageDesc(file_clusterops_v1_orchestrations, 16);
 
 /**
  * Request for GetOrchestration.
@@ -663,7 +953,7 @@ export type GetOrchestrationRequest = Message<"clusterops.v1.GetOrchestrationReq
  * Use `create(GetOrchestrationRequestSchema)` to create a new message.
  */
 export const GetOrchestrationRequestSchema: GenMessage<GetOrchestrationRequest> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 13);
+  messageDesc(file_clusterops_v1_orchestrations, 17);
 
 /**
  * Response of GetOrchestration.
@@ -682,7 +972,7 @@ export type GetOrchestrationResponse = Message<"clusterops.v1.GetOrchestrationRe
  * Use `create(GetOrchestrationResponseSchema)` to create a new message.
  */
 export const GetOrchestrationResponseSchema: GenMessage<GetOrchestrationResponse> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 14);
+  messageDesc(file_clusterops_v1_orchestrations, 18);
 
 /**
  * Request for ListOrchestrations.
@@ -718,7 +1008,7 @@ export type ListOrchestrationsRequest = Message<"clusterops.v1.ListOrchestration
  * Use `create(ListOrchestrationsRequestSchema)` to create a new message.
  */
 export const ListOrchestrationsRequestSchema: GenMessage<ListOrchestrationsRequest> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 15);
+  messageDesc(file_clusterops_v1_orchestrations, 19);
 
 /**
  * Response of ListOrchestrations.
@@ -742,7 +1032,7 @@ export type ListOrchestrationsResponse = Message<"clusterops.v1.ListOrchestratio
  * Use `create(ListOrchestrationsResponseSchema)` to create a new message.
  */
 export const ListOrchestrationsResponseSchema: GenMessage<ListOrchestrationsResponse> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 16);
+  messageDesc(file_clusterops_v1_orchestrations, 20);
 
 /**
  * Request for ListOrchestrationOperations.
@@ -771,6 +1061,13 @@ export type ListOrchestrationOperationsRequest = Message<"clusterops.v1.ListOrch
    * @generated from field: string page_token = 4;
    */
   pageToken: string;
+
+  /**
+   * Only operations of this stage (by name).
+   *
+   * @generated from field: string stage = 5;
+   */
+  stage: string;
 };
 
 /**
@@ -778,7 +1075,7 @@ export type ListOrchestrationOperationsRequest = Message<"clusterops.v1.ListOrch
  * Use `create(ListOrchestrationOperationsRequestSchema)` to create a new message.
  */
 export const ListOrchestrationOperationsRequestSchema: GenMessage<ListOrchestrationOperationsRequest> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 17);
+  messageDesc(file_clusterops_v1_orchestrations, 21);
 
 /**
  * Response of ListOrchestrationOperations: KEB's data, count and totalCount.
@@ -816,7 +1113,7 @@ export type ListOrchestrationOperationsResponse = Message<"clusterops.v1.ListOrc
  * Use `create(ListOrchestrationOperationsResponseSchema)` to create a new message.
  */
 export const ListOrchestrationOperationsResponseSchema: GenMessage<ListOrchestrationOperationsResponse> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 18);
+  messageDesc(file_clusterops_v1_orchestrations, 22);
 
 /**
  * Request for GetOrchestrationOperation.
@@ -840,7 +1137,7 @@ export type GetOrchestrationOperationRequest = Message<"clusterops.v1.GetOrchest
  * Use `create(GetOrchestrationOperationRequestSchema)` to create a new message.
  */
 export const GetOrchestrationOperationRequestSchema: GenMessage<GetOrchestrationOperationRequest> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 19);
+  messageDesc(file_clusterops_v1_orchestrations, 23);
 
 /**
  * Response of GetOrchestrationOperation.
@@ -859,7 +1156,7 @@ export type GetOrchestrationOperationResponse = Message<"clusterops.v1.GetOrches
  * Use `create(GetOrchestrationOperationResponseSchema)` to create a new message.
  */
 export const GetOrchestrationOperationResponseSchema: GenMessage<GetOrchestrationOperationResponse> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 20);
+  messageDesc(file_clusterops_v1_orchestrations, 24);
 
 /**
  * Request for CancelOrchestration.
@@ -883,6 +1180,13 @@ export type CancelOrchestrationRequest = Message<"clusterops.v1.CancelOrchestrat
    * @generated from field: string request_id = 3;
    */
   requestId: string;
+
+  /**
+   * Why; recorded in the run's work request log (at most 500 characters).
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
 };
 
 /**
@@ -890,7 +1194,7 @@ export type CancelOrchestrationRequest = Message<"clusterops.v1.CancelOrchestrat
  * Use `create(CancelOrchestrationRequestSchema)` to create a new message.
  */
 export const CancelOrchestrationRequestSchema: GenMessage<CancelOrchestrationRequest> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 21);
+  messageDesc(file_clusterops_v1_orchestrations, 25);
 
 /**
  * Response of CancelOrchestration.
@@ -909,7 +1213,7 @@ export type CancelOrchestrationResponse = Message<"clusterops.v1.CancelOrchestra
  * Use `create(CancelOrchestrationResponseSchema)` to create a new message.
  */
 export const CancelOrchestrationResponseSchema: GenMessage<CancelOrchestrationResponse> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 22);
+  messageDesc(file_clusterops_v1_orchestrations, 26);
 
 /**
  * Request for RetryOrchestration.
@@ -940,6 +1244,13 @@ export type RetryOrchestrationRequest = Message<"clusterops.v1.RetryOrchestratio
    * @generated from field: string request_id = 4;
    */
   requestId: string;
+
+  /**
+   * Why; recorded in the run's work request log (at most 500 characters).
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
 };
 
 /**
@@ -947,7 +1258,7 @@ export type RetryOrchestrationRequest = Message<"clusterops.v1.RetryOrchestratio
  * Use `create(RetryOrchestrationRequestSchema)` to create a new message.
  */
 export const RetryOrchestrationRequestSchema: GenMessage<RetryOrchestrationRequest> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 23);
+  messageDesc(file_clusterops_v1_orchestrations, 27);
 
 /**
  * Response of RetryOrchestration.
@@ -973,7 +1284,185 @@ export type RetryOrchestrationResponse = Message<"clusterops.v1.RetryOrchestrati
  * Use `create(RetryOrchestrationResponseSchema)` to create a new message.
  */
 export const RetryOrchestrationResponseSchema: GenMessage<RetryOrchestrationResponse> = /*@__PURE__*/
-  messageDesc(file_clusterops_v1_orchestrations, 24);
+  messageDesc(file_clusterops_v1_orchestrations, 28);
+
+/**
+ * Request for PauseOrchestration.
+ *
+ * @generated from message clusterops.v1.PauseOrchestrationRequest
+ */
+export type PauseOrchestrationRequest = Message<"clusterops.v1.PauseOrchestrationRequest"> & {
+  /**
+   * @generated from field: string orchestration_id = 1;
+   */
+  orchestrationId: string;
+
+  /**
+   * Why; recorded in the run's work request log (at most 500 characters).
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * If set, the orchestration's current etag; a stale one answers ABORTED.
+   *
+   * @generated from field: string etag = 3;
+   */
+  etag: string;
+
+  /**
+   * @generated from field: string request_id = 4;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message clusterops.v1.PauseOrchestrationRequest.
+ * Use `create(PauseOrchestrationRequestSchema)` to create a new message.
+ */
+export const PauseOrchestrationRequestSchema: GenMessage<PauseOrchestrationRequest> = /*@__PURE__*/
+  messageDesc(file_clusterops_v1_orchestrations, 29);
+
+/**
+ * Response of PauseOrchestration.
+ *
+ * @generated from message clusterops.v1.PauseOrchestrationResponse
+ */
+export type PauseOrchestrationResponse = Message<"clusterops.v1.PauseOrchestrationResponse"> & {
+  /**
+   * @generated from field: clusterops.v1.Orchestration orchestration = 1;
+   */
+  orchestration?: Orchestration | undefined;
+};
+
+/**
+ * Describes the message clusterops.v1.PauseOrchestrationResponse.
+ * Use `create(PauseOrchestrationResponseSchema)` to create a new message.
+ */
+export const PauseOrchestrationResponseSchema: GenMessage<PauseOrchestrationResponse> = /*@__PURE__*/
+  messageDesc(file_clusterops_v1_orchestrations, 30);
+
+/**
+ * Request for ResumeOrchestration.
+ *
+ * @generated from message clusterops.v1.ResumeOrchestrationRequest
+ */
+export type ResumeOrchestrationRequest = Message<"clusterops.v1.ResumeOrchestrationRequest"> & {
+  /**
+   * @generated from field: string orchestration_id = 1;
+   */
+  orchestrationId: string;
+
+  /**
+   * Why; recorded in the run's work request log (at most 500 characters).
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * If set, the orchestration's current etag; a stale one answers ABORTED.
+   *
+   * @generated from field: string etag = 3;
+   */
+  etag: string;
+
+  /**
+   * @generated from field: string request_id = 4;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message clusterops.v1.ResumeOrchestrationRequest.
+ * Use `create(ResumeOrchestrationRequestSchema)` to create a new message.
+ */
+export const ResumeOrchestrationRequestSchema: GenMessage<ResumeOrchestrationRequest> = /*@__PURE__*/
+  messageDesc(file_clusterops_v1_orchestrations, 31);
+
+/**
+ * Response of ResumeOrchestration.
+ *
+ * @generated from message clusterops.v1.ResumeOrchestrationResponse
+ */
+export type ResumeOrchestrationResponse = Message<"clusterops.v1.ResumeOrchestrationResponse"> & {
+  /**
+   * @generated from field: clusterops.v1.Orchestration orchestration = 1;
+   */
+  orchestration?: Orchestration | undefined;
+};
+
+/**
+ * Describes the message clusterops.v1.ResumeOrchestrationResponse.
+ * Use `create(ResumeOrchestrationResponseSchema)` to create a new message.
+ */
+export const ResumeOrchestrationResponseSchema: GenMessage<ResumeOrchestrationResponse> = /*@__PURE__*/
+  messageDesc(file_clusterops_v1_orchestrations, 32);
+
+/**
+ * Request for ApproveOrchestrationStage.
+ *
+ * @generated from message clusterops.v1.ApproveOrchestrationStageRequest
+ */
+export type ApproveOrchestrationStageRequest = Message<"clusterops.v1.ApproveOrchestrationStageRequest"> & {
+  /**
+   * @generated from field: string orchestration_id = 1;
+   */
+  orchestrationId: string;
+
+  /**
+   * The stage's name.
+   *
+   * @generated from field: string stage = 2;
+   */
+  stage: string;
+
+  /**
+   * Why; recorded in the run's work request log (at most 500 characters).
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * If set, the orchestration's current etag; a stale one answers ABORTED.
+   *
+   * @generated from field: string etag = 4;
+   */
+  etag: string;
+
+  /**
+   * @generated from field: string request_id = 5;
+   */
+  requestId: string;
+};
+
+/**
+ * Describes the message clusterops.v1.ApproveOrchestrationStageRequest.
+ * Use `create(ApproveOrchestrationStageRequestSchema)` to create a new message.
+ */
+export const ApproveOrchestrationStageRequestSchema: GenMessage<ApproveOrchestrationStageRequest> = /*@__PURE__*/
+  messageDesc(file_clusterops_v1_orchestrations, 33);
+
+/**
+ * Response of ApproveOrchestrationStage.
+ *
+ * @generated from message clusterops.v1.ApproveOrchestrationStageResponse
+ */
+export type ApproveOrchestrationStageResponse = Message<"clusterops.v1.ApproveOrchestrationStageResponse"> & {
+  /**
+   * @generated from field: clusterops.v1.Orchestration orchestration = 1;
+   */
+  orchestration?: Orchestration | undefined;
+};
+
+/**
+ * Describes the message clusterops.v1.ApproveOrchestrationStageResponse.
+ * Use `create(ApproveOrchestrationStageResponseSchema)` to create a new message.
+ */
+export const ApproveOrchestrationStageResponseSchema: GenMessage<ApproveOrchestrationStageResponse> = /*@__PURE__*/
+  messageDesc(file_clusterops_v1_orchestrations, 34);
 
 /**
  * The state of an orchestration or of one of its operations.
@@ -1020,6 +1509,15 @@ export enum OrchestrationState {
    * @generated from enum value: ORCHESTRATION_STATE_FAILED = 7;
    */
   FAILED = 7,
+
+  /**
+   * Paused by PauseOrchestration or `strategy.pause_at`: no operation starts, running
+   * ones finish. Not one of KEB's states: a client that knows only KEB's states should
+   * treat it as ORCHESTRATION_STATE_IN_PROGRESS (the run has not ended).
+   *
+   * @generated from enum value: ORCHESTRATION_STATE_PAUSED = 8;
+   */
+  PAUSED = 8,
 }
 
 /**
@@ -1089,6 +1587,155 @@ export enum ScheduleType {
  */
 export const ScheduleTypeSchema: GenEnum<ScheduleType> = /*@__PURE__*/
   enumDesc(file_clusterops_v1_orchestrations, 2);
+
+/**
+ * The state of one stage of a rollout.
+ *
+ * @generated from enum clusterops.v1.StageState
+ */
+export enum StageState {
+  /**
+   * @generated from enum value: STAGE_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * An earlier stage has not ended yet.
+   *
+   * @generated from enum value: STAGE_STATE_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * Waiting for ApproveOrchestrationStage.
+   *
+   * @generated from enum value: STAGE_STATE_WAITING_FOR_APPROVAL = 2;
+   */
+  WAITING_FOR_APPROVAL = 2,
+
+  /**
+   * Its operations are running (or waiting for workers or windows).
+   *
+   * @generated from enum value: STAGE_STATE_RUNNING = 3;
+   */
+  RUNNING = 3,
+
+  /**
+   * Every operation ended; waiting `soak` before the next stage.
+   *
+   * @generated from enum value: STAGE_STATE_SOAKING = 4;
+   */
+  SOAKING = 4,
+
+  /**
+   * Ended and soaked.
+   *
+   * @generated from enum value: STAGE_STATE_COMPLETED = 5;
+   */
+  COMPLETED = 5,
+
+  /**
+   * A failure budget was exceeded: nothing more starts.
+   *
+   * @generated from enum value: STAGE_STATE_HALTED = 6;
+   */
+  HALTED = 6,
+
+  /**
+   * The orchestration was canceled before the stage ended.
+   *
+   * @generated from enum value: STAGE_STATE_CANCELED = 7;
+   */
+  CANCELED = 7,
+}
+
+/**
+ * Describes the enum clusterops.v1.StageState.
+ */
+export const StageStateSchema: GenEnum<StageState> = /*@__PURE__*/
+  enumDesc(file_clusterops_v1_orchestrations, 3);
+
+/**
+ * What a pending operation waits for.
+ *
+ * @generated from enum clusterops.v1.OperationWaitReason
+ */
+export enum OperationWaitReason {
+  /**
+   * @generated from enum value: OPERATION_WAIT_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A free worker.
+   *
+   * @generated from enum value: OPERATION_WAIT_REASON_WORKER = 1;
+   */
+  WORKER = 1,
+
+  /**
+   * The cluster's maintenance window (wait_until: its next opening).
+   *
+   * @generated from enum value: OPERATION_WAIT_REASON_MAINTENANCE_WINDOW = 2;
+   */
+  MAINTENANCE_WINDOW = 2,
+
+  /**
+   * The orchestration's schedule time.
+   *
+   * @generated from enum value: OPERATION_WAIT_REASON_SCHEDULE = 3;
+   */
+  SCHEDULE = 3,
+
+  /**
+   * An earlier stage to end (wait_detail names it).
+   *
+   * @generated from enum value: OPERATION_WAIT_REASON_STAGE = 4;
+   */
+  STAGE = 4,
+
+  /**
+   * The previous stage's soak (wait_until: when it ends).
+   *
+   * @generated from enum value: OPERATION_WAIT_REASON_SOAK = 5;
+   */
+  SOAK = 5,
+
+  /**
+   * Approval of its stage's gate.
+   *
+   * @generated from enum value: OPERATION_WAIT_REASON_APPROVAL = 6;
+   */
+  APPROVAL = 6,
+
+  /**
+   * The orchestration is paused.
+   *
+   * @generated from enum value: OPERATION_WAIT_REASON_PAUSE = 7;
+   */
+  PAUSE = 7,
+
+  /**
+   * Another work request holds the cluster (wait_detail names it); tried again at
+   * wait_until.
+   *
+   * @generated from enum value: OPERATION_WAIT_REASON_CLUSTER_BUSY = 8;
+   */
+  CLUSTER_BUSY = 8,
+
+  /**
+   * A failure budget was exceeded; RetryOrchestration continues.
+   *
+   * @generated from enum value: OPERATION_WAIT_REASON_FAILURE_BUDGET = 9;
+   */
+  FAILURE_BUDGET = 9,
+}
+
+/**
+ * Describes the enum clusterops.v1.OperationWaitReason.
+ */
+export const OperationWaitReasonSchema: GenEnum<OperationWaitReason> = /*@__PURE__*/
+  enumDesc(file_clusterops_v1_orchestrations, 4);
 
 /**
  * Fleet-wide upgrades, the way Kyma Environment Broker orchestrations run them:
@@ -1168,6 +1815,37 @@ export const OrchestrationService: GenService<{
     methodKind: "unary";
     input: typeof RetryOrchestrationRequestSchema;
     output: typeof RetryOrchestrationResponseSchema;
+  },
+  /**
+   * Pauses an orchestration: no operation starts until it is resumed; running ones
+   * finish. The pause is stored, so it survives restarts and every replica honours it.
+   *
+   * @generated from rpc clusterops.v1.OrchestrationService.PauseOrchestration
+   */
+  pauseOrchestration: {
+    methodKind: "unary";
+    input: typeof PauseOrchestrationRequestSchema;
+    output: typeof PauseOrchestrationResponseSchema;
+  },
+  /**
+   * Resumes a paused orchestration.
+   *
+   * @generated from rpc clusterops.v1.OrchestrationService.ResumeOrchestration
+   */
+  resumeOrchestration: {
+    methodKind: "unary";
+    input: typeof ResumeOrchestrationRequestSchema;
+    output: typeof ResumeOrchestrationResponseSchema;
+  },
+  /**
+   * Opens the approval gate of a stage that has `requires_approval`.
+   *
+   * @generated from rpc clusterops.v1.OrchestrationService.ApproveOrchestrationStage
+   */
+  approveOrchestrationStage: {
+    methodKind: "unary";
+    input: typeof ApproveOrchestrationStageRequestSchema;
+    output: typeof ApproveOrchestrationStageResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_clusterops_v1_orchestrations, 0);
