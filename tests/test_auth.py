@@ -30,12 +30,16 @@ AUTH = {
         {"name": "bob", "groups": ["ProdAdmins"], "token": "bob-token"},
         {"name": "carol", "groups": ["DevReaders"], "token": "carol-token"},
         {"name": "dave", "groups": ["Support"], "token": "dave-token"},
+        {"name": "erin", "groups": ["DevOperators"], "token": "erin-token"},
+        {"name": "frank", "groups": ["DevViewers"], "token": "frank-token"},
     ],
     "policies": [
         "allow group DevAdmins to manage all-resources in compartment dev",
         "allow group ProdAdmins to manage all-resources in compartment prod",
         "allow group DevReaders to read clusters in compartment dev",
         "allow group Support to inspect work-requests in tenancy",
+        "allow group DevOperators to use orchestrations in compartment dev",
+        "allow group DevViewers to read orchestrations in compartment dev",
     ],
 }
 
@@ -299,6 +303,22 @@ CROSS_TENANT: dict[str, Call] = {
     "OrchestrationService/RetryOrchestration": lambda s, t, md: s.orchestrations.RetryOrchestration(
         orc_pb.RetryOrchestrationRequest(orchestration_id=t.prod_orchestration), metadata=md
     ),
+    "OrchestrationService/PauseOrchestration": lambda s, t, md: s.orchestrations.PauseOrchestration(
+        orc_pb.PauseOrchestrationRequest(orchestration_id=t.prod_orchestration), metadata=md
+    ),
+    "OrchestrationService/ResumeOrchestration": lambda s, t, md: (
+        s.orchestrations.ResumeOrchestration(
+            orc_pb.ResumeOrchestrationRequest(orchestration_id=t.prod_orchestration), metadata=md
+        )
+    ),
+    "OrchestrationService/ApproveOrchestrationStage": lambda s, t, md: (
+        s.orchestrations.ApproveOrchestrationStage(
+            orc_pb.ApproveOrchestrationStageRequest(
+                orchestration_id=t.prod_orchestration, stage="canary"
+            ),
+            metadata=md,
+        )
+    ),
 }
 # Calls about no one's resources: any authenticated caller may make them.
 PUBLIC: dict[str, Call] = {
@@ -403,7 +423,75 @@ async def test_every_rpc_across_compartments_leaks_nothing(tenants: Tenants) -> 
             assert {i.compartment_id for i in items} == {mine}, rpc
 
 
-MUTATING_VERBS = ("Cancel", "Create", "Delete", "Disable", "Install", "Update", "Retry")
+MUTATING_VERBS = (
+    "Cancel",
+    "Create",
+    "Delete",
+    "Disable",
+    "Install",
+    "Update",
+    "Retry",
+    "Pause",
+    "Resume",
+    "Approve",
+)
+
+
+async def test_pausing_and_resuming_need_use_and_approving_needs_manage(
+    tenants: Tenants,
+) -> None:
+    """The verbs of issue 16 on the dev orchestration (a finished dry run, so a caller who
+    passes the permission check meets the state check: FAILED_PRECONDITION)."""
+    stubs, orchestration = tenants.stubs, tenants.dev_orchestration
+    calls: dict[str, Callable[[Any], Awaitable[Any]]] = {
+        "pause": lambda md: stubs.orchestrations.PauseOrchestration(
+            orc_pb.PauseOrchestrationRequest(orchestration_id=orchestration, reason="r"),
+            metadata=md,
+        ),
+        "resume": lambda md: stubs.orchestrations.ResumeOrchestration(
+            orc_pb.ResumeOrchestrationRequest(orchestration_id=orchestration), metadata=md
+        ),
+        "approve": lambda md: stubs.orchestrations.ApproveOrchestrationStage(
+            orc_pb.ApproveOrchestrationStageRequest(orchestration_id=orchestration, stage="x"),
+            metadata=md,
+        ),
+    }
+    passed = grpc.StatusCode.FAILED_PRECONDITION
+    expected = {
+        # manage: every verb passes the permission check.
+        "alice": {"pause": passed, "resume": passed, "approve": grpc.StatusCode.INVALID_ARGUMENT},
+        # use: pause and resume, not approve.
+        "erin": {
+            "pause": passed,
+            "resume": passed,
+            "approve": grpc.StatusCode.PERMISSION_DENIED,
+        },
+        # read: sees it, may change nothing.
+        "frank": dict.fromkeys(calls, grpc.StatusCode.PERMISSION_DENIED),
+        # nothing on orchestrations: it does not exist for them.
+        "carol": dict.fromkeys(calls, grpc.StatusCode.NOT_FOUND),
+    }
+    for who, verbs in expected.items():
+        for verb, status in verbs.items():
+            got = await status_of(calls[verb](metadata(f"{who}-token")))
+            assert got == status, (who, verb)
+
+
+async def test_work_requests_record_the_principal_that_created_them(tenants: Tenants) -> None:
+    stubs = tenants.stubs
+    for who, wr_id in (("alice", tenants.dev_wr), ("bob", tenants.prod_wr)):
+        reply = await stubs.work_requests.GetWorkRequest(
+            wr_pb.GetWorkRequestRequest(work_request_id=wr_id), metadata=metadata(f"{who}-token")
+        )
+        assert reply.work_request.created_by == who
+    # Support lists everything; by creator, only what alice created.
+    mine = await stubs.work_requests.ListWorkRequests(
+        wr_pb.ListWorkRequestsRequest(created_by="alice"), metadata=metadata("dave-token")
+    )
+    assert mine.work_requests
+    assert {w.created_by for w in mine.work_requests} == {"alice"}
+    assert tenants.dev_wr in {w.id for w in mine.work_requests}
+    assert tenants.prod_wr not in {w.id for w in mine.work_requests}
 
 
 async def test_work_requests_inherit_the_permission_of_their_operation(tenants: Tenants) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from clusterops_server.domain.errors import DomainError, FailedPrecondition
 from clusterops_server.domain.inventory import Cluster, ClusterState, MaintenanceWindow, etag_of
@@ -20,6 +21,9 @@ from clusterops_server.domain.targets import TargetSpec
 from clusterops_server.domain.upgrade_workflows import check_upgrade_path
 from clusterops_server.domain.versions import KubernetesVersion, VersionCatalogue
 from clusterops_server.domain.work_requests import ActionType, EntityType, WorkRequestResource
+
+if TYPE_CHECKING:
+    from clusterops_server.domain.rollouts import Wait
 
 MAX_WORKERS = 1000
 # Labels and annotations an orchestration puts on the upgrade workflows it starts.
@@ -35,6 +39,8 @@ class OrchestrationState(StrEnum):
     RETRYING = "retrying"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # Not one of KEB's states: KEB clients see it as "in progress" (the run goes on).
+    PAUSED = "paused"
 
     @property
     def is_terminal(self) -> bool:
@@ -72,12 +78,61 @@ def orchestration_resource(orchestration_id: str, action: ActionType) -> WorkReq
 
 
 @dataclass(frozen=True)
+class FailureBudget:
+    """The most failed operations allowed: a count, or a percentage of the operations the
+    budget covers (rounded down) when `percent` is set."""
+
+    max_failures: int = 0
+    percent: int = 0
+
+    def allowed(self, total: int) -> int:
+        return total * self.percent // 100 if self.percent else self.max_failures
+
+    def describe(self, total: int) -> str:
+        allowed = self.allowed(total)
+        plural = "" if allowed == 1 else "s"
+        if self.percent:
+            return f"{self.percent} % of {total}, at most {allowed} failed operation{plural}"
+        return f"at most {allowed} failed operation{plural}"
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage (wave): which of the targets left it takes (a target list, a count or a
+    percentage; none: all of them), its workers, soak and approval gate."""
+
+    name: str
+    targets: TargetSpec | None = None
+    count: int = 0
+    percent: int = 0
+    # 0: the strategy's workers.
+    workers: int = 0
+    soak: timedelta = timedelta(0)
+    requires_approval: bool = False
+    failure_budget: FailureBudget | None = None
+
+
+@dataclass(frozen=True)
 class Strategy:
     type: StrategyType = StrategyType.PARALLEL
     schedule: ScheduleType = ScheduleType.IMMEDIATE
     schedule_time: datetime | None = None
     maintenance_window: bool = False
     workers: int = 1
+    stages: tuple[StageSpec, ...] = ()
+    failure_budget: FailureBudget | None = None
+    pause_at: datetime | None = None
+
+    @property
+    def controlled(self) -> bool:
+        """Uses a rollout control beyond KEB's (stages, a failure budget, pause_at): such an
+        orchestration waits for a busy cluster instead of failing its operation."""
+        return bool(self.stages) or self.failure_budget is not None or self.pause_at is not None
+
+    def workers_of(self, stage: int) -> int:
+        if self.stages and self.stages[stage].workers:
+            return self.stages[stage].workers
+        return self.workers
 
     def start_time(self, now: datetime) -> datetime:
         """When operations may begin: the schedule time, or now if that has passed."""
@@ -155,6 +210,13 @@ class OrchestrationOperation:
     previous_attempts: list[OperationAttempt] = field(default_factory=list)
     # The id of `plan_name` in the plan catalogue (KEB's servicePlanID).
     plan_id: str = ""
+    # Its stage's index in strategy.stages (0 without stages).
+    stage: int = 0
+    # The work request that held the cluster when it last tried to start.
+    blocked_by: str = ""
+    # What it waits for and its stage's name, set when read (never stored).
+    wait: Wait | None = field(default=None, compare=False)
+    stage_name: str = field(default="", compare=False)
 
     @classmethod
     def for_cluster(
@@ -165,7 +227,11 @@ class OrchestrationOperation:
         parameters: OrchestrationParameters,
         now: datetime,
         earliest: datetime,
+        stage: int = 0,
     ) -> OrchestrationOperation:
+        """Due at `earliest` (or its window's next opening); an operation of a stage after
+        the first is due only when its stage opens."""
+        due = parameters.strategy.due(cluster.maintenance_window, earliest) if stage == 0 else None
         return cls(
             id=operation_id,
             orchestration_id=orchestration_id,
@@ -185,7 +251,8 @@ class OrchestrationOperation:
             target_version=parameters.kubernetes_version,
             create_time=now,
             update_time=now,
-            due_time=parameters.strategy.due(cluster.maintenance_window, earliest),
+            due_time=due,
+            stage=stage,
         )
 
     def start(
@@ -201,6 +268,7 @@ class OrchestrationOperation:
         )
         self.start_time = now
         self.due_time = None
+        self.blocked_by = ""
         self.update_time = now
 
     def end(self, state: OrchestrationState, description: str, now: datetime) -> None:
@@ -211,9 +279,10 @@ class OrchestrationOperation:
             self.start_time = now
         self.end_time = now
         self.due_time = None
+        self.blocked_by = ""
         self.update_time = now
 
-    def retry(self, now: datetime, due: datetime) -> None:
+    def retry(self, now: datetime, due: datetime | None) -> None:
         """Keep this attempt in the history and wait to run again."""
         self.previous_attempts.append(
             OperationAttempt(
@@ -315,6 +384,21 @@ class Orchestration:
     update_time: datetime
     counts: OperationCounts = field(default_factory=OperationCounts)
     version: int = 1
+    # The principal that created it.
+    created_by: str = ""
+    # What the rollout controls decided so far (stages, pause, halt); stored.
+    rollout: Rollout = field(default_factory=lambda: Rollout())
+    # Computed when read (GetOrchestration); never stored.
+    estimated_end: datetime | None = None
+
+    def move(
+        self, stage: int, before: OrchestrationState | None, after: OrchestrationState, n: int = 1
+    ) -> None:
+        """Count operations of `stage` moving from `before` to `after`, in the whole and in
+        their stage."""
+        self.counts.move(before, after, n)
+        if self.rollout.stages:
+            self.rollout.stages[stage].counts.move(before, after, n)
 
     @property
     def etag(self) -> str:
@@ -339,8 +423,14 @@ class Orchestration:
         done = [f"{succeeded} succeeded"] + ([f"{failed} failed"] if failed else [])
         if self.state is OrchestrationState.SUCCEEDED:
             return f"{succeeded} of {_operations(total)} succeeded"
+        halt = self.rollout.halt
         if self.state is OrchestrationState.FAILED:
-            return f"{failed} of {_operations(total)} failed; {succeeded} succeeded"
+            text = f"{failed} of {_operations(total)} failed; {succeeded} succeeded"
+            if halt is not None:
+                text = f"Failure budget exceeded ({halt.budget}): {text}"
+                if c.waiting:
+                    text += f"; {c.waiting} not started (RetryOrchestration continues)"
+            return text
         if self.state is OrchestrationState.CANCELED:
             return (
                 f"Canceled: {c.finished - canceled} of {_operations(total)} finished "
@@ -353,6 +443,12 @@ class Orchestration:
         text = ", ".join(parts)
         if self.state is OrchestrationState.CANCELING:
             return f"Canceling: {text}; running operations finish"
+        pause = self.rollout.pause
+        if self.state is OrchestrationState.PAUSED and pause is not None:
+            why = f": {pause.reason}" if pause.reason else ""
+            return f"Paused by {pause.paused_by}{why}; {text}; running operations finish"
+        if halt is not None:
+            return f"Failure budget exceeded ({halt.budget}); {text}; running operations finish"
         if c.waiting and next_start is not None:
             text += f"; the next starts at {_stamp(next_start)}"
         return text
@@ -397,6 +493,8 @@ class OrchestrationSettings:
     poll: timedelta = timedelta(minutes=5)
     # Operations started (or concluded) per transaction, so no transaction grows with the fleet.
     batch: int = 100
+    # A rollout under control tries a busy cluster again after this long.
+    busy_retry: timedelta = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -408,3 +506,67 @@ class OrchestrationQuery:
 
     def fingerprint(self) -> str:
         return fingerprint("orchestrations", self.compartment_id, sorted(self.states))
+
+
+# --- the rollout's progress (stages, pause, halt) ----------------------------------------
+
+
+class StageState(StrEnum):
+    PENDING = "pending"
+    WAITING_FOR_APPROVAL = "waiting for approval"
+    RUNNING = "running"
+    SOAKING = "soaking"
+    COMPLETED = "completed"
+    HALTED = "halted"
+    CANCELED = "canceled"
+
+
+# A stage in one of these has opened: its operations may start.
+OPENED_STAGE_STATES = frozenset(
+    {StageState.RUNNING, StageState.SOAKING, StageState.COMPLETED, StageState.HALTED}
+)
+
+
+@dataclass
+class StageProgress:
+    state: StageState = StageState.PENDING
+    counts: OperationCounts = field(default_factory=OperationCounts)
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    soak_until: datetime | None = None
+    approved_by: str = ""
+    approve_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PauseInfo:
+    paused_by: str
+    reason: str
+    pause_time: datetime
+    # The state a resume returns to.
+    resume_state: OrchestrationState
+
+
+@dataclass(frozen=True)
+class Halt:
+    """A failure budget was exceeded: nothing more starts until a retry."""
+
+    budget: str
+    operation_ids: tuple[str, ...]
+
+
+FAILURE_BUDGET_EXCEEDED = "FAILURE_BUDGET_EXCEEDED"
+
+
+@dataclass
+class Rollout:
+    stages: list[StageProgress] = field(default_factory=list)
+    pause: PauseInfo | None = None
+    # strategy.pause_at has paused the orchestration once (it does not again).
+    pause_at_done: bool = False
+    halt: Halt | None = None
+    # The orchestration ended FAILED for this reason (FAILURE_BUDGET_EXCEEDED).
+    failure_reason: str = ""
+    # Durations of the operations that ran to their end, for the estimate.
+    finished_seconds: float = 0.0
+    finished_runs: int = 0

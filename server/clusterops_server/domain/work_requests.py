@@ -128,6 +128,10 @@ class WorkRequest:
     revision: int = 0
     # The newest entry of its error list.
     last_error: ErrorEntry | None = None
+    # The principal whose request created it ("system" for the service's own work), and
+    # the reason given with the request.
+    created_by: str = ""
+    reason: str = ""
     # Set by the store; None for a work request not yet stored.
     stored: StoredState | None = field(default=None, compare=False, repr=False)
 
@@ -229,6 +233,8 @@ class WorkRequestQuery:
     filter: Expression | None = None
     # Only these work requests (none: any).
     ids: frozenset[str] = frozenset()
+    # Only work requests this principal created.
+    created_by: str = ""
     order: OrderBy = field(default_factory=lambda: OrderBy("time_accepted", True))
     # What the caller may see; None means everything.
     visibility: WorkRequestVisibility | None = None
@@ -245,6 +251,8 @@ class WorkRequestQuery:
         if self.compartment_id and wr.compartment_id != self.compartment_id:
             return False
         if self.ids and wr.id not in self.ids:
+            return False
+        if self.created_by and wr.created_by != self.created_by:
             return False
         if self.statuses and state.status not in self.statuses:
             return False
@@ -284,4 +292,5 @@ class WorkRequestQuery:
             self.filter,
             sorted(self.ids),
             self.order,
+            self.created_by,
         )

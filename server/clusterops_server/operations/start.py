@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from clusterops_server.auth.caller import current_caller
 from clusterops_server.domain.errors import FailedPrecondition
 from clusterops_server.domain.inventory import Cluster, ClusterState
 from clusterops_server.domain.work_requests import (
@@ -45,6 +46,9 @@ class OperationStart:
     # When the engine may first run it (default: at once).
     run_after: datetime | None = None
     id: str = field(default_factory=_new_work_request_id)
+    # Who asked (None: the caller of the current RPC, or "system" outside one), and why.
+    created_by: str | None = None
+    reason: str = ""
 
 
 async def start_operation(uow: UnitOfWork, start: OperationStart) -> WorkRequest:
@@ -61,6 +65,8 @@ async def start_operation(uow: UnitOfWork, start: OperationStart) -> WorkRequest
         status=WorkRequestStatus.ACCEPTED,
         time_accepted=now,
         resources=list(start.resources),
+        created_by=current_caller().name if start.created_by is None else start.created_by,
+        reason=start.reason,
     )
     await uow.work_requests.add(
         wr,

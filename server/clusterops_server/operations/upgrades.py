@@ -51,6 +51,8 @@ async def start_upgrade(
     parent_work_request_id: str = "",
     related: Sequence[WorkRequestResource] = (),
     skip_snapshot: bool = False,
+    created_by: str | None = None,
+    reason: str = "",
 ) -> tuple[UpgradeWorkflow, WorkRequest]:
     """Validate the path and create the workflow and its CLUSTER_UPGRADE work request
     inside the caller's unit of work (the cluster goes UPDATING). A parent work request
@@ -94,6 +96,8 @@ async def start_upgrade(
             lock=[cluster.id],
             log=f"Upgrading cluster {cluster.name} from {cluster.kubernetes_version} to "
             f"{target_version} (workflow {workflow_id})",
+            created_by=created_by,
+            reason=reason,
         ),
     )
     workflow = UpgradeWorkflow(

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from clusterops_server.auth.caller import require, require_visible, visible_compartments
+from clusterops_server.auth.caller import (
+    current_caller,
+    require,
+    require_visible,
+    visible_compartments,
+)
 from clusterops_server.auth.policy import Family, Verb
 from clusterops_server.clock import Clock
+from clusterops_server.domain import rollouts
 from clusterops_server.domain.errors import (
     ConcurrentChange,
     EtagMismatch,
@@ -18,12 +24,15 @@ from clusterops_server.domain.errors import (
 from clusterops_server.domain.inventory import ClusterQuery
 from clusterops_server.domain.listing import Page, PageRequest
 from clusterops_server.domain.orchestrations import (
+    OPENED_STAGE_STATES,
     OperationCounts,
     Orchestration,
     OrchestrationOperation,
     OrchestrationParameters,
     OrchestrationQuery,
     OrchestrationState,
+    Rollout,
+    StageState,
     dry_run_outcome,
     orchestration_resource,
     scheduled_description,
@@ -53,6 +62,7 @@ class CreateOrchestrationCommand:
     compartment_id: str
     parameters: OrchestrationParameters
     request_id: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,7 @@ class CancelOrchestrationCommand:
     orchestration_id: str
     etag: str = ""
     request_id: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,38 @@ class RetryOrchestrationCommand:
     operation_ids: tuple[str, ...] = ()
     etag: str = ""
     request_id: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PauseOrchestrationCommand:
+    orchestration_id: str
+    reason: str = ""
+    etag: str = ""
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class ResumeOrchestrationCommand:
+    orchestration_id: str
+    reason: str = ""
+    etag: str = ""
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class ApproveStageCommand:
+    orchestration_id: str
+    stage: str
+    reason: str = ""
+    etag: str = ""
+    request_id: str = ""
+
+
+def _by(reason: str) -> str:
+    """ "by alice" or "by alice: the reason", for a log line."""
+    name = current_caller().name
+    return f"by {name}: {reason}" if reason else f"by {name}"
 
 
 @dataclass(frozen=True)
@@ -170,6 +213,13 @@ class OrchestrationService:
                 "parameters.strategy.schedule_time",
                 f"must be at most {MAX_SCHEDULE_AHEAD.days} days ahead",
             )
+        if strategy.pause_at is not None and not (
+            now < strategy.pause_at <= now + MAX_SCHEDULE_AHEAD
+        ):
+            raise InvalidArgument.one(
+                "parameters.strategy.pause_at",
+                f"must be in the future, at most {MAX_SCHEDULE_AHEAD.days} days ahead",
+            )
 
         async def act(uow: UnitOfWork) -> tuple[tuple[Orchestration, WorkRequest], Remembered]:
             clusters = await uow.inventory.all_clusters(
@@ -179,13 +229,20 @@ class OrchestrationService:
             if not selected:
                 included = resolve_targets(TargetSpec(parameters.targets.include), clusters)
                 raise no_targets(cmd.compartment_id, len(clusters), len(included))
+            stage_of = rollouts.assign_stages(strategy.stages, selected)
             start = strategy.start_time(now)
             orchestration_id = new_id(IdKind.ORCHESTRATION)
             operations = [
                 OrchestrationOperation.for_cluster(
-                    new_id(IdKind.OPERATION), orchestration_id, cluster, parameters, now, start
+                    new_id(IdKind.OPERATION),
+                    orchestration_id,
+                    cluster,
+                    parameters,
+                    now,
+                    start,
+                    stage=stage,
                 )
-                for cluster in selected
+                for cluster, stage in zip(selected, stage_of, strict=True)
             ]
             if parameters.dry_run:
                 # Nothing runs, so nothing waits: every operation is judged now.
@@ -195,9 +252,6 @@ class OrchestrationService:
                         cluster, cluster.id, self.versions, parameters.kubernetes_version
                     )
                     operation.end(state, description, now)
-            counts = OperationCounts()
-            for operation in operations:
-                counts.move(None, operation.state)
             later = start if start > now else None
             run = OperationStart(
                 cmd.compartment_id,
@@ -206,6 +260,7 @@ class OrchestrationService:
                 [orchestration_resource(orchestration_id, ActionType.IN_PROGRESS)],
                 lock=[orchestration_id],
                 run_after=start,
+                reason=cmd.reason,
             )
             orchestration = Orchestration(
                 id=orchestration_id,
@@ -216,8 +271,12 @@ class OrchestrationService:
                 work_request_id=run.id,
                 create_time=now,
                 update_time=now,
-                counts=counts,
+                counts=OperationCounts(),
+                created_by=current_caller().name,
+                rollout=Rollout(stages=rollouts.initial_stages(strategy.stages)),
             )
+            for operation in operations:
+                orchestration.move(operation.stage, None, operation.state)
             start_note = f" at {later.isoformat().replace('+00:00', 'Z')}" if later else ""
             wr = await start_operation(uow, replace(run, log=_plan_log(orchestration, start_note)))
             await uow.orchestrations.add(orchestration)
@@ -236,8 +295,18 @@ class OrchestrationService:
         return await run_once(self.store, "CreateOrchestration", cmd, act, replay)
 
     async def get(self, orchestration_id: str) -> Orchestration:
+        """With the estimate of when it ends."""
         async with self.store.read() as uow:
-            return await require_orchestration(uow, orchestration_id)
+            orchestration = await require_orchestration(uow, orchestration_id)
+            last_due = (
+                await uow.orchestrations.last_due(orchestration_id)
+                if orchestration.counts.waiting and orchestration.rollout.finished_runs
+                else None
+            )
+        orchestration.estimated_end = rollouts.estimate_end(
+            orchestration, self.clock.now(), last_due
+        )
+        return orchestration
 
     async def list_orchestrations(
         self, query: OrchestrationQuery, page: PageRequest
@@ -254,17 +323,27 @@ class OrchestrationService:
         orchestration_id: str,
         states: frozenset[OrchestrationState],
         page: PageRequest,
+        stage: str = "",
     ) -> Page[OrchestrationOperation]:
+        """Each waiting operation says what it waits for, as of now."""
         async with self.store.read() as uow:
-            await require_orchestration(uow, orchestration_id)
-            return await uow.orchestrations.list_operations(orchestration_id, states, page)
+            orchestration = await require_orchestration(uow, orchestration_id)
+            index = _stage_index(orchestration, stage, "stage") if stage else None
+            result = await uow.orchestrations.list_operations(
+                orchestration_id, states, page, stage=index
+            )
+        now = self.clock.now()
+        for operation in result.items:
+            _annotate(orchestration, operation, now)
+        return result
 
     async def get_operation(self, orchestration_id: str, operation_id: str) -> OperationDetail:
         async with self.store.read() as uow:
-            await require_orchestration(uow, orchestration_id)
+            orchestration = await require_orchestration(uow, orchestration_id)
             operation = await uow.orchestrations.get_operation(operation_id)
             if operation is None or operation.orchestration_id != orchestration_id:
                 raise NotFound("orchestration operation", operation_id)
+            _annotate(orchestration, operation, self.clock.now())
             cluster = await uow.inventory.get_cluster(operation.runtime_id)
             pools = await uow.inventory.live_node_pools(operation.runtime_id) if cluster else []
         current = cluster.kubernetes_version if cluster else operation.cluster_version
@@ -317,6 +396,7 @@ class OrchestrationService:
                         OrchestrationState.PENDING,
                         OrchestrationState.IN_PROGRESS,
                         OrchestrationState.RETRYING,
+                        OrchestrationState.PAUSED,
                     ),
                     "canceling it",
                     "ORCHESTRATION_STATE",
@@ -328,14 +408,15 @@ class OrchestrationService:
                         wr,
                         logs=[
                             LogEntry(
-                                f"Cancellation of orchestration {orchestration.id} requested: "
-                                "operations that have not started are canceled, running ones "
-                                "finish",
+                                f"Cancellation of orchestration {orchestration.id} requested "
+                                f"{_by(cmd.reason)}; operations that have not started are "
+                                "canceled, running ones finish",
                                 now,
                             )
                         ],
                     )
                     await uow.leases.wake(wr.id, now)
+                orchestration.rollout.pause = None
                 orchestration.state = OrchestrationState.CANCELING
                 orchestration.description = orchestration.progress()
                 orchestration.touch(now)
@@ -367,12 +448,25 @@ class OrchestrationService:
             operations = await self._retriable(uow, orchestration, cmd.operation_ids)
             now = self.clock.now()
             strategy = orchestration.parameters.strategy
+            stages = orchestration.rollout.stages
             for operation in operations:
                 before = operation.state
-                due = now if operation.dry_run else strategy.due(operation.maintenance_window, now)
+                due: datetime | None
+                if stages and stages[operation.stage].state not in OPENED_STAGE_STATES:
+                    due = None  # its stage opens it
+                else:
+                    due = (
+                        now
+                        if operation.dry_run
+                        else strategy.due(operation.maintenance_window, now)
+                    )
                 operation.retry(now, due)
-                orchestration.counts.move(before, operation.state)
+                orchestration.move(operation.stage, before, operation.state)
             await uow.orchestrations.save_operations(operations)
+            # Continue from where a failure budget stopped it: the budget counts afresh.
+            orchestration.rollout.halt = None
+            orchestration.rollout.failure_reason = ""
+            rollouts.reopen_halted(orchestration)
             note = f"Retrying {len(operations)} failed operation(s)"
             if wr.status.is_terminal:
                 run = await start_operation(
@@ -383,13 +477,16 @@ class OrchestrationService:
                         OrchestrationRunParams(orchestration.id),
                         [orchestration_resource(orchestration.id, ActionType.IN_PROGRESS)],
                         lock=[orchestration.id],
-                        log=f"{note} of orchestration {orchestration.id}; its previous run was "
-                        f"work request {wr.id}",
+                        log=f"{note} of orchestration {orchestration.id}, requested "
+                        f"{_by(cmd.reason)}; its previous run was work request {wr.id}",
+                        reason=cmd.reason,
                     ),
                 )
                 orchestration.work_request_id = run.id
             else:
-                await uow.work_requests.save(wr, logs=[LogEntry(f"{note} requested", now)])
+                await uow.work_requests.save(
+                    wr, logs=[LogEntry(f"{note} requested {_by(cmd.reason)}", now)]
+                )
                 await uow.leases.wake(wr.id, now)
             orchestration.state = OrchestrationState.RETRYING
             orchestration.description = note
@@ -436,3 +533,116 @@ class OrchestrationService:
                     metadata={"state": operation.state.value},
                 )
         return [found[i] for i in wanted]
+
+    # pause, resume, approve
+
+    async def pause(self, cmd: PauseOrchestrationCommand) -> Orchestration:
+        """PAUSED at once: the run starts nothing more; running operations finish. Pausing a
+        paused orchestration changes nothing."""
+
+        async def act(uow: UnitOfWork) -> tuple[Orchestration, Remembered]:
+            orchestration, wr = await _lock_with_run(uow, cmd.orchestration_id, verb=Verb.USE)
+            if cmd.etag and cmd.etag != orchestration.etag:
+                raise EtagMismatch("orchestration", orchestration.id, orchestration.etag)
+            if orchestration.state is not OrchestrationState.PAUSED:
+                orchestration.require_state(
+                    rollouts.PAUSABLE_STATES, "pausing it", "ORCHESTRATION_STATE"
+                )
+                now = self.clock.now()
+                rollouts.pause(orchestration, current_caller().name, cmd.reason, now)
+                await self._record(
+                    uow,
+                    orchestration,
+                    wr,
+                    f"Paused {_by(cmd.reason)}; no operation starts until it is resumed, "
+                    "running ones finish",
+                )
+            return orchestration, {"orchestration_id": orchestration.id}
+
+        return await run_once(self.store, "PauseOrchestration", cmd, act, self._replay)
+
+    async def resume(self, cmd: ResumeOrchestrationCommand) -> Orchestration:
+        async def act(uow: UnitOfWork) -> tuple[Orchestration, Remembered]:
+            orchestration, wr = await _lock_with_run(uow, cmd.orchestration_id, verb=Verb.USE)
+            if cmd.etag and cmd.etag != orchestration.etag:
+                raise EtagMismatch("orchestration", orchestration.id, orchestration.etag)
+            orchestration.require_state(
+                (OrchestrationState.PAUSED,), "resuming it", "ORCHESTRATION_STATE"
+            )
+            rollouts.resume(orchestration)
+            await self._record(uow, orchestration, wr, f"Resumed {_by(cmd.reason)}")
+            return orchestration, {"orchestration_id": orchestration.id}
+
+        return await run_once(self.store, "ResumeOrchestration", cmd, act, self._replay)
+
+    async def approve(self, cmd: ApproveStageCommand) -> Orchestration:
+        """Open a stage's gate (before it is reached, too); approving twice changes
+        nothing."""
+
+        async def act(uow: UnitOfWork) -> tuple[Orchestration, Remembered]:
+            orchestration, wr = await _lock_with_run(uow, cmd.orchestration_id, verb=Verb.MANAGE)
+            if cmd.etag and cmd.etag != orchestration.etag:
+                raise EtagMismatch("orchestration", orchestration.id, orchestration.etag)
+            index = _stage_index(orchestration, cmd.stage, "stage")
+            spec = orchestration.parameters.strategy.stages[index]
+            stage = orchestration.rollout.stages[index]
+            if not spec.requires_approval:
+                raise FailedPrecondition(
+                    f'stage "{spec.name}" of orchestration {orchestration.id} has no approval '
+                    "gate (requires_approval is false)",
+                    violation_type="STAGE_WITHOUT_GATE",
+                    subject=spec.name,
+                )
+            if not stage.approved_by:
+                if orchestration.state.is_terminal or stage.state is StageState.CANCELED:
+                    raise FailedPrecondition(
+                        f'orchestration {orchestration.id} is "{orchestration.state.value}"; '
+                        "approving a stage needs it to be running",
+                        violation_type="ORCHESTRATION_STATE",
+                        subject=orchestration.id,
+                        metadata={"state": orchestration.state.value},
+                    )
+                now = self.clock.now()
+                stage.approved_by = current_caller().name
+                stage.approve_time = now
+                await self._record(
+                    uow, orchestration, wr, f'Stage "{spec.name}" approved {_by(cmd.reason)}'
+                )
+            return orchestration, {"orchestration_id": orchestration.id}
+
+        return await run_once(self.store, "ApproveOrchestrationStage", cmd, act, self._replay)
+
+    async def _record(
+        self, uow: UnitOfWork, orchestration: Orchestration, wr: WorkRequest, log: str
+    ) -> None:
+        """Save a decision about the orchestration, log it on its run and wake the run."""
+        now = self.clock.now()
+        orchestration.description = orchestration.progress()
+        orchestration.touch(now)
+        await uow.orchestrations.save(orchestration)
+        await uow.work_requests.save(wr, logs=[LogEntry(log, now)])
+        if not wr.status.is_terminal:
+            await uow.leases.wake(wr.id, now)
+
+    async def _replay(self, uow: UnitOfWork, prior: Remembered) -> Orchestration:
+        return await require_orchestration(uow, prior["orchestration_id"])
+
+
+def _stage_index(orchestration: Orchestration, name: str, field_name: str) -> int:
+    """The index of the stage called `name`; INVALID_ARGUMENT naming the stages if none is."""
+    names = [s.name for s in orchestration.parameters.strategy.stages]
+    if name not in names:
+        known = ", ".join(names) if names else "none: it has no stages"
+        raise InvalidArgument.one(
+            field_name, f'orchestration {orchestration.id} has no stage "{name}" (stages: {known})'
+        )
+    return names.index(name)
+
+
+def _annotate(
+    orchestration: Orchestration, operation: OrchestrationOperation, now: datetime
+) -> None:
+    """What a read adds to a stored operation: its stage's name, what it waits for."""
+    stages = orchestration.parameters.strategy.stages
+    operation.stage_name = stages[operation.stage].name if stages else ""
+    operation.wait = rollouts.wait_of(orchestration, operation, now)

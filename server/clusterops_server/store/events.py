@@ -93,6 +93,8 @@ def event_payload(
             "last_error": _error_json(wr.last_error) if wr.last_error else None,
             # How many resources it has: the first that many by position (they only grow).
             "resource_count": len(wr.resources),
+            "created_by": wr.created_by,
+            "reason": wr.reason,
         },
         "resources": [resource_to_json(r) for r in resources],
         "logs": [{"message": e.message, "timestamp": _time(e.timestamp)} for e in logs],
@@ -128,6 +130,8 @@ def event_from_row(
         time_finished=_parse_time(w["time_finished"]),
         resources=listed,
         revision=row.revision,
+        created_by=w.get("created_by", ""),
+        reason=w.get("reason", ""),
         last_error=(
             ErrorEntry(last_error["code"], last_error["message"], _ts(last_error["timestamp"]))
             if last_error

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, insert, select, update
@@ -19,6 +19,8 @@ from clusterops_server.domain.inventory import MaintenanceWindow
 from clusterops_server.domain.listing import Page, PageRequest, fingerprint
 from clusterops_server.domain.orchestrations import (
     WAITING_STATES,
+    FailureBudget,
+    Halt,
     OperationAttempt,
     OperationCounts,
     Orchestration,
@@ -26,7 +28,12 @@ from clusterops_server.domain.orchestrations import (
     OrchestrationParameters,
     OrchestrationQuery,
     OrchestrationState,
+    PauseInfo,
+    Rollout,
     ScheduleType,
+    StageProgress,
+    StageSpec,
+    StageState,
     Strategy,
     StrategyType,
 )
@@ -54,19 +61,74 @@ def _parse_time(value: Any) -> datetime | None:
 # --- parameters as JSON ------------------------------------------------------------------
 
 
+def _targets_to_json(t: TargetSpec) -> dict[str, Any]:
+    return {"include": [asdict(r) for r in t.include], "exclude": [asdict(r) for r in t.exclude]}
+
+
+def _targets_from_json(data: dict[str, Any]) -> TargetSpec:
+    return TargetSpec(
+        include=tuple(RuntimeTarget(**t) for t in data["include"]),
+        exclude=tuple(RuntimeTarget(**t) for t in data["exclude"]),
+    )
+
+
+def _budget_to_json(b: FailureBudget | None) -> dict[str, int] | None:
+    return None if b is None else {"max_failures": b.max_failures, "percent": b.percent}
+
+
+def _budget_from_json(data: dict[str, int] | None) -> FailureBudget | None:
+    return None if data is None else FailureBudget(int(data["max_failures"]), int(data["percent"]))
+
+
+def _stage_to_json(st: StageSpec) -> dict[str, Any]:
+    return {
+        "name": st.name,
+        "targets": _targets_to_json(st.targets) if st.targets is not None else None,
+        "count": st.count,
+        "percent": st.percent,
+        "workers": st.workers,
+        "soak_seconds": st.soak.total_seconds(),
+        "requires_approval": st.requires_approval,
+        "failure_budget": _budget_to_json(st.failure_budget),
+    }
+
+
+def _stage_from_json(data: dict[str, Any]) -> StageSpec:
+    return StageSpec(
+        name=data["name"],
+        targets=_targets_from_json(data["targets"]) if data["targets"] is not None else None,
+        count=int(data["count"]),
+        percent=int(data["percent"]),
+        workers=int(data["workers"]),
+        soak=timedelta(seconds=float(data["soak_seconds"])),
+        requires_approval=bool(data["requires_approval"]),
+        failure_budget=_budget_from_json(data["failure_budget"]),
+    )
+
+
+def _strategy_extras(s: Strategy) -> dict[str, Any]:
+    """The rollout controls, written only when used: KEB orchestrations' JSON is as before."""
+    extras: dict[str, Any] = {}
+    if s.stages:
+        extras["stages"] = [_stage_to_json(st) for st in s.stages]
+    if s.failure_budget is not None:
+        extras["failure_budget"] = _budget_to_json(s.failure_budget)
+    if s.pause_at is not None:
+        extras["pause_at"] = _time(s.pause_at)
+    return extras
+
+
 def parameters_to_json(p: OrchestrationParameters) -> dict[str, Any]:
     s = p.strategy
     return {
-        "targets": {
-            "include": [asdict(t) for t in p.targets.include],
-            "exclude": [asdict(t) for t in p.targets.exclude],
-        },
+        "targets": _targets_to_json(p.targets),
         "strategy": {
             "type": s.type.value,
             "schedule": s.schedule.value,
             "schedule_time": _time(s.schedule_time),
             "maintenance_window": s.maintenance_window,
             "workers": s.workers,
+            **_strategy_extras(s),
         },
         "kubernetes_version": p.kubernetes_version,
         "dry_run": p.dry_run,
@@ -77,19 +139,102 @@ def parameters_from_json(data: dict[str, Any]) -> OrchestrationParameters:
     targets = data["targets"]
     s = data["strategy"]
     return OrchestrationParameters(
-        targets=TargetSpec(
-            include=tuple(RuntimeTarget(**t) for t in targets["include"]),
-            exclude=tuple(RuntimeTarget(**t) for t in targets["exclude"]),
-        ),
+        targets=_targets_from_json(targets),
         strategy=Strategy(
             type=StrategyType(s["type"]),
             schedule=ScheduleType(s["schedule"]),
             schedule_time=_parse_time(s["schedule_time"]),
             maintenance_window=bool(s["maintenance_window"]),
             workers=int(s["workers"]),
+            stages=tuple(_stage_from_json(st) for st in s.get("stages", ())),
+            failure_budget=_budget_from_json(s.get("failure_budget")),
+            pause_at=_parse_time(s.get("pause_at")),
         ),
         kubernetes_version=data["kubernetes_version"],
         dry_run=bool(data["dry_run"]),
+    )
+
+
+def _counts_to_json(c: OperationCounts) -> dict[str, int]:
+    return {k.value: v for k, v in c.by_state.items() if v}
+
+
+def _counts_from_json(data: dict[str, Any]) -> OperationCounts:
+    return OperationCounts({OrchestrationState(k): int(v) for k, v in data.items()})
+
+
+def rollout_to_json(r: Rollout) -> dict[str, Any] | None:
+    """None for a rollout that holds nothing (a KEB orchestration never paused)."""
+    if r == Rollout():
+        return None
+    return {
+        "stages": [
+            {
+                "state": st.state.value,
+                "counts": _counts_to_json(st.counts),
+                "start": _time(st.start_time),
+                "end": _time(st.end_time),
+                "soak_until": _time(st.soak_until),
+                "approved_by": st.approved_by,
+                "approve_time": _time(st.approve_time),
+            }
+            for st in r.stages
+        ],
+        "pause": (
+            {
+                "by": r.pause.paused_by,
+                "reason": r.pause.reason,
+                "at": _time(r.pause.pause_time),
+                "resume_state": r.pause.resume_state.value,
+            }
+            if r.pause is not None
+            else None
+        ),
+        "pause_at_done": r.pause_at_done,
+        "halt": (
+            {"budget": r.halt.budget, "operations": list(r.halt.operation_ids)}
+            if r.halt is not None
+            else None
+        ),
+        "failure_reason": r.failure_reason,
+        "finished_seconds": r.finished_seconds,
+        "finished_runs": r.finished_runs,
+    }
+
+
+def rollout_from_json(data: dict[str, Any] | None) -> Rollout:
+    if not data:
+        return Rollout()
+    pause = data["pause"]
+    halt = data["halt"]
+    return Rollout(
+        stages=[
+            StageProgress(
+                state=StageState(st["state"]),
+                counts=_counts_from_json(st["counts"]),
+                start_time=_parse_time(st["start"]),
+                end_time=_parse_time(st["end"]),
+                soak_until=_parse_time(st["soak_until"]),
+                approved_by=st["approved_by"],
+                approve_time=_parse_time(st["approve_time"]),
+            )
+            for st in data["stages"]
+        ],
+        pause=(
+            PauseInfo(
+                paused_by=pause["by"],
+                reason=pause["reason"],
+                pause_time=_parse_time(pause["at"]) or datetime.min,
+                resume_state=OrchestrationState(pause["resume_state"]),
+            )
+            if pause
+            else None
+        ),
+        pause_at_done=bool(data["pause_at_done"]),
+        halt=Halt(halt["budget"], tuple(halt["operations"])) if halt else None,
+        failure_reason=data["failure_reason"],
+        finished_seconds=float(data["finished_seconds"]),
+        finished_runs=int(data["finished_runs"]),
     )
 
 
@@ -106,10 +251,10 @@ def _orchestration(row: OrchestrationRow) -> Orchestration:
         work_request_id=row.work_request_id,
         create_time=row.created_at,
         update_time=row.updated_at,
-        counts=OperationCounts(
-            {OrchestrationState(k): int(v) for k, v in row.operation_counts.items()}
-        ),
+        counts=_counts_from_json(row.operation_counts),
         version=row.version,
+        created_by=row.created_by,
+        rollout=rollout_from_json(row.rollout),
     )
 
 
@@ -120,10 +265,12 @@ def _orchestration_values(o: Orchestration) -> dict[str, Any]:
         "description": o.description,
         "parameters": parameters_to_json(o.parameters),
         "work_request_id": o.work_request_id,
-        "operation_counts": {k.value: v for k, v in o.counts.by_state.items() if v},
+        "operation_counts": _counts_to_json(o.counts),
         "created_at": o.create_time,
         "updated_at": o.update_time,
         "version": o.version,
+        "created_by": o.created_by,
+        "rollout": rollout_to_json(o.rollout),
     }
 
 
@@ -183,6 +330,8 @@ def _operation(row: OrchestrationOperationRow) -> OrchestrationOperation:
         start_time=row.started_at,
         end_time=row.ended_at,
         previous_attempts=[_attempt_from_json(a) for a in row.previous_attempts],
+        stage=row.stage,
+        blocked_by=row.blocked_by or "",
     )
 
 
@@ -214,6 +363,8 @@ def _operation_values(op: OrchestrationOperation) -> dict[str, Any]:
         "ended_at": op.end_time,
         "due_at": op.due_time,
         "previous_attempts": [_attempt_to_json(a) for a in op.previous_attempts],
+        "stage": op.stage,
+        "blocked_by": op.blocked_by or None,
     }
 
 
@@ -304,7 +455,11 @@ class OrchestrationRepository:
             )
 
     async def list_operations(
-        self, orchestration_id: str, states: frozenset[OrchestrationState], page: PageRequest
+        self,
+        orchestration_id: str,
+        states: frozenset[OrchestrationState],
+        page: PageRequest,
+        stage: int | None = None,
     ) -> Page[OrchestrationOperation]:
         """In id order, with the total count of matching operations."""
         stmt = select(OrchestrationOperationRow).where(
@@ -312,12 +467,17 @@ class OrchestrationRepository:
         )
         if states:
             stmt = stmt.where(OrchestrationOperationRow.state.in_(sorted(s.value for s in states)))
+        if stage is not None:
+            stmt = stmt.where(OrchestrationOperationRow.stage == stage)
+        parts: list[Any] = ["orchestration_operations", orchestration_id, sorted(states)]
+        if stage is not None:
+            parts.append(stage)  # pages of a stage are not pages of the whole
         return await paginate(
             self.session,
             stmt,
             Keyset((OrchestrationOperationRow.id,)),
             page,
-            fingerprint("orchestration_operations", orchestration_id, sorted(states)),
+            fingerprint(*parts),
             _operation,
             key_of=lambda row: (row.id,),
             with_total=True,
@@ -385,32 +545,61 @@ class OrchestrationRepository:
             )
         )
 
+    async def last_due(self, orchestration_id: str) -> datetime | None:
+        """The latest time a waiting operation is due (for the estimate)."""
+        return await self.session.scalar(
+            select(func.max(OrchestrationOperationRow.due_at)).where(
+                OrchestrationOperationRow.orchestration_id == orchestration_id
+            )
+        )
+
+    async def open_stage(self, orchestration_id: str, stage: int, now: datetime) -> int:
+        """Make the waiting operations of a stage that opens due now (the scheduler then
+        moves each one outside its maintenance window to the window's opening)."""
+        result = await self.session.execute(
+            update(OrchestrationOperationRow)
+            .where(
+                OrchestrationOperationRow.orchestration_id == orchestration_id,
+                OrchestrationOperationRow.stage == stage,
+                OrchestrationOperationRow.state.in_(_WAITING),
+                OrchestrationOperationRow.due_at.is_(None),
+            )
+            .values(due_at=now, updated_at=now)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
     async def end_waiting(
         self,
         orchestration_id: str,
         now: datetime,
         description: str,
         state: OrchestrationState = OrchestrationState.CANCELED,
-    ) -> dict[OrchestrationState, int]:
-        """End every operation that has not started in `state`; how many, by their former
-        state."""
-        ended: dict[OrchestrationState, int] = {}
-        for waiting in sorted(WAITING_STATES):
-            result = await self.session.execute(
+    ) -> dict[tuple[int, OrchestrationState], int]:
+        """End every operation that has not started in `state`; how many, by their stage
+        and former state."""
+        counted = await self.session.execute(
+            select(OrchestrationOperationRow.stage, OrchestrationOperationRow.state, func.count())
+            .where(
+                OrchestrationOperationRow.orchestration_id == orchestration_id,
+                OrchestrationOperationRow.state.in_(_WAITING),
+            )
+            .group_by(OrchestrationOperationRow.stage, OrchestrationOperationRow.state)
+        )
+        ended = {(int(st), OrchestrationState(s)): int(n) for st, s, n in counted}
+        if ended:
+            await self.session.execute(
                 update(OrchestrationOperationRow)
                 .where(
                     OrchestrationOperationRow.orchestration_id == orchestration_id,
-                    OrchestrationOperationRow.state == waiting.value,
+                    OrchestrationOperationRow.state.in_(_WAITING),
                 )
                 .values(
                     state=state.value,
                     description=description,
                     due_at=None,
+                    blocked_by=None,
                     ended_at=now,
                     updated_at=now,
                 )
             )
-            count = int(getattr(result, "rowcount", 0) or 0)
-            if count:
-                ended[waiting] = count
         return ended

@@ -168,11 +168,15 @@ class WorkRequestRow(Base):
     last_error_code: Mapped[str | None] = mapped_column(String(64))
     last_error_message: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Who asked for it, and why (issue 16).
+    created_by: Mapped[str] = mapped_column(String(128), server_default="")
+    reason: Mapped[str] = mapped_column(Text, server_default="")
 
     __table_args__ = (
         Index("ix_work_requests_runnable", "status", "run_after"),
         Index("ix_work_requests_listing", "compartment_id", "accepted_at", "id"),
         Index("ix_work_requests_accepted", "accepted_at", "id"),
+        Index("ix_work_requests_created_by", "created_by", "accepted_at", "id"),
     )
 
 
@@ -321,6 +325,10 @@ class OrchestrationRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer)
+    # Issue 16: who created it, and what the rollout controls decided (stages, pause,
+    # halt); NULL for an orchestration that never used them.
+    created_by: Mapped[str] = mapped_column(String(128), server_default="")
+    rollout: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     __table_args__ = (
         Index("ix_orchestrations_created", "created_at", "id"),
@@ -360,11 +368,17 @@ class OrchestrationOperationRow(Base):
     # scheduler's index holds only the operations it still has to start.
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     previous_attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # The index of its stage (0 without stages); an operation of a stage not yet open has
+    # no due_at.
+    stage: Mapped[int] = mapped_column(Integer, server_default="0")
+    # The work request that held its cluster when it last tried to start.
+    blocked_by: Mapped[str | None] = mapped_column(ID)
 
     __table_args__ = (
         Index("ix_orchestration_operations_listing", "orchestration_id", "id"),
         Index("ix_orchestration_operations_state", "orchestration_id", "state", "id"),
         Index("ix_orchestration_operations_due", "orchestration_id", "due_at", "id"),
+        Index("ix_orchestration_operations_stage", "orchestration_id", "stage", "id"),
     )
 
 

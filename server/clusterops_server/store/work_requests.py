@@ -78,6 +78,8 @@ def _to_domain(row: WorkRequestRow, resources: Sequence[WorkRequestResourceRow])
         time_finished=row.finished_at,
         resources=[_resource(r) for r in sorted(resources, key=lambda r: r.position)],
         revision=row.revision,
+        created_by=row.created_by,
+        reason=row.reason,
         last_error=(
             ErrorEntry(row.last_error_code, row.last_error_message or "", row.last_error_at)
             if row.last_error_code is not None and row.last_error_at is not None
@@ -124,6 +126,8 @@ class WorkRequestRepository:
                 lease_expires_at=None,
                 run_after=run_after or wr.time_accepted,
                 attempts=0,
+                created_by=wr.created_by,
+                reason=wr.reason,
             )
         )
         await self.session.flush()
@@ -303,6 +307,8 @@ class WorkRequestRepository:
             conditions.append(WorkRequestRow.compartment_id == query.compartment_id)
         if query.ids:
             conditions.append(WorkRequestRow.id.in_(sorted(query.ids)))
+        if query.created_by:
+            conditions.append(WorkRequestRow.created_by == query.created_by)
         if query.statuses:
             conditions.append(WorkRequestRow.status.in_(sorted(s.value for s in query.statuses)))
         if query.resource_id or query.resource_type:

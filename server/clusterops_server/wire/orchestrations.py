@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from clusterops.v1 import orchestrations_pb2 as pb
 from clusterops.v1 import orchestrations_pb2_grpc as pb_grpc
+from google.protobuf.duration_pb2 import Duration
 
 from clusterops_server.domain.orchestrations import (
     MAX_WORKERS,
+    FailureBudget,
     OperationAttempt,
     OperationCounts,
     Orchestration,
@@ -18,17 +21,24 @@ from clusterops_server.domain.orchestrations import (
     OrchestrationQuery,
     OrchestrationState,
     ScheduleType,
+    StageProgress,
+    StageSpec,
+    StageState,
     Strategy,
     StrategyType,
 )
 from clusterops_server.domain.patterns import MAX_PATTERN_LENGTH
+from clusterops_server.domain.rollouts import WaitReason
 from clusterops_server.domain.targets import RuntimeTarget, TargetSpec
 from clusterops_server.ids import IdKind
 from clusterops_server.services.orchestrations import (
+    ApproveStageCommand,
     CancelOrchestrationCommand,
     CreateOrchestrationCommand,
     OperationDetail,
     OrchestrationService,
+    PauseOrchestrationCommand,
+    ResumeOrchestrationCommand,
     RetryOrchestrationCommand,
 )
 from clusterops_server.wire.convert import EnumMap, timestamp
@@ -39,9 +49,15 @@ from clusterops_server.wire.work_requests import work_request_to_proto
 STATE = EnumMap(pb.OrchestrationState, OrchestrationState, "ORCHESTRATION_STATE_")
 STRATEGY = EnumMap(pb.StrategyType, StrategyType, "STRATEGY_TYPE_")
 SCHEDULE = EnumMap(pb.ScheduleType, ScheduleType, "SCHEDULE_TYPE_")
+STAGE_STATE = EnumMap(pb.StageState, StageState, "STAGE_STATE_")
+WAIT_REASON = EnumMap(pb.OperationWaitReason, WaitReason, "OPERATION_WAIT_REASON_")
 
 MAX_TARGETS = 100
 MAX_RETRY_IDS = 1000
+MAX_STAGES = 20
+MAX_STAGE_COUNT = 100_000
+MAX_SOAK = timedelta(days=7)
+MAX_REASON = 500
 # KEB caps a page of operations at 100.
 OPERATIONS_PAGE_SIZE = 100
 
@@ -61,6 +77,39 @@ def _target_to_proto(t: RuntimeTarget) -> pb.RuntimeTarget:
     )
 
 
+def _duration(value: timedelta) -> Duration:
+    message = Duration()
+    message.FromTimedelta(value)
+    return message
+
+
+def _budget_to_proto(b: FailureBudget | None) -> pb.FailureBudget | None:
+    if b is None:
+        return None
+    return pb.FailureBudget(max_failures=b.max_failures, max_failure_percent=b.percent)
+
+
+def _stage_to_proto(st: StageSpec) -> pb.Stage:
+    message = pb.Stage(
+        name=st.name,
+        count=st.count,
+        percent=st.percent,
+        workers=st.workers,
+        requires_approval=st.requires_approval,
+        failure_budget=_budget_to_proto(st.failure_budget),
+    )
+    if st.targets is not None:
+        message.targets.CopyFrom(
+            pb.TargetSpec(
+                include=[_target_to_proto(t) for t in st.targets.include],
+                exclude=[_target_to_proto(t) for t in st.targets.exclude],
+            )
+        )
+    if st.soak:
+        message.soak.CopyFrom(_duration(st.soak))
+    return message
+
+
 def parameters_to_proto(p: OrchestrationParameters) -> pb.OrchestrationParameters:
     s = p.strategy
     return pb.OrchestrationParameters(
@@ -74,6 +123,9 @@ def parameters_to_proto(p: OrchestrationParameters) -> pb.OrchestrationParameter
             schedule_time=timestamp(s.schedule_time),
             maintenance_window=s.maintenance_window,
             parallel=pb.ParallelStrategy(workers=s.workers),
+            stages=[_stage_to_proto(st) for st in s.stages],
+            failure_budget=_budget_to_proto(s.failure_budget),
+            pause_at=timestamp(s.pause_at),
         ),
         dry_run=p.dry_run,
         kubernetes_version=p.kubernetes_version,
@@ -92,7 +144,21 @@ def counts_to_proto(c: OperationCounts) -> pb.OperationCounts:
     )
 
 
+def _stage_status_to_proto(spec: StageSpec, st: StageProgress) -> pb.StageStatus:
+    return pb.StageStatus(
+        name=spec.name,
+        state=STAGE_STATE.to_proto(st.state),  # type: ignore[arg-type]
+        operation_counts=counts_to_proto(st.counts),
+        start_time=timestamp(st.start_time),
+        end_time=timestamp(st.end_time),
+        soak_end_time=timestamp(st.soak_until),
+        approved_by=st.approved_by,
+        approve_time=timestamp(st.approve_time),
+    )
+
+
 def orchestration_to_proto(o: Orchestration) -> pb.Orchestration:
+    pause = o.rollout.pause
     return pb.Orchestration(
         id=o.id,
         compartment_id=o.compartment_id,
@@ -104,6 +170,22 @@ def orchestration_to_proto(o: Orchestration) -> pb.Orchestration:
         create_time=timestamp(o.create_time),
         update_time=timestamp(o.update_time),
         etag=o.etag,
+        stages=[
+            _stage_status_to_proto(spec, st)
+            for spec, st in zip(o.parameters.strategy.stages, o.rollout.stages, strict=True)
+        ],
+        estimated_end_time=timestamp(o.estimated_end),
+        pause=(
+            pb.PauseInfo(
+                paused_by=pause.paused_by,
+                reason=pause.reason,
+                pause_time=timestamp(pause.pause_time),
+            )
+            if pause is not None
+            else None
+        ),
+        failure_reason=o.rollout.failure_reason,
+        created_by=o.created_by,
     )
 
 
@@ -146,7 +228,13 @@ def operation_to_proto(
         start_time=timestamp(op.start_time),
         end_time=timestamp(op.end_time),
         previous_attempts=[_attempt_to_proto(a) for a in op.previous_attempts],
+        stage=op.stage_name,
     )
+    if op.wait is not None:
+        message.wait_reason = WAIT_REASON.to_proto(op.wait.reason)  # type: ignore[assignment]
+        message.wait_detail = op.wait.detail
+        if op.wait.until is not None:
+            message.wait_until.FromDatetime(op.wait.until)
     if detail is not None:
         c = detail.cluster
         message.cluster_config.CopyFrom(
@@ -225,7 +313,93 @@ def _strategy(check: Validator, s: pb.StrategySpec) -> Strategy:
         schedule_time=schedule_time,
         maintenance_window=s.maintenance_window,
         workers=workers,
+        stages=_stages(check, f"{field}.stages", s.stages),
+        failure_budget=(
+            _budget(check, f"{field}.failure_budget", s.failure_budget)
+            if s.HasField("failure_budget")
+            else None
+        ),
+        pause_at=(
+            check.timestamp(f"{field}.pause_at", s.pause_at) if s.HasField("pause_at") else None
+        ),
     )
+
+
+def _budget(check: Validator, field: str, b: pb.FailureBudget) -> FailureBudget:
+    check.int_range(f"{field}.max_failures", b.max_failures, 0, MAX_STAGE_COUNT)
+    check.int_range(f"{field}.max_failure_percent", b.max_failure_percent, 0, 100)
+    if b.max_failures and b.max_failure_percent:
+        check.fail(field, "set max_failures or max_failure_percent, not both")
+    return FailureBudget(max_failures=b.max_failures, percent=b.max_failure_percent)
+
+
+def _soak(check: Validator, field: str, stage: pb.Stage) -> timedelta:
+    if not stage.HasField("soak"):
+        return timedelta(0)
+    d = stage.soak
+    if d.seconds < 0 or d.nanos < 0 or not 0 <= d.nanos <= 999_999_999:
+        check.fail(field, "must not be negative")
+        return timedelta(0)
+    if d.seconds > MAX_SOAK.total_seconds():
+        check.fail(field, f"must be at most {MAX_SOAK.days} days")
+        return timedelta(0)
+    return d.ToTimedelta()
+
+
+def _stages(check: Validator, field: str, stages: Sequence[pb.Stage]) -> tuple[StageSpec, ...]:
+    if len(stages) > MAX_STAGES:
+        check.fail(field, f"at most {MAX_STAGES} stages")
+        return ()
+    found: list[StageSpec] = []
+    seen: set[str] = set()
+    for i, st in enumerate(stages):
+        at = f"{field}[{i}]"
+        name = check.name(f"{at}.name", st.name)
+        if name and name in seen:
+            check.fail(f"{at}.name", f'"{name}" names an earlier stage too; names are unique')
+        seen.add(name)
+        has_targets = st.HasField("targets")
+        selectors = [
+            n
+            for n, used in (("targets", has_targets), ("count", st.count), ("percent", st.percent))
+            if used
+        ]
+        if len(selectors) > 1:
+            check.fail(
+                at, f"set one selector of targets, count and percent, not {' and '.join(selectors)}"
+            )
+        check.int_range(f"{at}.count", st.count, 0, MAX_STAGE_COUNT)
+        check.int_range(f"{at}.percent", st.percent, 0, 100)
+        check.int_range(f"{at}.workers", st.workers, 0, MAX_WORKERS)
+        targets = None
+        if has_targets:
+            targets = TargetSpec(
+                include=_targets(check, f"{at}.targets.include", st.targets.include, required=True),
+                exclude=_targets(
+                    check, f"{at}.targets.exclude", st.targets.exclude, required=False
+                ),
+            )
+        found.append(
+            StageSpec(
+                name=name,
+                targets=targets,
+                count=st.count,
+                percent=st.percent,
+                workers=st.workers,
+                soak=_soak(check, f"{at}.soak", st),
+                requires_approval=st.requires_approval,
+                failure_budget=(
+                    _budget(check, f"{at}.failure_budget", st.failure_budget)
+                    if st.HasField("failure_budget")
+                    else None
+                ),
+            )
+        )
+    return tuple(found)
+
+
+def _reason(check: Validator, value: str) -> str:
+    return check.text("reason", value, limit=MAX_REASON)
 
 
 def _parameters(check: Validator, p: pb.OrchestrationParameters) -> OrchestrationParameters:
@@ -263,6 +437,7 @@ class OrchestrationServicer(pb_grpc.OrchestrationServiceServicer):
             ),
             parameters=_parameters(check, request.parameters),
             request_id=check.request_id("request_id", request.request_id),
+            reason=_reason(check, request.reason),
         )
         check.check()
         orchestration, wr = await self.service.create(command)
@@ -310,8 +485,9 @@ class OrchestrationServicer(pb_grpc.OrchestrationServiceServicer):
             default=OPERATIONS_PAGE_SIZE,
             maximum=OPERATIONS_PAGE_SIZE,
         )
+        stage = check.text("stage", request.stage, limit=63)
         check.check()
-        result = await self.service.list_operations(orchestration_id, states, page)
+        result = await self.service.list_operations(orchestration_id, states, page, stage)
         return pb.ListOrchestrationOperationsResponse(
             data=[operation_to_proto(op) for op in result.items],
             count=len(result.items),
@@ -339,6 +515,7 @@ class OrchestrationServicer(pb_grpc.OrchestrationServiceServicer):
             orchestration_id=_orchestration_id(check, request.orchestration_id),
             etag=check.text("etag", request.etag, limit=64),
             request_id=check.request_id("request_id", request.request_id),
+            reason=_reason(check, request.reason),
         )
         check.check()
         orchestration = await self.service.cancel(command)
@@ -358,9 +535,55 @@ class OrchestrationServicer(pb_grpc.OrchestrationServiceServicer):
             ),
             etag=check.text("etag", request.etag, limit=64),
             request_id=check.request_id("request_id", request.request_id),
+            reason=_reason(check, request.reason),
         )
         check.check()
         orchestration, retried = await self.service.retry(command)
         return pb.RetryOrchestrationResponse(
             orchestration=orchestration_to_proto(orchestration), retried_operation_ids=retried
+        )
+
+    async def PauseOrchestration(  # noqa: N802
+        self, request: pb.PauseOrchestrationRequest, context: Any
+    ) -> pb.PauseOrchestrationResponse:
+        check = Validator()
+        command = PauseOrchestrationCommand(
+            orchestration_id=_orchestration_id(check, request.orchestration_id),
+            reason=_reason(check, request.reason),
+            etag=check.text("etag", request.etag, limit=64),
+            request_id=check.request_id("request_id", request.request_id),
+        )
+        check.check()
+        orchestration = await self.service.pause(command)
+        return pb.PauseOrchestrationResponse(orchestration=orchestration_to_proto(orchestration))
+
+    async def ResumeOrchestration(  # noqa: N802
+        self, request: pb.ResumeOrchestrationRequest, context: Any
+    ) -> pb.ResumeOrchestrationResponse:
+        check = Validator()
+        command = ResumeOrchestrationCommand(
+            orchestration_id=_orchestration_id(check, request.orchestration_id),
+            reason=_reason(check, request.reason),
+            etag=check.text("etag", request.etag, limit=64),
+            request_id=check.request_id("request_id", request.request_id),
+        )
+        check.check()
+        orchestration = await self.service.resume(command)
+        return pb.ResumeOrchestrationResponse(orchestration=orchestration_to_proto(orchestration))
+
+    async def ApproveOrchestrationStage(  # noqa: N802
+        self, request: pb.ApproveOrchestrationStageRequest, context: Any
+    ) -> pb.ApproveOrchestrationStageResponse:
+        check = Validator()
+        command = ApproveStageCommand(
+            orchestration_id=_orchestration_id(check, request.orchestration_id),
+            stage=check.text("stage", request.stage, required=True, limit=63),
+            reason=_reason(check, request.reason),
+            etag=check.text("etag", request.etag, limit=64),
+            request_id=check.request_id("request_id", request.request_id),
+        )
+        check.check()
+        orchestration = await self.service.approve(command)
+        return pb.ApproveOrchestrationStageResponse(
+            orchestration=orchestration_to_proto(orchestration)
         )

@@ -78,6 +78,8 @@ def work_request_to_proto(
         ],
         revision=wr.revision,
         last_error=error_to_proto(wr.last_error) if wr.last_error else None,
+        created_by=wr.created_by,
+        reason=wr.reason,
     )
 
 
@@ -235,6 +237,7 @@ class WorkRequestServicer(pb_grpc.WorkRequestServiceServicer):
         query = replace(
             _query(check, request),
             order=check.order_by(request.order_by, ["time_accepted"], DEFAULT_ORDER),
+            created_by=check.text("created_by", request.created_by, limit=128),
         )
         page = check.page(request.page_size, request.page_token)
         check.check()

@@ -8,6 +8,11 @@ operation falls due. A finishing upgrade names this work request as its parent a
 so makes it due at once. Nothing waits in memory: ten thousand targets are ten
 thousand rows, the worker limit is the count of running operations in the store, and
 a restarted server simply runs the next pass.
+
+Rollout controls (issue 16) are rules of domain/rollouts.py applied here: stages open one
+after another (an operation of a stage not yet open has no due time, so the due query
+never sees it), a paused orchestration starts nothing, and an exceeded failure budget
+halts it. All of it is in the store, so a restart or another replica carries on alike.
 """
 
 from __future__ import annotations
@@ -15,11 +20,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from clusterops_server.domain.errors import DomainError
+from clusterops_server.domain import rollouts
+from clusterops_server.domain.errors import DomainError, ResourceBusy
 from clusterops_server.domain.inventory import ClusterState
 from clusterops_server.domain.orchestrations import (
+    FAILURE_BUDGET_EXCEEDED,
     OPERATION_LABEL,
     ORCHESTRATION_LABEL,
+    Halt,
     Orchestration,
     OrchestrationOperation,
     OrchestrationSettings,
@@ -122,9 +130,10 @@ class RunOrchestration:
             f"Not started: the orchestration's run failed ({UNEXPECTED_FAILURE})",
             OrchestrationState.FAILED,
         )
-        for former, count in ended.items():
-            orchestration.counts.move(former, OrchestrationState.FAILED, count)
+        for (stage, former), count in ended.items():
+            orchestration.move(stage, former, OrchestrationState.FAILED, count)
         orchestration.state = OrchestrationState.FAILED
+        orchestration.rollout.pause = None
         orchestration.description = orchestration.progress()
         orchestration.touch(now)
         await uow.orchestrations.save(orchestration)
@@ -147,10 +156,20 @@ class RunOrchestration:
         state_before = orchestration.state
         if wr.status is WorkRequestStatus.CANCELING:
             orchestration.state = OrchestrationState.CANCELING
+            orchestration.rollout.pause = None
         elif orchestration.state in (OrchestrationState.PENDING, OrchestrationState.RETRYING):
             orchestration.state = OrchestrationState.IN_PROGRESS
         if orchestration.state is not state_before:
             logs.append(f'Orchestration {orchestration.id} is "{orchestration.state.value}"')
+        pause_at = orchestration.parameters.strategy.pause_at
+        had_paused_at = orchestration.rollout.pause_at_done
+        if rollouts.pause_at_due(orchestration, now):
+            assert pause_at is not None
+            reason = f"pause_at {rollouts.stamp(pause_at)} reached"
+            rollouts.pause(orchestration, "system", reason, now)
+            logs.append(f"Paused by system: {reason}; no operation starts until it is resumed")
+        elif orchestration.rollout.pause_at_done != had_paused_at:
+            logs.append("pause_at reached while already paused")
 
         budget = self.settings.batch
         finished = await uow.orchestrations.finished_runs(orchestration_id, limit=budget)
@@ -159,16 +178,22 @@ class RunOrchestration:
         await uow.orchestrations.save_operations([run.operation for run in finished])
         budget -= len(finished)
         seen.more = budget == 0
+        await self._check_budget(uow, orchestration, logs)
 
         if orchestration.state is OrchestrationState.CANCELING:
             canceled = await uow.orchestrations.end_waiting(
                 orchestration_id, now, "Canceled before it started"
             )
-            for former, count in canceled.items():
-                orchestration.counts.move(former, OrchestrationState.CANCELED, count)
+            for (stage, former), count in canceled.items():
+                orchestration.move(stage, former, OrchestrationState.CANCELED, count)
             if canceled:
                 logs.append(f"Canceled {sum(canceled.values())} operation(s) that had not started")
-        elif not seen.more:
+            rollouts.cancel_stages(orchestration)
+        elif (
+            not seen.more
+            and orchestration.state is not OrchestrationState.PAUSED
+            and orchestration.rollout.halt is None
+        ):
             budget = await self._start_due(uow, wr, orchestration, now, budget, logs)
             seen.more = budget == 0
 
@@ -192,26 +217,74 @@ class RunOrchestration:
         budget: int,
         logs: list[str],
     ) -> int:
-        """Start due operations while workers are free; the batch budget left."""
+        """Open the stages that may open and start due operations while workers are free;
+        the batch budget left. Stops at once when a failure exceeds a failure budget."""
         strategy = orchestration.parameters.strategy
-        while budget > 0 and orchestration.counts.running < orchestration.workers:
-            free = orchestration.workers - orchestration.counts.running
-            due = await uow.orchestrations.due(orchestration.id, now, limit=min(free, budget))
-            if not due:
-                break
-            for operation in due:
-                budget -= 1
-                if not operation.dry_run and not strategy.may_start(
-                    operation.maintenance_window, now
-                ):
-                    # Its window closed while it waited for a worker: tomorrow's, then.
-                    operation.due_time = strategy.due(operation.maintenance_window, now)
-                    operation.update_time = now
-                    continue
-                await self._launch(uow, wr, orchestration, operation, now, logs)
-            # Saved before the next query, which must not find these due again.
-            await uow.orchestrations.save_operations(due)
-        return budget
+        while True:
+            moved = await self._advance_stages(uow, orchestration, now, logs)
+            workers = strategy.workers_of(rollouts.current_stage(orchestration))
+            while budget > 0 and orchestration.counts.running < workers:
+                free = workers - orchestration.counts.running
+                due = await uow.orchestrations.due(orchestration.id, now, limit=min(free, budget))
+                if not due:
+                    break
+                for operation in due:
+                    if orchestration.rollout.halt is not None:
+                        break  # the rest stay due, untouched
+                    budget -= 1
+                    if not operation.dry_run and not strategy.may_start(
+                        operation.maintenance_window, now
+                    ):
+                        # Its window closed while it waited for a worker: tomorrow's, then.
+                        operation.due_time = strategy.due(operation.maintenance_window, now)
+                        operation.update_time = now
+                        continue
+                    await self._launch(uow, wr, orchestration, operation, now, logs)
+                    if operation.state is OrchestrationState.FAILED:
+                        await self._check_budget(uow, orchestration, logs)
+                # Saved before the next query, which must not find these due again.
+                await uow.orchestrations.save_operations(due)
+                if orchestration.rollout.halt is not None:
+                    return budget
+            # Stages move on as far as they can in one pass: a stage whose operations all
+            # ended at once (nothing to do) lets the next one open now. Stage states only
+            # move forward, so this ends.
+            if not moved or budget == 0:
+                return budget
+
+    async def _advance_stages(
+        self, uow: UnitOfWork, orchestration: Orchestration, now: datetime, logs: list[str]
+    ) -> bool:
+        """Apply the stage rules; whether any stage changed state."""
+        strategy = orchestration.parameters.strategy
+        if not strategy.stages:
+            return False
+        before = [s.state for s in orchestration.rollout.stages]
+        moves = rollouts.advance_stages(strategy, orchestration, now)
+        logs.extend(moves.logs)
+        for index in moves.opened:
+            await uow.orchestrations.open_stage(orchestration.id, index, now)
+        return before != [s.state for s in orchestration.rollout.stages]
+
+    async def _check_budget(
+        self, uow: UnitOfWork, orchestration: Orchestration, logs: list[str]
+    ) -> None:
+        """Halt when the failed operations exceed a failure budget: nothing more starts."""
+        rollout = orchestration.rollout
+        if rollout.halt is not None or orchestration.state is OrchestrationState.CANCELING:
+            return
+        exceeded = rollouts.exceeded_budget(orchestration.parameters.strategy, orchestration)
+        if exceeded is None:
+            return
+        failed = await uow.orchestrations.in_state(
+            orchestration.id, OrchestrationState.FAILED, limit=MAX_ERROR_ENTRIES
+        )
+        rollout.halt = Halt(exceeded, tuple(op.id for op in failed))
+        rollouts.halt_stages(orchestration)
+        logs.append(
+            f"Failure budget exceeded ({exceeded}); no further operation starts, running ones "
+            f"finish. Failed: {', '.join(op.id for op in failed)}"
+        )
 
     async def _launch(
         self,
@@ -263,12 +336,29 @@ class RunOrchestration:
                         },
                         parent_work_request_id=wr.id,
                         related=[orchestration_resource(orchestration.id, ActionType.RELATED)],
+                        # On behalf of whoever created the orchestration.
+                        created_by=orchestration.created_by or None,
+                        reason=f"orchestration {orchestration.id}",
                     )
+            except ResourceBusy as busy:
+                if not orchestration.parameters.strategy.controlled:
+                    # KEB's behaviour: the operation fails; a retry runs it again.
+                    operation.end(
+                        OrchestrationState.FAILED, f"Not started: {busy.explanation}", now
+                    )
+                else:
+                    # A rollout under control waits for the cluster instead.
+                    operation.blocked_by = busy.blocking_work_request_id
+                    operation.due_time = now + self.settings.busy_retry
+                    operation.description = (
+                        f"Waiting: work request {busy.blocking_work_request_id} holds the cluster"
+                    )
+                    operation.update_time = now
             except DomainError as refused:
                 operation.end(OrchestrationState.FAILED, f"Not started: {refused.explanation}", now)
             else:
                 operation.start(now, cluster.kubernetes_version, workflow.id, upgrade.id)
-        orchestration.counts.move(before, operation.state)
+        orchestration.move(operation.stage, before, operation.state)
         logs.append(
             f"Operation {operation.id} on cluster {operation.runtime_id}: {operation.description}"
         )
@@ -300,7 +390,10 @@ class RunOrchestration:
             errors = await uow.work_requests.all_errors(operation.work_request_id)
             reason = "; ".join(f"{e.code}: {e.message}" for e in errors) or "no error recorded"
             operation.end(OrchestrationState.FAILED, f"Upgrade failed: {reason}", now)
-        orchestration.counts.move(before, operation.state)
+        if operation.start_time is not None:
+            orchestration.rollout.finished_seconds += (now - operation.start_time).total_seconds()
+            orchestration.rollout.finished_runs += 1
+        orchestration.move(operation.stage, before, operation.state)
         logs.append(
             f"Operation {operation.id} on cluster {operation.runtime_id}: {operation.description}"
         )
@@ -311,7 +404,8 @@ class RunOrchestration:
         """Finish, or park until the next operation is due (or a running one wakes us);
         when the next waiting operation may start, if one waits."""
         counts = orchestration.counts
-        if not counts.running and not counts.waiting:
+        halted = orchestration.rollout.halt is not None
+        if not counts.running and (not counts.waiting or halted):
             if orchestration.state is OrchestrationState.CANCELING:
                 seen.finish = WorkRequestStatus.CANCELED
             elif counts.of(OrchestrationState.FAILED):
@@ -319,12 +413,25 @@ class RunOrchestration:
             else:
                 seen.finish = WorkRequestStatus.SUCCEEDED
             return None
-        next_due = await uow.orchestrations.next_due(orchestration.id) if counts.waiting else None
+        starting = not halted and orchestration.state is not OrchestrationState.PAUSED
+        next_due = (
+            await uow.orchestrations.next_due(orchestration.id)
+            if counts.waiting and starting
+            else None
+        )
+        strategy = orchestration.parameters.strategy
         wake: list[datetime] = []
         if counts.running:
             wake.append(now + self.settings.poll)
-        if counts.running < orchestration.workers and next_due is not None:
+        workers = strategy.workers_of(rollouts.current_stage(orchestration))
+        if counts.running < workers and next_due is not None:
             wake.append(next_due)
+        soak = rollouts.soak_ends(orchestration) if starting else None
+        if soak is not None:
+            wake.append(soak)
+        pause_at = rollouts.pause_at_ahead(orchestration)
+        if pause_at is not None and orchestration.state is not OrchestrationState.PAUSED:
+            wake.append(pause_at)
         seen.wake_at = min(wake) if wake else now + self.settings.poll
         return next_due
 
@@ -357,6 +464,17 @@ class RunOrchestration:
             ("OperationFailed", f"Operation {op.id} on cluster {op.runtime_id}: {op.description}")
             for op in failed
         ]
+        halt = orchestration.rollout.halt
+        if status is WorkRequestStatus.FAILED and halt is not None:
+            errors.insert(
+                0,
+                (
+                    FAILURE_BUDGET_EXCEEDED,
+                    f"Failure budget exceeded: {halt.budget}. The operations that used it up: "
+                    f"{', '.join(halt.operation_ids)}. Nothing more was started; "
+                    "RetryOrchestration continues from here",
+                ),
+            )
         failures = orchestration.counts.of(OrchestrationState.FAILED)
         if status is WorkRequestStatus.FAILED and failures > len(errors):
             errors.append(
@@ -370,9 +488,14 @@ class RunOrchestration:
         async def apply(uow: UnitOfWork, wr: WorkRequest) -> None:
             current = await uow.orchestrations.get(orchestration_id, for_update=True)
             assert current is not None, orchestration_id
-            if current.counts.running or current.counts.waiting:
+            halted = current.rollout.halt is not None
+            if current.counts.running or (current.counts.waiting and not halted):
                 raise NotDone(orchestration_id)  # a retry came in; keep running
             current.state = final
+            current.rollout.pause = None
+            if halted and final is OrchestrationState.FAILED:
+                current.rollout.failure_reason = FAILURE_BUDGET_EXCEEDED
+            rollouts.finish_stages(current, ctx.clock.now())
             current.description = current.progress()
             current.touch(ctx.clock.now())
             await uow.orchestrations.save(current)
