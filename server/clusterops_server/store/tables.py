@@ -169,7 +169,7 @@ class WorkRequestRow(Base):
     last_error_message: Mapped[str | None] = mapped_column(Text)
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Who asked for it, and why (issue 16).
-    created_by: Mapped[str] = mapped_column(String(128), server_default="")
+    created_by: Mapped[str] = mapped_column(Text, server_default="")
     reason: Mapped[str] = mapped_column(Text, server_default="")
 
     __table_args__ = (
@@ -327,7 +327,7 @@ class OrchestrationRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     # Issue 16: who created it, and what the rollout controls decided (stages, pause,
     # halt); NULL for an orchestration that never used them.
-    created_by: Mapped[str] = mapped_column(String(128), server_default="")
+    created_by: Mapped[str] = mapped_column(Text, server_default="")
     rollout: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     __table_args__ = (

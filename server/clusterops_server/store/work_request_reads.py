@@ -47,6 +47,8 @@ _COLUMNS = (
     _WR.c.last_error_code,
     _WR.c.last_error_message,
     _WR.c.last_error_at,
+    _WR.c.created_by,
+    _WR.c.reason,
 )
 
 
@@ -100,6 +102,8 @@ def work_request_from_row(row: Row) -> WorkRequest:
         error_code,
         error_message,
         error_at,
+        created_by,
+        reason,
         resources,
     ) = row
     wr = WorkRequest(
@@ -113,6 +117,8 @@ def work_request_from_row(row: Row) -> WorkRequest:
         time_finished=stored_time_or_none(finished_at),
         resources=_resources(resources),
         revision=revision,
+        created_by=created_by,
+        reason=reason,
         last_error=(
             ErrorEntry(error_code, error_message or "", stored_time(error_at))
             if error_code is not None and error_at is not None

@@ -237,7 +237,7 @@ class WorkRequestServicer(pb_grpc.WorkRequestServiceServicer):
         query = replace(
             _query(check, request),
             order=check.order_by(request.order_by, ["time_accepted"], DEFAULT_ORDER),
-            created_by=check.text("created_by", request.created_by, limit=128),
+            created_by=check.text("created_by", request.created_by, limit=1024),
         )
         page = check.page(request.page_size, request.page_token)
         check.check()

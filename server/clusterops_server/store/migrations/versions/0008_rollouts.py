@@ -23,7 +23,7 @@ def upgrade() -> None:
     # Rows written before this knew no principal: "" (unknown), not a guess.
     with op.batch_alter_table("work_requests") as batch:
         batch.add_column(
-            sa.Column("created_by", sa.String(length=128), nullable=False, server_default="")
+            sa.Column("created_by", sa.Text(), nullable=False, server_default="")
         )
         batch.add_column(sa.Column("reason", sa.Text(), nullable=False, server_default=""))
     op.create_index(
@@ -31,7 +31,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("orchestrations") as batch:
         batch.add_column(
-            sa.Column("created_by", sa.String(length=128), nullable=False, server_default="")
+            sa.Column("created_by", sa.Text(), nullable=False, server_default="")
         )
         batch.add_column(sa.Column("rollout", sa.JSON(), nullable=True))
     with op.batch_alter_table("orchestration_operations") as batch:
