@@ -24,6 +24,8 @@ from clusterops.v1 import (
     notifications_pb2_grpc,
     orchestrations_pb2,
     orchestrations_pb2_grpc,
+    simulator_pb2,
+    simulator_pb2_grpc,
     upgrade_workflows_pb2,
     upgrade_workflows_pb2_grpc,
     work_requests_pb2,
@@ -64,6 +66,7 @@ from clusterops_server.services.idempotency import RETENTION
 from clusterops_server.services.inventory import InventoryService
 from clusterops_server.services.notifications import NotificationService
 from clusterops_server.services.orchestrations import OrchestrationService
+from clusterops_server.services.simulator import SimulatorControls
 from clusterops_server.services.upgrade_workflows import UpgradeWorkflowService
 from clusterops_server.services.work_requests import WorkRequestService
 from clusterops_server.store.database import Database
@@ -77,6 +80,7 @@ from clusterops_server.wire.clusters import ClusterServicer
 from clusterops_server.wire.guard import MAX_REQUEST_BYTES, GuardInterceptor
 from clusterops_server.wire.notifications import NotificationServicer, cloud_event
 from clusterops_server.wire.orchestrations import OrchestrationServicer
+from clusterops_server.wire.simulator import SimulatorServicer
 from clusterops_server.wire.upgrade_workflows import UpgradeWorkflowServicer
 from clusterops_server.wire.work_requests import FILTER_FIELDS, WorkRequestServicer
 
@@ -95,6 +99,8 @@ SERVICE_NAMES = (
     orchestrations_pb2.DESCRIPTOR.services_by_name["OrchestrationService"].full_name,
     notifications_pb2.DESCRIPTOR.services_by_name["NotificationService"].full_name,
 )
+# The simulated provider's controls: served besides the above only by a simulated server.
+SIMULATOR_SERVICE_NAME = simulator_pb2.DESCRIPTOR.services_by_name["SimulatorService"].full_name
 
 
 class CannotListen(Exception):
@@ -177,6 +183,10 @@ class App:
         # The simulated fleet (its own tables, its own API), or None with a real provider.
         self.simulator: SimulatedProvider | None = (
             self.provider if isinstance(self.provider, SimulatedProvider) else None
+        )
+        # Every service this server exposes by name (reflection and health list them).
+        self.service_names: tuple[str, ...] = SERVICE_NAMES + (
+            (SIMULATOR_SERVICE_NAME,) if self.simulator is not None else ()
         )
         self.versions = VersionCatalogue.load()
         self.plans = PlanCatalogue.load()
@@ -301,7 +311,7 @@ class App:
         await self.webhooks.start()
         await server.start()
         self.server = server
-        for name in ("", *SERVICE_NAMES):
+        for name in ("", *self.service_names):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
         log.info("serving on %s:%d", self.config.host, self.port)
@@ -334,10 +344,16 @@ class App:
         notifications_pb2_grpc.add_NotificationServiceServicer_to_server(
             NotificationServicer(self.notifications), server
         )
+        if self.simulator is not None:
+            # Kept out of the production API: a server with a real provider has no such
+            # service (UNIMPLEMENTED), and reflection does not list it.
+            simulator_pb2_grpc.add_SimulatorServiceServicer_to_server(
+                SimulatorServicer(SimulatorControls(self.simulator)), server
+            )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (
-                *SERVICE_NAMES,
+                *self.service_names,
                 health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                 reflection.SERVICE_NAME,
             ),
@@ -347,7 +363,7 @@ class App:
 
     async def stop(self, grace: float = 5.0) -> None:
         """Health NOT_SERVING, end watches, drain in-flight calls, stop the engine."""
-        for name in ("", *SERVICE_NAMES):
+        for name in ("", *self.service_names):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.hub.close()
         if self.server is not None:

@@ -49,6 +49,18 @@ class Caller:
             g.group in self.groups and g.covers(verb, family, compartment) for g in self.grants
         )
 
+    def manages_tenancy(self) -> bool:
+        """`manage all-resources in tenancy`: what the server's own controls need."""
+        if self.unrestricted:
+            return True
+        return any(
+            g.group in self.groups
+            and g.verb >= Verb.MANAGE
+            and g.family is None
+            and g.compartment is None
+            for g in self.grants
+        )
+
     def compartments(self, verb: Verb, family: Family) -> frozenset[str] | None:
         """Compartments where `verb` on `family` is allowed; None means all of them."""
         if self.unrestricted:
@@ -123,6 +135,17 @@ def require(verb: Verb, family: Family, compartment: str) -> None:
             f"{caller.name} may not {verb.name.lower()} {family.value} in compartment "
             f"{compartment}; ask an administrator for a policy that allows it",
             metadata={"verb": verb.name.lower(), "resource_type": family.value},
+        )
+
+
+def require_tenancy_manager(doing: str) -> None:
+    """PERMISSION_DENIED unless the caller may manage all resources in the tenancy."""
+    caller = current_caller()
+    if not caller.manages_tenancy():
+        raise PermissionDenied(
+            f"{caller.name} may not {doing}: it needs the policy "
+            '"allow group <G> to manage all-resources in tenancy"',
+            metadata={"verb": "manage", "resource_type": "all-resources", "scope": "tenancy"},
         )
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -65,6 +65,17 @@ class SimulationSettings:
     def duration(self, action: str) -> float:
         return self.seconds.get(action, self.default_seconds)
 
+    def with_time(self, action: str, seconds: float | None) -> SimulationSettings:
+        """These settings with `action` taking `seconds` ("" sets the default; None gives
+        the action the default time again)."""
+        if not action:
+            assert seconds is not None
+            return replace(self, default_seconds=seconds)
+        times = {k: v for k, v in self.seconds.items() if k != action}
+        if seconds is not None:
+            times[action] = seconds
+        return replace(self, seconds=times)
+
 
 class SimulatedProvider:
     def __init__(
@@ -81,6 +92,11 @@ class SimulatedProvider:
         self.settings = settings or SimulationSettings()
         # What each add-on needs to run; without one, any configuration runs.
         self.catalogue = catalogue
+
+    def set_step_time(self, action: str, seconds: float | None) -> None:
+        """From the next time it runs, `action` takes `seconds` (see with_time). Kept in
+        this process only: a restart goes back to the server's flags."""
+        self.settings = self.settings.with_time(action, seconds)
 
     async def migrate(self) -> None:
         """Create or upgrade the simulator's own tables (before the service's migrations)."""
