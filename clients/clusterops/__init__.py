@@ -48,6 +48,7 @@ from clusterops.v1.addons_pb2 import Addon, AddonOption
 from clusterops.v1.clusters_pb2 import Cluster, Node, NodePool
 from clusterops.v1.notifications_pb2 import Subscription
 from clusterops.v1.orchestrations_pb2 import Orchestration, OrchestrationOperation
+from clusterops.v1.simulator_pb2 import Fault
 from clusterops.v1.upgrade_workflows_pb2 import KubernetesVersion, UpgradeWorkflow
 from clusterops.v1.work_requests_pb2 import WatchWorkRequestResponse as WatchEvent
 from clusterops.v1.work_requests_pb2 import WatchWorkRequestsResponse as WatchManyEvent
@@ -74,6 +75,7 @@ __all__ = [
     "EnumArg",
     "EtagMismatch",
     "FailedPrecondition",
+    "Fault",
     "FieldViolation",
     "Internal",
     "InvalidArgument",

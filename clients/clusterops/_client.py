@@ -22,6 +22,7 @@ from clusterops._options import (
 )
 from clusterops._orchestrations import AsyncOrchestrations, Orchestrations
 from clusterops._retry import RetryPolicy
+from clusterops._simulator import AsyncSimulator, Simulator
 from clusterops._subscriptions import AsyncSubscriptions, Subscriptions
 from clusterops._sync import Portal
 from clusterops._transport import Transport, checked_timeout
@@ -110,6 +111,8 @@ class AsyncClient:
         """Fleet-wide orchestrations."""
         self.subscriptions = AsyncSubscriptions(self._transport)
         """Webhook subscriptions: work request changes pushed as signed CloudEvents."""
+        self.simulator = AsyncSimulator(self._transport)
+        """The simulated provider's controls (a demo or test server only)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> AsyncClient:
@@ -192,6 +195,8 @@ class Client:
         """Fleet-wide orchestrations."""
         self.subscriptions = Subscriptions(self._portal, self._async.subscriptions)
         """Webhook subscriptions: work request changes pushed as signed CloudEvents."""
+        self.simulator = Simulator(self._portal, self._async.simulator)
+        """The simulated provider's controls (a demo or test server only)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Client:

@@ -16,6 +16,7 @@ from clusterops import (
     AddonOption,
     Client,
     Cluster,
+    Fault,
     KubernetesVersion,
     Node,
     NodePool,
@@ -37,6 +38,7 @@ from clusterops.cli._output import (
 )
 from clusterops.cli._progress import Progress, status_label
 from clusterops.cli._table import LiveTable
+from clusterops.v1.simulator_pb2 import GetStepTimesResponse, SetStepTimeResponse, StepTime
 
 Handler = Callable[[Client, argparse.Namespace, Output], int]
 T = TypeVar("T")
@@ -852,6 +854,116 @@ def add_subscriptions(commands: Subparsers, leaf: Callable[..., argparse.Argumen
     )
 
 
+# --- the simulator (a demo or test server only) -------------------------------------
+
+
+def sim_fault_add(client: Client, args: argparse.Namespace, out: Output) -> int:
+    times = -1 if args.always else args.times
+    fault = client.simulator.add_fault(args.action, args.target, times=times, message=args.message)
+    out.resource(fault)
+    return 0
+
+
+def sim_fault_list(client: Client, args: argparse.Namespace, out: Output) -> int:
+    out.table(Fault, client.simulator.list_faults())
+    return 0
+
+
+def sim_fault_clear(client: Client, args: argparse.Namespace, out: Output) -> int:
+    cleared = client.simulator.clear_faults()
+    if out.json:
+        out.json_value({"cleared_count": cleared})
+    else:
+        out.line(f"{cleared} fault(s) cleared")
+    return 0
+
+
+def sim_step_time(client: Client, args: argparse.Namespace, out: Output) -> int:
+    times: GetStepTimesResponse | SetStepTimeResponse
+    if args.seconds is None and not args.reset:
+        times = client.simulator.step_times()
+    else:
+        times = client.simulator.set_step_time(
+            None if args.reset else args.seconds, args.action or ""
+        )
+    if out.json:
+        out.resource(times)
+        return 0
+    out.line(f"default: {times.default_seconds:g} seconds")
+    out.table(StepTime, times.step_times)
+    return 0
+
+
+def sim_break_addon(client: Client, args: argparse.Namespace, out: Output) -> int:
+    if args.not_ready is not None:
+        breakage, message = "PODS_NOT_READY", args.not_ready
+    else:
+        breakage, message = ("DEPLOYMENT_STUCK" if args.stuck else "DEPLOYMENT_DELETED"), ""
+    found = client.simulator.break_addon(
+        args.cluster_id, args.name, breakage, message=message, until=args.until
+    )
+    if out.json:
+        out.resource(found)
+    else:
+        for problem in [*found.drift, *found.not_ready]:
+            out.line(problem)
+    return 0
+
+
+def step_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds from 0, not {text}")
+    return value
+
+
+def add_simulator(commands: Subparsers, leaf: Callable[..., argparse.ArgumentParser]) -> None:
+    group = commands.add_parser(
+        "sim",
+        help="the simulated fleet of a demo or test server: faults, step times, broken add-ons",
+    )
+    areas = group.add_subparsers(dest="area", required=True, metavar="COMMAND")
+    faults = areas.add_parser("faults", help="inject, list and clear simulated faults")
+    verbs = faults.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = leaf(verbs, "add", sim_fault_add, "make a simulated action fail")
+    p.add_argument("action", help="e.g. provision_node, upgrade:PostCheck, apply_addon")
+    p.add_argument(
+        "--target",
+        default="",
+        help="node, node pool or cluster id, or <cluster id>/<add-on> (default: any)",
+    )
+    count = p.add_mutually_exclusive_group()
+    count.add_argument("--times", type=positive, default=1, help="how many times (default 1)")
+    count.add_argument("--always", action="store_true", help="every time, until cleared")
+    p.add_argument("--message", default="", help="the failure's message")
+    leaf(verbs, "list", sim_fault_list, "list injected faults, used up ones too")
+    leaf(verbs, "clear", sim_fault_clear, "forget every fault")
+    p = leaf(
+        areas,
+        "step-time",
+        sim_step_time,
+        "show how long simulated actions take, or set one (--action; without it the default)",
+    )
+    p.add_argument("seconds", nargs="?", type=step_seconds, help="seconds (omit to show)")
+    p.add_argument("--action", default="", help="the action to set (default: every other)")
+    p.add_argument("--reset", action="store_true", help="the action takes the default time again")
+    p = leaf(areas, "break-addon", sim_break_addon, "break an add-on behind the service's back")
+    p.add_argument("cluster_id")
+    p.add_argument("name", help="the add-on's name, e.g. CertManager")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument(
+        "--stuck", action="store_true", help="its deployment cannot be restored (until --until)"
+    )
+    how.add_argument(
+        "--not-ready", metavar="MESSAGE", help="its pods are not ready, with this reason"
+    )
+    p.add_argument("--until", type=rfc3339, help="when it heals by itself (RFC 3339)")
+
+
 REGISTRARS = (
     add_work_requests,
     add_clusters,
@@ -860,4 +972,5 @@ REGISTRARS = (
     add_addons,
     add_orchestrations,
     add_subscriptions,
+    add_simulator,
 )

@@ -29,6 +29,7 @@ from clusterops import (
     WorkRequestLogEntry,
 )
 from clusterops.v1.addons_pb2 import AddonVersionStatus
+from clusterops.v1.simulator_pb2 import Fault, StepTime
 
 _VERSION_STATUS = AddonVersionStatus.DESCRIPTOR
 
@@ -43,6 +44,18 @@ COLUMNS: dict[type[Message], Sequence[tuple[str, str]]] = {
         ("FINISHED", "time_finished"),
         ("COMPARTMENT", "compartment_id"),
         ("LAST ERROR", "last_error.code"),
+    ),
+    Fault: (
+        ("ID", "id"),
+        ("ACTION", "action"),
+        ("TARGET", "target"),
+        ("REMAINING", "remaining"),
+        ("MESSAGE", "message"),
+    ),
+    StepTime: (
+        ("ACTION", "action"),
+        ("SECONDS", "seconds"),
+        ("OWN", "overridden"),
     ),
     Subscription: (
         ("ID", "id"),
