@@ -135,4 +135,3 @@ async def test_sim_break_addon_prints_what_is_wrong_and_names_bad_input(
     assert "cluster_id" in run.err
     assert await run("sim", "faults", "add", "nap_time") != 0
     assert "action" in run.err
-
