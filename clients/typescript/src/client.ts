@@ -29,6 +29,7 @@ import { AddonService } from "./gen/clusterops/v1/addons_pb.js";
 import { ClusterService } from "./gen/clusterops/v1/clusters_pb.js";
 import { NotificationService } from "./gen/clusterops/v1/notifications_pb.js";
 import { OrchestrationService } from "./gen/clusterops/v1/orchestrations_pb.js";
+import { SimulatorService } from "./gen/clusterops/v1/simulator_pb.js";
 import { UpgradeWorkflowService } from "./gen/clusterops/v1/upgrade_workflows_pb.js";
 import {
   type WatchWorkRequestResponse,
@@ -136,6 +137,11 @@ export interface ClusteropsClient {
   readonly addons: ServiceClient<typeof AddonService>;
   readonly orchestrations: ServiceClient<typeof OrchestrationService>;
   readonly notifications: ServiceClient<typeof NotificationService>;
+  /**
+   * The simulated provider's controls (faults, step times, broken add-ons): only a server
+   * running the simulated provider has them; any other answers Unimplemented.
+   */
+  readonly simulator: ServiceClient<typeof SimulatorService>;
   /** The transport every namespace uses, for other services on the same server. */
   readonly transport: Transport;
   /** Close the connection; calls in flight fail. */
@@ -180,6 +186,7 @@ export function createClient(options: ClientOptions): ClusteropsClient {
     addons: serviceClient(AddonService, transport),
     orchestrations: serviceClient(OrchestrationService, transport),
     notifications: serviceClient(NotificationService, transport),
+    simulator: serviceClient(SimulatorService, transport),
     transport,
     close: () => sessionManager.abort(),
   };

@@ -56,6 +56,7 @@ export {
 export * from "./gen/clusterops/v1/addons_pb.js";
 export * from "./gen/clusterops/v1/clusters_pb.js";
 export * from "./gen/clusterops/v1/notifications_pb.js";
+export * from "./gen/clusterops/v1/simulator_pb.js";
 export * from "./gen/clusterops/v1/orchestrations_pb.js";
 export * from "./gen/clusterops/v1/upgrade_workflows_pb.js";
 export * from "./gen/clusterops/v1/work_requests_pb.js";

@@ -219,6 +219,25 @@ describe("notifications", () => {
   });
 });
 
+describe("simulator", () => {
+  test("adds and lists a fault, reads step times, and refuses an unknown action", async () => {
+    // A target no cluster has: the other tests' operations never meet this fault.
+    const target = "cls-00000000000000000000";
+    const added = await client.simulator.addFault({ action: "provision_node", target, times: 2 });
+    assert.equal(added.fault?.remaining, 2);
+    const listed = await client.simulator.listFaults({});
+    assert.ok(listed.faults.some((f) => f.id === added.fault?.id && f.target === target));
+    const times = await client.simulator.getStepTimes({});
+    assert.ok(times.stepTimes.some((t) => t.action === "upgrade:PreCheck"));
+    await assert.rejects(
+      client.simulator.addFault({ action: "reboot_everything" }),
+      (error: unknown) =>
+        error instanceof InvalidArgument && error.fieldViolations.some((v) => v.field === "action"),
+    );
+    // Not cleared: the demo's own fault (the legacy cluster's) serves other tests.
+  });
+});
+
 describe("waiting", () => {
   test("wait() follows a cluster and a node pool to their end through a cut connection", async () => {
     const proxy = await CuttingProxy.start(server.port);
