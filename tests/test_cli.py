@@ -277,7 +277,7 @@ async def test_orchestrations_create_list_show_operations_and_cancel(app: App, r
     assert orchestration["state"] == "ORCHESTRATION_STATE_SUCCEEDED"
     assert await run("orc", "operations", orchestration["id"]) == 0
     header, row = run.out.splitlines()
-    assert header.split() == ["ID", "RUNTIME", "STATE", "DESCRIPTION"]
+    assert header.split() == ["ID", "RUNTIME", "STATE", "WAIT", "UNTIL", "STAGE", "DESCRIPTION"]
     operation_id, runtime, state = row.split()[:3]
     assert (runtime, state) == (cluster.id, "SUCCEEDED")
     assert await run("orc", "operation", orchestration["id"], operation_id, "-o", "json") == 0

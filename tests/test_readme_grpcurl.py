@@ -25,6 +25,9 @@ SECTIONS = {
     "## Try it with grpcurl": "WORK_REQUEST_STATUS_CANCELED",
     "## Upgrade a cluster (upgrade workflows)": "UPGRADE_WORKFLOW_PHASE_CANCEL",
     "## Upgrade a fleet (orchestrations)": "ORCHESTRATION_STATE_CANCEL",
+    "## Rollouts under control (stages, failure budgets, pause)": (
+        '"wait_reason": "OPERATION_WAIT_REASON_PAUSE"'
+    ),
     "## Add-ons": "WORK_REQUEST_OPERATION_TYPE_DISABLE_ADDON",
     # The reference documents' examples: what each shows at its end.
     "### OKE: an add-on that needs attention": '"current_installed_version": "4.2.3"',

@@ -12,6 +12,7 @@ from clusterops.v1 import upgrade_workflows_pb2 as uw_pb
 from clusterops.v1 import work_requests_pb2 as wr_pb
 from clusterops_server.app import App
 from clusterops_server.clock import FakeClock
+from clusterops_server.providers.simulated import SimulationSettings
 
 from tests.conftest import AppFactory, Stubs, connect, seed_cluster
 from tests.helpers import details_of, watch_to_end
@@ -317,3 +318,143 @@ async def test_each_pending_operation_says_what_it_waits_for_at_each_moment(
         events = await watch_to_end(stubs, run)
         assert events[-1].work_request.status == wr_pb.WORK_REQUEST_STATUS_SUCCEEDED
         assert await waits(stubs, orchestration_id) == {}
+
+
+async def test_bad_rollout_settings_are_refused_with_every_field_named(
+    app: App, stubs: Stubs
+) -> None:
+    await seed_cluster(app, window=None)
+    bad_soak = stage("b")
+    bad_soak.soak.seconds = -5
+    too_long = stage("c", soak=timedelta(days=8))
+    both = stage("d", count=1, percent=10)
+    both_budgets = stage("e")
+    both_budgets.failure_budget.max_failures = 1
+    both_budgets.failure_budget.max_failure_percent = 10
+    field = "parameters.strategy.stages"
+    # At most five violations are listed in one answer: two requests.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await create_rollout(
+            stubs, stages=[stage("a"), stage("a"), stage("Bad Name"), bad_soak, too_long]
+        )
+    details = details_of(refused.value)
+    assert details.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(details.fields) == {
+        f"{field}[1].name",
+        f"{field}[2].name",
+        f"{field}[3].soak",
+        f"{field}[4].soak",
+    }
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await create_rollout(
+            stubs,
+            stages=[both, both_budgets, stage("f", percent=101, workers=-1)],
+            reason="x" * 501,
+        )
+    details = details_of(refused.value)
+    assert details.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(details.fields) == {
+        f"{field}[0]",
+        f"{field}[1].failure_budget",
+        f"{field}[2].percent",
+        f"{field}[2].workers",
+        "reason",
+    }
+
+    # Targets that no stage takes: the precondition names how many.
+    await seed_cluster(app, window=None)
+    with pytest.raises(grpc.aio.AioRpcError) as unstaged:
+        await create_rollout(stubs, stages=[stage("canary", count=1)])
+    details = details_of(unstaged.value)
+    assert details.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert details.precondition is not None
+    assert details.precondition.violations[0].type == "UNSTAGED_TARGETS"
+    assert "1 target(s) fall into no stage" in details.message
+
+    with pytest.raises(grpc.aio.AioRpcError) as past:
+        await create_rollout(stubs, pause_at=at(8))
+    assert details_of(past.value).fields == ["parameters.strategy.pause_at"]
+
+
+async def test_wrong_states_and_gateless_stages_are_failed_preconditions(
+    app: App, stubs: Stubs
+) -> None:
+    await seed_cluster(app, window=None)
+    created = await create_rollout(stubs, stages=[stage("all")])
+    orchestration_id = created.orchestration.id
+    await watch_to_end(stubs, created.work_request.id)
+    for call in (
+        stubs.orchestrations.ResumeOrchestration(
+            orc_pb.ResumeOrchestrationRequest(orchestration_id=orchestration_id)
+        ),
+        stubs.orchestrations.PauseOrchestration(
+            orc_pb.PauseOrchestrationRequest(orchestration_id=orchestration_id)
+        ),
+        stubs.orchestrations.ApproveOrchestrationStage(
+            orc_pb.ApproveOrchestrationStageRequest(orchestration_id=orchestration_id, stage="all")
+        ),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call
+        details = details_of(refused.value)
+        assert details.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert details.precondition is not None
+    with pytest.raises(grpc.aio.AioRpcError) as no_id:
+        await stubs.orchestrations.PauseOrchestration(orc_pb.PauseOrchestrationRequest())
+    assert details_of(no_id.value).fields == ["orchestration_id"]
+
+
+async def test_pause_at_pauses_by_itself_once_and_a_resume_is_final(
+    app: App, stubs: Stubs, clock: FakeClock
+) -> None:
+    for _ in range(2):
+        await seed_cluster(app, window=None)
+    created = await create_rollout(
+        stubs,
+        stages=[stage("canary", count=1, soak=timedelta(hours=1)), stage("rest")],
+        pause_at=at(9, 30),
+    )
+    orchestration_id = created.orchestration.id
+    await app.engine.wait_idle()
+    clock.advance_to(at(9, 30))
+    await app.engine.wait_idle()
+    paused = await get(stubs, orchestration_id)
+    assert paused.state == STATE.ORCHESTRATION_STATE_PAUSED
+    assert paused.pause.paused_by == "system"
+    assert paused.pause.reason == "pause_at 2026-01-05T09:30:00Z reached"
+    # The soak ends while paused: the next stage does not start.
+    clock.advance_to(at(11))
+    await app.engine.wait_idle()
+    assert (await get(stubs, orchestration_id)).state == STATE.ORCHESTRATION_STATE_PAUSED
+    assert list((await waits(stubs, orchestration_id)).values()) == [
+        (WAIT.OPERATION_WAIT_REASON_PAUSE, None)
+    ]
+    await resume(stubs, orchestration_id)
+    events = await watch_to_end(stubs, created.work_request.id)
+    assert events[-1].work_request.status == wr_pb.WORK_REQUEST_STATUS_SUCCEEDED
+    done = await get(stubs, orchestration_id)
+    assert done.state == STATE.ORCHESTRATION_STATE_SUCCEEDED
+    assert not done.HasField("pause")
+
+
+async def test_get_estimates_the_end_from_finished_durations_and_workers(
+    make_app: AppFactory, clock: FakeClock
+) -> None:
+    # Every simulated step takes a minute: an upgrade takes several.
+    app = await make_app(simulation=SimulationSettings(default_seconds=60))
+    async with connect(app) as stubs:
+        for _ in range(3):
+            await seed_cluster(app, window=None)
+        created = await create_rollout(stubs, max_failures=0, workers=1)
+        orchestration_id = created.orchestration.id
+        assert not (await get(stubs, orchestration_id)).HasField("estimated_end_time")
+        # Drive the first upgrade to its end, minute by minute.
+        while (await get(stubs, orchestration_id)).operation_counts.succeeded < 1:
+            await clock.wait_for_sleepers(1)
+            clock.advance(60)
+        first = [op for op in await operations(stubs, orchestration_id) if op.HasField("end_time")]
+        took = when(first[0].end_time) - when(first[0].start_time)
+        estimate = await get(stubs, orchestration_id)
+        now = clock.now()
+        # Two operations left, one worker: two more durations from now.
+        assert when(estimate.estimated_end_time) == now + 2 * took

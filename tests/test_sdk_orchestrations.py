@@ -17,6 +17,7 @@ from clusterops import (
     Operation,
     OperationFailed,
     Orchestration,
+    Stage,
 )
 from clusterops.v1 import orchestrations_pb2 as orc_pb
 from clusterops.v1 import work_requests_pb2 as wr_pb
@@ -187,3 +188,44 @@ async def test_the_blocking_client_runs_an_orchestration(app: App) -> None:
 
     orchestration = await asyncio.to_thread(scenario)
     assert orchestration.state == orc_pb.ORCHESTRATION_STATE_SUCCEEDED
+
+
+async def test_rollout_verbs_stages_pause_resume_and_approve(
+    app: App, client: AsyncClient, clock: FakeClock
+) -> None:
+    for _ in range(3):
+        await seed_cluster(app, window=None)
+    operation = await client.orchestrations.create(
+        "dev",
+        include=[{"target": "all"}],
+        kubernetes_version="v1.30.4",
+        stages=[
+            Stage("canary", count=1, soak=timedelta(minutes=30), failure_budget=0),
+            Stage("rest", workers=2, requires_approval=True),
+        ],
+        failure_budget="50%",
+        reason="sdk rollout",
+    )
+    orchestration_id = operation.resource.id
+    strategy = operation.resource.parameters.strategy
+    assert [s.name for s in strategy.stages] == ["canary", "rest"]
+    assert strategy.stages[0].soak.seconds == 1800
+    assert strategy.stages[0].HasField("failure_budget")
+    assert strategy.failure_budget.max_failure_percent == 50
+    assert operation.work_request.reason == "sdk rollout"
+    await app.engine.wait_idle()
+    paused = await client.orchestrations.pause(orchestration_id, reason="look first")
+    assert paused.state == orc_pb.ORCHESTRATION_STATE_PAUSED
+    rest = [
+        op async for op in client.orchestrations.list_operations(orchestration_id, stage="rest")
+    ]
+    assert [op.wait_reason for op in rest] == [orc_pb.OPERATION_WAIT_REASON_PAUSE] * 2
+    resumed = await client.orchestrations.resume(orchestration_id, reason="looked")
+    assert resumed.state == orc_pb.ORCHESTRATION_STATE_IN_PROGRESS
+    approved = await client.orchestrations.approve_stage(orchestration_id, "rest")
+    assert approved.stages[1].approved_by == "system"
+    clock.advance(1800)
+    done = await operation.result(timeout=20)
+    assert done.state == orc_pb.ORCHESTRATION_STATE_SUCCEEDED
+    with pytest.raises(FailedPrecondition):
+        await client.orchestrations.pause(orchestration_id)

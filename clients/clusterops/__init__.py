@@ -40,6 +40,7 @@ from clusterops._errors import (
 )
 from clusterops._operation import AsyncOperation, Operation
 from clusterops._options import DEFAULT, Metadata, Retry, Timeout, TLSConfig
+from clusterops._orchestrations import Stage
 from clusterops._pager import AsyncPager, Page
 from clusterops._retry import NO_RETRY, RECONNECT, RetryPolicy
 from clusterops._sync import Pager, SyncIterator
@@ -98,6 +99,7 @@ __all__ = [
     "ResourceExhausted",
     "Retry",
     "RetryPolicy",
+    "Stage",
     "Subscription",
     "SyncIterator",
     "TLSConfig",

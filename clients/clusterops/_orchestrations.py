@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from google.protobuf import timestamp_pb2
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from clusterops._enums import EnumArg, enum_value, enum_values
 from clusterops._operation import AsyncOperation, blocking_operation
@@ -31,6 +32,68 @@ def _target(value: Target) -> pb.RuntimeTarget:
     return pb.RuntimeTarget(**value)
 
 
+def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    message = timestamp_pb2.Timestamp()
+    message.FromDatetime(moment)
+    return message
+
+
+def _budget(value: int | str) -> pb.FailureBudget:
+    """2 -> at most 2 failed operations; "10%" -> at most 10 % of them."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("%"):
+            return pb.FailureBudget(max_failure_percent=int(text[:-1]))
+        return pb.FailureBudget(max_failures=int(text))
+    return pb.FailureBudget(max_failures=value)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage (wave) of a rollout. Set at most one selector: `include`/`exclude`
+    target lists, `count` (the first N of the targets left, in runtime id order) or
+    `percent` (of the targets left, rounded up); none takes every target left.
+
+    `workers` overrides the strategy's for this stage; `soak` is how long to wait after
+    the stage's last operation ends before the next stage starts; `requires_approval`
+    holds the stage until `approve_stage`; `failure_budget` (a count, or "N%") halts the
+    rollout when more of this stage's operations fail.
+    """
+
+    name: str
+    include: Sequence[Target] = ()
+    exclude: Sequence[Target] = ()
+    count: int = 0
+    percent: int = 0
+    workers: int = 0
+    soak: timedelta | None = None
+    requires_approval: bool = False
+    failure_budget: int | str | None = None
+
+    def to_proto(self) -> pb.Stage:
+        message = pb.Stage(
+            name=self.name,
+            count=self.count,
+            percent=self.percent,
+            workers=self.workers,
+            requires_approval=self.requires_approval,
+        )
+        if self.include or self.exclude:
+            message.targets.CopyFrom(
+                pb.TargetSpec(
+                    include=[_target(t) for t in self.include],
+                    exclude=[_target(t) for t in self.exclude],
+                )
+            )
+        if self.soak is not None:
+            soak = duration_pb2.Duration()
+            soak.FromTimedelta(self.soak)
+            message.soak.CopyFrom(soak)
+        if self.failure_budget is not None:
+            message.failure_budget.CopyFrom(_budget(self.failure_budget))
+        return message
+
+
 class AsyncOrchestrations:
     """Orchestrations: one operation per selected cluster, run under a strategy."""
 
@@ -51,6 +114,10 @@ class AsyncOrchestrations:
         schedule_time: datetime | None = None,
         maintenance_window: bool = False,
         dry_run: bool = False,
+        stages: Sequence[Stage | pb.Stage] = (),
+        failure_budget: int | str | None = None,
+        pause_at: datetime | None = None,
+        reason: str = "",
         request_id: str | None = None,
         timeout: Timeout = DEFAULT,
         metadata: Metadata = (),
@@ -61,6 +128,11 @@ class AsyncOrchestrations:
         Runs up to `workers` operations at once, now ("IMMEDIATE"), at `schedule_time`
         ("TIME") and/or only inside each cluster's maintenance window; `dry_run`
         records the operations without changing any cluster.
+
+        Rollout controls: `stages` run one after the other (see `Stage`);
+        `failure_budget` (a count such as 2, or "10%") halts the whole rollout when more
+        operations fail; `pause_at` pauses it at that time. `reason` is recorded with
+        the caller on the work request.
         """
         strategy = pb.StrategySpec(
             type=pb.STRATEGY_TYPE_PARALLEL,
@@ -69,9 +141,12 @@ class AsyncOrchestrations:
             parallel=pb.ParallelStrategy(workers=workers),
         )
         if schedule_time is not None:
-            moment = timestamp_pb2.Timestamp()
-            moment.FromDatetime(schedule_time)
-            strategy.schedule_time.CopyFrom(moment)
+            strategy.schedule_time.CopyFrom(_timestamp(schedule_time))
+        strategy.stages.extend(s.to_proto() if isinstance(s, Stage) else s for s in stages)
+        if failure_budget is not None:
+            strategy.failure_budget.CopyFrom(_budget(failure_budget))
+        if pause_at is not None:
+            strategy.pause_at.CopyFrom(_timestamp(pause_at))
         parameters = pb.OrchestrationParameters(
             targets=pb.TargetSpec(
                 include=[_target(t) for t in include], exclude=[_target(t) for t in exclude]
@@ -86,6 +161,7 @@ class AsyncOrchestrations:
                 compartment_id=compartment_id,
                 parameters=parameters,
                 request_id=idempotency_key(request_id),
+                reason=reason,
             ),
             CallOptions(timeout, metadata, retry),
             read=False,
@@ -106,7 +182,8 @@ class AsyncOrchestrations:
         metadata: Metadata = (),
         retry: Retry = DEFAULT,
     ) -> pb.Orchestration:
-        """Get one orchestration, with its operation counts."""
+        """Get one orchestration, with its operation counts, its stages' progress and the
+        estimated end of the rollout."""
         response = await self._transport.unary(
             self._stub.GetOrchestration,
             pb.GetOrchestrationRequest(orchestration_id=orchestration_id),
@@ -145,6 +222,7 @@ class AsyncOrchestrations:
         orchestration_id: str,
         *,
         states: Iterable[EnumArg] = (),
+        stage: str = "",
         page_size: int = 0,
         page_token: str = "",
         timeout: Timeout = DEFAULT,
@@ -152,7 +230,9 @@ class AsyncOrchestrations:
         retry: Retry = DEFAULT,
     ) -> AsyncPager[pb.OrchestrationOperation]:
         """The per-cluster operations of an orchestration, fetched lazily (at most 100 a
-        page); each of `.pages()` has the `total_count` of operations matching `states`."""
+        page), only those of `stage` if given; each of `.pages()` has the `total_count`
+        of operations matching. A pending operation says what it waits for
+        (`wait_reason`, `wait_until`, `wait_detail`)."""
         return paged(
             self._transport,
             self._stub.ListOrchestrationOperations,
@@ -161,6 +241,7 @@ class AsyncOrchestrations:
                 states=enum_values(pb.OrchestrationState, states, argument="states"),
                 page_size=page_size,
                 page_token=page_token,
+                stage=stage,
             ),
             CallOptions(timeout, metadata, retry),
             lambda response: response.data,
@@ -192,6 +273,7 @@ class AsyncOrchestrations:
         orchestration_id: str,
         *,
         etag: str = "",
+        reason: str = "",
         request_id: str | None = None,
         timeout: Timeout = DEFAULT,
         metadata: Metadata = (),
@@ -204,6 +286,7 @@ class AsyncOrchestrations:
                 orchestration_id=orchestration_id,
                 etag=etag,
                 request_id=idempotency_key(request_id),
+                reason=reason,
             ),
             CallOptions(timeout, metadata, retry),
             read=False,
@@ -216,13 +299,15 @@ class AsyncOrchestrations:
         operation_ids: Iterable[str] = (),
         *,
         etag: str = "",
+        reason: str = "",
         request_id: str | None = None,
         timeout: Timeout = DEFAULT,
         metadata: Metadata = (),
         retry: Retry = DEFAULT,
     ) -> pb.RetryOrchestrationResponse:
         """Retry failed operations (all of them if `operation_ids` is empty); the response
-        names the operations retried."""
+        names the operations retried. After a failure budget halted the rollout, this
+        continues it from there."""
         return await self._transport.unary(
             self._stub.RetryOrchestration,
             pb.RetryOrchestrationRequest(
@@ -230,10 +315,90 @@ class AsyncOrchestrations:
                 operation_ids=list(operation_ids),
                 etag=etag,
                 request_id=idempotency_key(request_id),
+                reason=reason,
             ),
             CallOptions(timeout, metadata, retry),
             read=False,
         )
+
+    async def pause(
+        self,
+        orchestration_id: str,
+        *,
+        reason: str = "",
+        etag: str = "",
+        request_id: str | None = None,
+        timeout: Timeout = DEFAULT,
+        metadata: Metadata = (),
+        retry: Retry = DEFAULT,
+    ) -> pb.Orchestration:
+        """Pause an orchestration: no operation starts until `resume`; running ones finish.
+        The pause is stored: it survives server restarts. Needs the use permission."""
+        response = await self._transport.unary(
+            self._stub.PauseOrchestration,
+            pb.PauseOrchestrationRequest(
+                orchestration_id=orchestration_id,
+                reason=reason,
+                etag=etag,
+                request_id=idempotency_key(request_id),
+            ),
+            CallOptions(timeout, metadata, retry),
+            read=False,
+        )
+        return response.orchestration
+
+    async def resume(
+        self,
+        orchestration_id: str,
+        *,
+        reason: str = "",
+        etag: str = "",
+        request_id: str | None = None,
+        timeout: Timeout = DEFAULT,
+        metadata: Metadata = (),
+        retry: Retry = DEFAULT,
+    ) -> pb.Orchestration:
+        """Resume a paused orchestration. Needs the use permission."""
+        response = await self._transport.unary(
+            self._stub.ResumeOrchestration,
+            pb.ResumeOrchestrationRequest(
+                orchestration_id=orchestration_id,
+                reason=reason,
+                etag=etag,
+                request_id=idempotency_key(request_id),
+            ),
+            CallOptions(timeout, metadata, retry),
+            read=False,
+        )
+        return response.orchestration
+
+    async def approve_stage(
+        self,
+        orchestration_id: str,
+        stage: str,
+        *,
+        reason: str = "",
+        etag: str = "",
+        request_id: str | None = None,
+        timeout: Timeout = DEFAULT,
+        metadata: Metadata = (),
+        retry: Retry = DEFAULT,
+    ) -> pb.Orchestration:
+        """Open the approval gate of `stage` (one with `requires_approval`); it may be
+        approved before it is reached. Needs the manage permission."""
+        response = await self._transport.unary(
+            self._stub.ApproveOrchestrationStage,
+            pb.ApproveOrchestrationStageRequest(
+                orchestration_id=orchestration_id,
+                stage=stage,
+                reason=reason,
+                etag=etag,
+                request_id=idempotency_key(request_id),
+            ),
+            CallOptions(timeout, metadata, retry),
+            read=False,
+        )
+        return response.orchestration
 
 
 class Orchestrations(Facade[AsyncOrchestrations]):
@@ -246,3 +411,6 @@ class Orchestrations(Facade[AsyncOrchestrations]):
     get_operation = blocking(AsyncOrchestrations.get_operation)
     cancel = blocking(AsyncOrchestrations.cancel)
     retry_operations = blocking(AsyncOrchestrations.retry_operations)
+    pause = blocking(AsyncOrchestrations.pause)
+    resume = blocking(AsyncOrchestrations.resume)
+    approve_stage = blocking(AsyncOrchestrations.approve_stage)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from google.protobuf.message import Message
@@ -24,6 +25,7 @@ from clusterops import (
     Orchestration,
     OrchestrationOperation,
     Pager,
+    Stage,
     Subscription,
     UpgradeWorkflow,
     WorkRequest,
@@ -35,9 +37,12 @@ from clusterops.cli._output import (
     Output,
     addon_option_details,
     addon_version_rows,
+    enum_label,
+    timestamp_label,
 )
-from clusterops.cli._progress import Progress, status_label
+from clusterops.cli._progress import Progress, bar, status_label
 from clusterops.cli._table import LiveTable
+from clusterops.v1.orchestrations_pb2 import StageStatus
 from clusterops.v1.simulator_pb2 import GetStepTimesResponse, SetStepTimeResponse, StepTime
 
 Handler = Callable[[Client, argparse.Namespace, Output], int]
@@ -664,6 +669,63 @@ def add_addons(commands: Subparsers, leaf: Callable[..., argparse.ArgumentParser
 # --- orchestrations ------------------------------------------------------------------
 
 
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def duration(text: str) -> timedelta:
+    """30m, 1h, 2h30m, 90s, 1d: an argparse type."""
+    match = _DURATION.fullmatch(text.strip())
+    if not text.strip() or match is None:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 30m, 1h30m or 90s, got {text!r}"
+        )
+    days, hours, minutes, secs = (int(g) if g else 0 for g in match.groups())
+    return timedelta(days=days, hours=hours, minutes=minutes, seconds=secs)
+
+
+def budget(text: str) -> int | str:
+    """2 (operations) or 10% (of them): an argparse type."""
+    number = text[:-1] if text.endswith("%") else text
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(
+            f"expected a count such as 2 or a percentage such as 10%, got {text!r}"
+        )
+    return text if text.endswith("%") else int(number)
+
+
+_STAGE_NAME = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def stage_spec(text: str) -> Stage:
+    """NAME[:KEY=VALUE,...] with count, percent, workers, soak, budget and the flag
+    approval, e.g. "canary:count=1,soak=30m" or "rest:workers=5,approval"."""
+    name, _, rest = text.partition(":")
+    if _STAGE_NAME.fullmatch(name) is None:
+        raise argparse.ArgumentTypeError(
+            f"stage {text!r}: start with a name of lowercase letters, digits and '-'"
+        )
+    fields: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        try:
+            if key == "approval" and not sep:
+                fields["requires_approval"] = True
+            elif key in ("count", "percent", "workers") and sep:
+                fields[key] = int(value)
+            elif key == "soak" and sep:
+                fields["soak"] = duration(value)
+            elif key == "budget" and sep:
+                fields["failure_budget"] = budget(value)
+            else:
+                raise ValueError
+        except (ValueError, argparse.ArgumentTypeError):
+            raise argparse.ArgumentTypeError(
+                f"stage {text!r}: {item!r} is not one of count=N, percent=N, workers=N, "
+                "soak=DURATION, budget=N|N%, approval"
+            ) from None
+    return Stage(name, **fields)
+
+
 def orc_create(client: Client, args: argparse.Namespace, out: Output) -> int:
     operation = client.orchestrations.create(
         args.compartment,
@@ -675,13 +737,89 @@ def orc_create(client: Client, args: argparse.Namespace, out: Output) -> int:
         schedule_time=args.schedule_time,
         maintenance_window=args.maintenance_window,
         dry_run=args.dry_run,
+        stages=args.stage,
+        failure_budget=args.failure_budget,
+        pause_at=args.pause_at,
+        reason=args.reason,
         request_id=args.request_id,
     )
     return started(client, operation, args, out)
 
 
+_STAGE_STATE = StageStatus.DESCRIPTOR.file.enum_types_by_name["StageState"]
+STAGE_HEADER = ("STAGE", "STATE", "PROGRESS", "DONE", "FAILED", "STARTED", "ENDED", "NOTE")
+
+
+def stage_rows(orchestration: Orchestration) -> list[list[str]]:
+    """One row per stage, with a progress bar of its finished operations."""
+    rows = []
+    for stage in orchestration.stages:
+        c = stage.operation_counts
+        done = c.succeeded + c.failed + c.canceled
+        percent = 100.0 * done / c.total if c.total else 100.0
+        note = ""
+        if stage.HasField("soak_end_time"):
+            note = f"soak ends {timestamp_label(stage.soak_end_time)}"
+        if stage.approved_by:
+            note = f"approved by {stage.approved_by}"
+        rows.append(
+            [
+                stage.name,
+                enum_label(_STAGE_STATE, stage.state),
+                bar(percent, 20),
+                f"{done}/{c.total}",
+                str(c.failed),
+                timestamp_label(stage.start_time) if stage.HasField("start_time") else "",
+                timestamp_label(stage.end_time) if stage.HasField("end_time") else "",
+                note,
+            ]
+        )
+    return rows
+
+
+def show_orchestration(orchestration: Orchestration, out: Output) -> None:
+    out.resource(orchestration)
+    if not out.json and orchestration.stages:
+        out.line("progress by stage:")
+        out.grid(STAGE_HEADER, stage_rows(orchestration), indent="  ")
+
+
 def orc_get(client: Client, args: argparse.Namespace, out: Output) -> int:
-    out.resource(client.orchestrations.get(args.orchestration_id))
+    show_orchestration(client.orchestrations.get(args.orchestration_id), out)
+    return 0
+
+
+def orc_pause(client: Client, args: argparse.Namespace, out: Output) -> int:
+    show_orchestration(
+        client.orchestrations.pause(
+            args.orchestration_id, reason=args.reason, etag=args.etag, request_id=args.request_id
+        ),
+        out,
+    )
+    return 0
+
+
+def orc_resume(client: Client, args: argparse.Namespace, out: Output) -> int:
+    show_orchestration(
+        client.orchestrations.resume(
+            args.orchestration_id, reason=args.reason, etag=args.etag, request_id=args.request_id
+        ),
+        out,
+    )
+    return 0
+
+
+def orc_approve(client: Client, args: argparse.Namespace, out: Output) -> int:
+    show_orchestration(
+        client.orchestrations.approve_stage(
+            args.orchestration_id,
+            args.stage,
+            reason=args.reason,
+            etag=args.etag,
+            request_id=args.request_id,
+        ),
+        out,
+    )
     return 0
 
 
@@ -694,7 +832,7 @@ def orc_list(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 def orc_operations(client: Client, args: argparse.Namespace, out: Output) -> int:
     items = client.orchestrations.list_operations(
-        args.orchestration_id, states=args.state, page_size=min(args.limit, 100)
+        args.orchestration_id, states=args.state, stage=args.stage, page_size=min(args.limit, 100)
     )
     return _listed(OrchestrationOperation, items, args, out)
 
@@ -707,7 +845,7 @@ def orc_operation(client: Client, args: argparse.Namespace, out: Output) -> int:
 def orc_cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
     out.resource(
         client.orchestrations.cancel(
-            args.orchestration_id, etag=args.etag, request_id=args.request_id
+            args.orchestration_id, etag=args.etag, reason=args.reason, request_id=args.request_id
         )
     )
     return 0
@@ -715,7 +853,11 @@ def orc_cancel(client: Client, args: argparse.Namespace, out: Output) -> int:
 
 def orc_retry(client: Client, args: argparse.Namespace, out: Output) -> int:
     response = client.orchestrations.retry_operations(
-        args.orchestration_id, args.operation_ids, etag=args.etag, request_id=args.request_id
+        args.orchestration_id,
+        args.operation_ids,
+        etag=args.etag,
+        reason=args.reason,
+        request_id=args.request_id,
     )
     out.resource(response)
     return 0
@@ -749,9 +891,45 @@ def add_orchestrations(commands: Subparsers, leaf: Callable[..., argparse.Argume
     )
     p.add_argument("--maintenance-window", action="store_true")
     p.add_argument("--dry-run", action="store_true")
+    p.add_argument(
+        "--stage",
+        type=stage_spec,
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE,...",
+        help="a stage (wave), in order (repeatable): count=N, percent=N, workers=N, "
+        "soak=30m, budget=N|N%%, approval; e.g. 'canary:count=1,soak=30m'",
+    )
+    p.add_argument(
+        "--failure-budget",
+        type=budget,
+        default=None,
+        metavar="N|N%",
+        help="halt when more operations than this fail",
+    )
+    p.add_argument(
+        "--pause-at", type=rfc3339, default=None, metavar="TIME", help="pause at this time"
+    )
+    p.add_argument("--reason", default="", help="why; recorded on the work request")
     _watchable(p)
-    p = leaf(verbs, "get", orc_get, "show one orchestration")
+    p = leaf(verbs, "get", orc_get, "show one orchestration (with a table of its stages)")
     p.add_argument("orchestration_id")
+    p = leaf(verbs, "pause", orc_pause, "pause: nothing starts until resumed")
+    p.add_argument("orchestration_id")
+    p.add_argument("--reason", default="")
+    p.add_argument("--etag", default="")
+    p.add_argument("--request-id")
+    p = leaf(verbs, "resume", orc_resume, "resume a paused orchestration")
+    p.add_argument("orchestration_id")
+    p.add_argument("--reason", default="")
+    p.add_argument("--etag", default="")
+    p.add_argument("--request-id")
+    p = leaf(verbs, "approve", orc_approve, "approve a stage's gate")
+    p.add_argument("orchestration_id")
+    p.add_argument("stage")
+    p.add_argument("--reason", default="")
+    p.add_argument("--etag", default="")
+    p.add_argument("--request-id")
     p = leaf(verbs, "list", orc_list, "list orchestrations")
     p.add_argument("--compartment", default="")
     p.add_argument("--state", action="append", default=[], help="PENDING, ... (repeatable)")
@@ -759,17 +937,20 @@ def add_orchestrations(commands: Subparsers, leaf: Callable[..., argparse.Argume
     p = leaf(verbs, "operations", orc_operations, "list an orchestration's operations")
     p.add_argument("orchestration_id")
     p.add_argument("--state", action="append", default=[])
+    p.add_argument("--stage", default="", help="only this stage's operations")
     _limit(p, 100)
     p = leaf(verbs, "operation", orc_operation, "show one operation with its configuration")
     p.add_argument("orchestration_id")
     p.add_argument("operation_id")
     p = leaf(verbs, "cancel", orc_cancel, "cancel an orchestration")
     p.add_argument("orchestration_id")
+    p.add_argument("--reason", default="")
     p.add_argument("--etag", default="")
     p.add_argument("--request-id")
     p = leaf(verbs, "retry", orc_retry, "retry failed operations (all, or those named)")
     p.add_argument("orchestration_id")
     p.add_argument("operation_ids", nargs="*")
+    p.add_argument("--reason", default="")
     p.add_argument("--etag", default="")
     p.add_argument("--request-id")
 

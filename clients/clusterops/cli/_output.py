@@ -122,6 +122,9 @@ COLUMNS: dict[type[Message], Sequence[tuple[str, str]]] = {
         ("ID", "id"),
         ("RUNTIME", "runtime_id"),
         ("STATE", "state"),
+        ("WAIT", "wait_reason"),
+        ("UNTIL", "wait_until"),
+        ("STAGE", "stage"),
         ("DESCRIPTION", "description"),
     ),
 }
