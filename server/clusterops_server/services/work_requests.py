@@ -83,8 +83,7 @@ class WorkRequestService:
     ) -> Page[WorkRequest]:
         caller = current_caller()
         scoped = replace(query, visibility=caller.work_request_visibility(Verb.INSPECT))
-        async with self.store.read() as uow:
-            found = await uow.work_requests.list_work_requests(scoped, page)
+        found = await self.store.work_request_lists.list(scoped, page)
         return replace(found, items=[_as_seen_by(caller, wr) for wr in found.items])
 
     async def list_logs(self, work_request_id: str, page: PageRequest) -> Page[LogEntry]:

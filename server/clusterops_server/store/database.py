@@ -23,6 +23,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,13 @@ class ReadStatement:
         return found
 
 
+@dataclass(frozen=True)
+class Prepared:
+    sql: str
+    names: tuple[str, ...]
+    defaults: dict[str, Any]
+
+
 class ReadConnections:
     """Single-statement autocommit reads, outside any unit of work.
 
@@ -183,6 +191,28 @@ class ReadConnections:
             return await self._sqlite(sql, args)
         assert self._pool is not None
         return await self._pool.fetch(sql, args)
+
+    def prepare(self, stmt: ClauseElement) -> Prepared:
+        """Compile a statement built for one shape of query (a List's plan depends on
+        its filter), with its IN lists rendered and its bound values kept as defaults;
+        callers keep the result for the next call of the same shape."""
+        compiled = stmt.compile(dialect=self.dialect, compile_kwargs={"render_postcompile": True})
+        assert isinstance(compiled, SQLCompiler)
+        names = tuple(compiled.positiontup or ())
+        return Prepared(compiled.string, names, dict(compiled.construct_params()))
+
+    async def fetch_prepared(self, prepared: Prepared, values: dict[str, Any]) -> list[Row]:
+        """Run `prepared` with `values` over its defaults; datetimes are bound as their
+        columns store them."""
+        merged = {**prepared.defaults, **values} if values else prepared.defaults
+        args = [
+            self.time_param(v) if isinstance(v, datetime) else v
+            for v in (merged[name] for name in prepared.names)
+        ]
+        if self.is_sqlite:
+            return await self._sqlite(prepared.sql, args)
+        assert self._pool is not None
+        return await self._pool.fetch(prepared.sql, args)
 
     async def fetch_one(self, statement: ReadStatement, params: dict[str, Any]) -> Row | None:
         rows = await self.fetch_all(statement, params)

@@ -177,6 +177,16 @@ class WorkRequestRow(Base):
         Index("ix_work_requests_listing", "compartment_id", "accepted_at", "id"),
         Index("ix_work_requests_accepted", "accepted_at", "id"),
         Index("ix_work_requests_created_by", "created_by", "accepted_at", "id"),
+        # Lists filtered by these read them in list order (0010): a page reads its page.
+        Index("ix_work_requests_status_listing", "status", "accepted_at", "id"),
+        Index("ix_work_requests_operation_listing", "operation_type", "accepted_at", "id"),
+        Index(
+            "ix_work_requests_compartment_status_listing",
+            "compartment_id",
+            "status",
+            "accepted_at",
+            "id",
+        ),
     )
 
 

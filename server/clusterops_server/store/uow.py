@@ -53,6 +53,7 @@ from clusterops_server.store.steps import StepRepository
 from clusterops_server.store.subscriptions import SubscriptionRepository
 from clusterops_server.store.tables import WorkRequestRow
 from clusterops_server.store.upgrade_workflows import UpgradeWorkflowRepository
+from clusterops_server.store.work_request_reads import WorkRequestLists
 from clusterops_server.store.work_requests import WorkRequestRepository
 
 
@@ -161,6 +162,7 @@ class Store:
         # Hot Get/List reads, outside any unit of work (see store/database.py).
         self.reads = database.reads
         self.page_tokens = PageTokenKeys(database, clock)
+        self.work_request_lists = WorkRequestLists(self.reads, self.page_tokens)
         self._listeners: list[Callable[[int], None]] = []
         self._work_listeners: list[Callable[[], None]] = []
 

@@ -7,20 +7,27 @@ trip on both backends.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, exists, func, select, tuple_
+from sqlalchemy.sql.util import ClauseAdapter
 
+from clusterops_server.domain.filtering import AllOf, Comparison, Expression
+from clusterops_server.domain.listing import Cursor, Page, PageRequest, parse_key_time
 from clusterops_server.domain.work_requests import (
     ActionType,
     EntityType,
     ErrorEntry,
     OperationType,
     WorkRequest,
+    WorkRequestQuery,
     WorkRequestResource,
     WorkRequestStatus,
 )
 from clusterops_server.store.database import (
+    Prepared,
     ReadConnections,
     ReadStatement,
     Row,
@@ -28,7 +35,10 @@ from clusterops_server.store.database import (
     stored_time,
     stored_time_or_none,
 )
+from clusterops_server.store.filters import compile_filter
+from clusterops_server.store.paging import Keyset, PageTokenKeys
 from clusterops_server.store.tables import WorkRequestResourceRow, WorkRequestRow
+from clusterops_server.store.work_requests import FILTER_COLUMNS, visible
 
 _WR = WorkRequestRow.__table__
 _RES = WorkRequestResourceRow.__table__
@@ -135,3 +145,200 @@ _GET = ReadStatement(lambda d: select_work_requests(d).where(_WR.c.id == bindpar
 async def get_work_request(reads: ReadConnections, work_request_id: str) -> WorkRequest | None:
     row = await reads.fetch_one(_GET, {"id": work_request_id})
     return None if row is None else work_request_from_row(row)
+
+
+# ---- ListWorkRequests ----
+
+# The most rows one List call reads past its cursor when part of its query has no index
+# in list order: the rest of the query is checked on at most these, and a page that
+# found fewer than it asked for ends there with a token to go on from (AIP-158 allows
+# short pages), so no filter ever scans the table.
+SCAN_LIMIT = 1000
+_KEY = (WorkRequestRow.accepted_at, WorkRequestRow.id)
+_KEY_SPECS = Keyset(_KEY).specs
+
+
+@dataclass
+class ListPlan:
+    """A List query split by what an index can serve.
+
+    `driving` conditions select rows straight from an index in list order (an
+    equality on the index's leading columns, a range on time_accepted, or a resource
+    id, whose work requests are few); `residual` ones are checked on a bounded window
+    of the driving rows."""
+
+    driving: list[ColumnElement[bool]] = field(default_factory=list)
+    residual: list[ColumnElement[bool]] = field(default_factory=list)
+
+
+def _conjuncts(expression: Expression | None) -> list[Expression]:
+    if expression is None:
+        return []
+    if isinstance(expression, AllOf):
+        return [c for part in expression.parts for c in _conjuncts(part)]
+    return [expression]
+
+
+def plan_list(query: WorkRequestQuery) -> ListPlan:
+    plan = ListPlan()
+    equal: dict[str, list[ColumnElement[bool]]] = {
+        "compartment_id": [],
+        "status": [],
+        "operation_type": [],
+        "created_by": [],
+    }
+    if query.created_by:
+        equal["created_by"].append(WorkRequestRow.created_by == query.created_by)
+    if query.compartment_id:
+        equal["compartment_id"].append(WorkRequestRow.compartment_id == query.compartment_id)
+    if len(query.statuses) == 1:
+        (status,) = query.statuses
+        equal["status"].append(WorkRequestRow.status == status.value)
+    elif query.statuses:
+        plan.residual.append(WorkRequestRow.status.in_(sorted(s.value for s in query.statuses)))
+    if query.ids:
+        plan.driving.append(WorkRequestRow.id.in_(sorted(query.ids)))
+    if query.visibility is not None:
+        plan.residual.append(visible(query.visibility))
+    if query.resource_id:
+        # A resource's work requests are few: their ids drive the page.
+        affected = select(WorkRequestResourceRow.work_request_id).where(
+            WorkRequestResourceRow.identifier == query.resource_id
+        )
+        if query.resource_type:
+            affected = affected.where(
+                WorkRequestResourceRow.entity_type == query.resource_type.value
+            )
+        plan.driving.append(WorkRequestRow.id.in_(affected))
+    elif query.resource_type:
+        # Checked per row through the resources' primary key (work request, type).
+        plan.residual.append(
+            exists().where(
+                WorkRequestResourceRow.work_request_id == WorkRequestRow.id,
+                WorkRequestResourceRow.entity_type == query.resource_type.value,
+            )
+        )
+    for part in _conjuncts(query.filter):
+        condition = compile_filter(part, FILTER_COLUMNS)
+        if isinstance(part, Comparison) and part.field == "time_accepted":
+            plan.driving.append(condition)  # a range on every listing index's key
+        elif isinstance(part, Comparison) and part.op == "=" and part.field in equal:
+            equal[part.field].append(condition)
+        else:
+            plan.residual.append(condition)
+    # The equalities an index leads with: (compartment, status), (compartment),
+    # (status), (created by) or (operation type), each followed by the list's key.
+    if equal["compartment_id"]:
+        lead = ["compartment_id", "status"] if equal["status"] else ["compartment_id"]
+    elif equal["status"]:
+        lead = ["status"]
+    elif equal["created_by"]:
+        lead = ["created_by"]
+    else:
+        lead = ["operation_type"]
+    for name, conditions in equal.items():
+        (plan.driving if name in lead else plan.residual).extend(conditions)
+    return plan
+
+
+# Bound per call (the compiled page statement is kept for the next page).
+_CURSOR = tuple_(
+    bindparam("cursor_accepted_at", None, type_=WorkRequestRow.accepted_at.type, required=False),
+    bindparam("cursor_id", None, type_=WorkRequestRow.id.type, required=False),
+)
+
+
+def _after_cursor(descending: bool) -> ColumnElement[bool]:
+    key = tuple_(*_KEY)
+    return key < _CURSOR if descending else key > _CURSOR
+
+
+@dataclass(frozen=True)
+class _ListStatements:
+    page: Prepared
+    # The key of the last row a window may read (None: no window, the page is the plan).
+    boundary: Prepared | None
+
+
+class WorkRequestLists:
+    """ListWorkRequests on ReadConnections, one per store.
+
+    It keeps each query shape's compiled statements (a client paging through a list
+    asks the same query again with another cursor) and the work requests it built,
+    by (id, revision): a revision names one state, so a row read again is not
+    converted again. Those objects are shared by every caller: read, never change."""
+
+    CACHE_SIZE = 4096
+    STATEMENTS = 256
+
+    def __init__(self, reads: ReadConnections, tokens: PageTokenKeys) -> None:
+        self.reads = reads
+        self.tokens = tokens
+        self._statements: OrderedDict[tuple[Any, ...], _ListStatements] = OrderedDict()
+        self._work_requests: OrderedDict[tuple[str, int], WorkRequest] = OrderedDict()
+
+    async def list(self, query: WorkRequestQuery, page: PageRequest) -> Page[WorkRequest]:
+        """One page in list order; a short page (with a token) when the query's
+        residual conditions matched fewer than a page within SCAN_LIMIT rows."""
+        query_fingerprint = query.fingerprint()
+        cursor = await self.tokens.open(page.token, query_fingerprint, _KEY_SPECS)
+        statements = self._statements_for(query, page.size, with_cursor=cursor is not None)
+        values: dict[str, Any] = {}
+        if cursor is not None:
+            accepted, wr_id = cursor.key
+            assert isinstance(accepted, str)
+            values = {"cursor_accepted_at": parse_key_time(accepted), "cursor_id": wr_id}
+        rows = await self.reads.fetch_prepared(statements.page, values)
+        boundary: tuple[Any, ...] | None = None
+        if len(rows) <= page.size and statements.boundary is not None:
+            # Fewer than a page: is there a row past the window to go on from?
+            last = await self.reads.fetch_prepared(statements.boundary, values)
+            boundary = (stored_time(last[0][0]), last[0][1]) if last else None
+        items = [self._work_request(r) for r in rows[: page.size]]
+        if len(rows) > page.size:
+            boundary = (items[-1].time_accepted, items[-1].id)
+        token = ""
+        if boundary is not None:
+            key = Cursor((boundary[0].isoformat(), boundary[1]))
+            token = await self.tokens.issue(key, query_fingerprint)
+        return Page(items, token)
+
+    def _work_request(self, row: Row) -> WorkRequest:
+        key = (row[0], row[8])
+        found = self._work_requests.get(key)
+        if found is None:
+            found = self._work_requests[key] = work_request_from_row(row)
+            if len(self._work_requests) > self.CACHE_SIZE:
+                self._work_requests.popitem(last=False)
+        return found
+
+    def _statements_for(
+        self, query: WorkRequestQuery, size: int, *, with_cursor: bool
+    ) -> _ListStatements:
+        key = (query, size, with_cursor, SCAN_LIMIT)
+        found = self._statements.get(key)
+        if found is None:
+            found = self._statements[key] = self._build(query, size, with_cursor=with_cursor)
+            if len(self._statements) > self.STATEMENTS:
+                self._statements.popitem(last=False)
+        return found
+
+    def _build(self, query: WorkRequestQuery, size: int, *, with_cursor: bool) -> _ListStatements:
+        descending = query.order.descending
+        order = Keyset(_KEY, descending).order()
+        plan = plan_list(query)
+        driving = list(plan.driving)
+        if with_cursor:
+            driving.append(_after_cursor(descending))
+        dialect = self.reads.dialect.name
+        if not plan.residual:
+            stmt = select_work_requests(dialect).where(*driving).order_by(*order).limit(size + 1)
+            return _ListStatements(self.reads.prepare(stmt), None)
+        window = (
+            select(*_COLUMNS).where(*driving).order_by(*order).limit(SCAN_LIMIT).subquery("window")
+        )
+        page = ClauseAdapter(window).traverse(
+            select_work_requests(dialect).where(*plan.residual).order_by(*order).limit(size + 1)
+        )
+        boundary = select(*_KEY).where(*driving).order_by(*order).limit(1).offset(SCAN_LIMIT - 1)
+        return _ListStatements(self.reads.prepare(page), self.reads.prepare(boundary))

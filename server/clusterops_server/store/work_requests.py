@@ -47,7 +47,7 @@ FILTER_COLUMNS = {
 }
 
 
-def _visible(visibility: WorkRequestVisibility) -> ColumnElement[bool]:
+def visible(visibility: WorkRequestVisibility) -> ColumnElement[bool]:
     allowed: list[ColumnElement[bool]] = [
         WorkRequestRow.compartment_id.in_(sorted(visibility.compartments))
     ]
@@ -302,7 +302,7 @@ class WorkRequestRepository:
     def _query(self, query: WorkRequestQuery) -> Select[WorkRequestRow]:
         conditions: list[ColumnElement[bool]] = []
         if query.visibility is not None:
-            conditions.append(_visible(query.visibility))
+            conditions.append(visible(query.visibility))
         if query.compartment_id:
             conditions.append(WorkRequestRow.compartment_id == query.compartment_id)
         if query.ids:
