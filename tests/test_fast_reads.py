@@ -41,6 +41,14 @@ async def test_reads_agree_with_the_unit_of_work_field_for_field(app: App, stubs
         assert got.stored == expected.stored
         assert got.last_error is not None
         assert len(got.resources) == 5  # the cluster, the pool and three nodes, in order
+        # A new watch's snapshot: the same work request, every log and error, in order.
+        snapshot = await work_request_reads.get_snapshot(reads, accepted_id)
+        assert snapshot is not None
+        assert snapshot[0] == expected
+        assert snapshot[1] == await uow.work_requests.all_logs(accepted_id)
+        assert snapshot[2] == await uow.work_requests.all_errors(accepted_id)
+        assert len(snapshot[1]) > 1
+        assert len(snapshot[2]) == 2
         assert await inventory_reads.get_cluster(reads, cluster.id) == (
             await uow.inventory.get_cluster(cluster.id)
         )

@@ -13,6 +13,7 @@ and also polls at a slow interval so a missed wake-up only delays, never loses.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections import defaultdict
@@ -36,6 +37,22 @@ def concerns(query: WorkRequestQuery, event: WorkRequestEvent) -> bool:
 
 
 class Subscription:
+    """One watch's place in the hub: the events delivered to it and not yet taken.
+
+    Lean on purpose, since ten thousand idle watches are ten thousand of these: slots,
+    no queue until the first event, and a future only while the watch waits."""
+
+    __slots__ = (
+        "_events",
+        "_waiter",
+        "capacity",
+        "closed",
+        "overflowed",
+        "query",
+        "start",
+        "work_request_id",
+    )
+
     def __init__(
         self, work_request_id: str, capacity: int, query: WorkRequestQuery | None = None
     ) -> None:
@@ -45,35 +62,46 @@ class Subscription:
         # The hub's cursor when it subscribed: every later event is delivered (or
         # `overflowed` is set); earlier ones are the watcher's to read from the store.
         self.start = 0
-        self._queue: asyncio.Queue[WorkRequestEvent] = asyncio.Queue(capacity)
-        self._signal = asyncio.Event()
+        self.capacity = capacity
+        self._events: collections.deque[WorkRequestEvent] | None = None
+        self._waiter: asyncio.Future[None] | None = None
         # Set when events were dropped because the watcher fell behind.
         self.overflowed = False
         self.closed = False
 
     def deliver(self, event: WorkRequestEvent) -> None:
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
+        if self._events is None:
+            self._events = collections.deque()
+        if len(self._events) >= self.capacity:
             self.overflowed = True
-        self._signal.set()
+        else:
+            self._events.append(event)
+        self._wake()
 
     def close(self) -> None:
         self.closed = True
-        self._signal.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def next(self) -> WorkRequestEvent | None:
         """The next delivered event; None when events were dropped (catch up from the store)."""
         while True:
-            if not self._queue.empty():
-                return self._queue.get_nowait()
+            if self._events:
+                return self._events.popleft()
             if self.overflowed:
                 self.overflowed = False
                 return None
             if self.closed:
                 raise SubscriptionClosed
-            self._signal.clear()
-            await self._signal.wait()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
 
 
 class WatchHub:

@@ -131,24 +131,29 @@ class WorkRequestService:
         then each change as it commits, ending after the terminal state."""
         subscription = self.hub.subscribe(work_request_id)
         try:
-            async with self.store.read() as uow:
-                wr = await get_work_request(uow, work_request_id)
-                if after_revision:
+            if after_revision:
+                async with self.store.read() as uow:
+                    wr = await get_work_request(uow, work_request_id)
                     await self._check_resumable(uow, after_revision)
                     history = await uow.events.for_work_request(
                         work_request_id, after_revision, limit=_HISTORY_BATCH
                     )
-                else:
-                    history = [
-                        WorkRequestEvent(
-                            wr.revision,
-                            wr,
-                            tuple(wr.resources),
-                            tuple(await uow.work_requests.all_logs(wr.id)),
-                            tuple(await uow.work_requests.all_errors(wr.id)),
-                            snapshot=True,
-                        )
-                    ]
+            else:
+                # One statement: the work request, its logs and its errors agree.
+                found = await work_request_reads.get_snapshot(self.store.reads, work_request_id)
+                wr = authorized(found[0] if found else None, work_request_id, Verb.READ)
+                assert found is not None
+                _, logs, errors = found
+                history = [
+                    WorkRequestEvent(
+                        wr.revision,
+                        wr,
+                        tuple(wr.resources),
+                        tuple(logs),
+                        tuple(errors),
+                        snapshot=True,
+                    )
+                ]
             cursor = after_revision
             while history:
                 for event in history:

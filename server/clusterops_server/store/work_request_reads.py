@@ -20,6 +20,7 @@ from clusterops_server.domain.work_requests import (
     ActionType,
     EntityType,
     ErrorEntry,
+    LogEntry,
     OperationType,
     WorkRequest,
     WorkRequestQuery,
@@ -37,7 +38,12 @@ from clusterops_server.store.database import (
 )
 from clusterops_server.store.filters import compile_filter
 from clusterops_server.store.paging import Keyset, PageTokenKeys
-from clusterops_server.store.tables import WorkRequestResourceRow, WorkRequestRow
+from clusterops_server.store.tables import (
+    WorkRequestErrorRow,
+    WorkRequestLogRow,
+    WorkRequestResourceRow,
+    WorkRequestRow,
+)
 from clusterops_server.store.work_requests import FILTER_COLUMNS, visible
 
 _WR = WorkRequestRow.__table__
@@ -145,6 +151,51 @@ _GET = ReadStatement(lambda d: select_work_requests(d).where(_WR.c.id == bindpar
 async def get_work_request(reads: ReadConnections, work_request_id: str) -> WorkRequest | None:
     row = await reads.fetch_one(_GET, {"id": work_request_id})
     return None if row is None else work_request_from_row(row)
+
+
+def _entries_json(dialect: str, table: Any, *fields: Any) -> ColumnElement[Any]:
+    """A work request's log or error entries as one JSON array of [id, *fields]."""
+    if dialect == "postgresql":
+        aggregate = func.json_agg(func.json_build_array(table.c.id, *fields))
+    else:
+        aggregate = func.json_group_array(func.json_array(table.c.id, *fields))
+    return select(aggregate).where(table.c.work_request_id == _WR.c.id).scalar_subquery()
+
+
+def _snapshot_statement(dialect: str) -> Select[Any]:
+    logs = WorkRequestLogRow.__table__
+    errors = WorkRequestErrorRow.__table__
+    return select(
+        *_COLUMNS,
+        resources_json(dialect),
+        _entries_json(dialect, logs, logs.c.message, logs.c.logged_at),
+        _entries_json(dialect, errors, errors.c.code, errors.c.message, errors.c.logged_at),
+    ).where(_WR.c.id == bindparam("id"))
+
+
+_SNAPSHOT = ReadStatement(_snapshot_statement)
+
+
+def _entries(value: Any) -> list[list[Any]]:
+    items: list[list[Any]] = stored_json(value) if value is not None else []
+    items.sort(key=lambda item: item[0])
+    return items
+
+
+async def get_snapshot(
+    reads: ReadConnections, work_request_id: str
+) -> tuple[WorkRequest, list[LogEntry], list[ErrorEntry]] | None:
+    """The work request with all its logs and errors, in one statement (one snapshot):
+    what a new watch starts from."""
+    row = await reads.fetch_one(_SNAPSHOT, {"id": work_request_id})
+    if row is None:
+        return None
+    *work_request, logs, errors = row
+    return (
+        work_request_from_row(tuple(work_request)),
+        [LogEntry(message, stored_time(at)) for _id, message, at in _entries(logs)],
+        [ErrorEntry(code, message, stored_time(at)) for _id, code, message, at in _entries(errors)],
+    )
 
 
 # ---- ListWorkRequests ----
