@@ -8,28 +8,18 @@ FAILED, and a second kill and restart must change nothing: same status, errors a
 
 from __future__ import annotations
 
-import sqlite3
-from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
 from clusterops.v1 import clusters_pb2 as cl_pb
+from clusterops.v1 import simulator_pb2 as sim_pb
+from clusterops.v1 import simulator_pb2_grpc as sim_grpc
 from clusterops.v1 import work_requests_pb2 as wr_pb
 
 from tests.conftest import Stubs
 from tests.test_server_process import running_server
 
 NODES = 16
-
-
-def inject_fault_once(database: Path, action: str, message: str) -> None:
-    """The simulator reads its faults from the database: another process may add one."""
-    with sqlite3.connect(database) as db:
-        db.execute(
-            "INSERT INTO simulator_faults (target, action, remaining, message, created_at) "
-            "VALUES ('*', ?, 1, ?, ?)",
-            (action, message, datetime.now(UTC).replace(tzinfo=None).isoformat(" ")),
-        )
 
 
 async def outcome(stubs: Stubs, wr_id: str) -> tuple[int, list[tuple[str, str]], list[str]]:
@@ -84,7 +74,10 @@ async def test_a_node_that_failed_to_register_stays_failed_after_kill_9(tmp_path
             )
             cluster = made.cluster
             await outcome(stubs, made.work_request.id)
-            inject_fault_once(database, "provision_node", "injected")
+            # Into the running server, through its SimulatorService: no SQL needed.
+            await sim_grpc.SimulatorServiceStub(channel).AddFault(
+                sim_pb.AddFaultRequest(action="provision_node", message="injected")
+            )
             created = await stubs.clusters.CreateNodePool(
                 cl_pb.CreateNodePoolRequest(cluster_id=cluster.id, name="w", node_count=NODES)
             )
