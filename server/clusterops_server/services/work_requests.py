@@ -131,39 +131,20 @@ class WorkRequestService:
         then each change as it commits, ending after the terminal state."""
         subscription = self.hub.subscribe(work_request_id)
         try:
-            if after_revision:
-                async with self.store.read() as uow:
-                    wr = await get_work_request(uow, work_request_id)
-                    await self._check_resumable(uow, after_revision)
-                    history = await uow.events.for_work_request(
-                        work_request_id, after_revision, limit=_HISTORY_BATCH
-                    )
-            else:
-                # One statement: the work request, its logs and its errors agree.
-                found = await work_request_reads.get_snapshot(self.store.reads, work_request_id)
-                wr = authorized(found[0] if found else None, work_request_id, Verb.READ)
-                assert found is not None
-                _, logs, errors = found
-                history = [
-                    WorkRequestEvent(
-                        wr.revision,
-                        wr,
-                        tuple(wr.resources),
-                        tuple(logs),
-                        tuple(errors),
-                        snapshot=True,
-                    )
-                ]
+            history, ended = await self._opening(work_request_id, after_revision)
             cursor = after_revision
+            # An idle watch keeps nothing of what it sent: the snapshot (with every log)
+            # would otherwise stay referenced by this frame for as long as it waits.
             while history:
+                full_batch = len(history) >= _HISTORY_BATCH
                 for event in history:
                     yield event
-                    cursor = event.revision
-                    if event.is_terminal:
+                    cursor, terminal = event.revision, event.is_terminal
+                    del event
+                    if terminal:
                         return
-                full_batch = len(history) >= _HISTORY_BATCH
                 history = await self._history(work_request_id, cursor) if full_batch else []
-            if wr.status.is_terminal:
+            if ended:
                 # Resumed at or after the terminal change: nothing more will come.
                 return
             while True:
@@ -189,6 +170,29 @@ class WorkRequestService:
                         return
         finally:
             self.hub.unsubscribe(subscription)
+
+    async def _opening(
+        self, work_request_id: str, after_revision: int
+    ) -> tuple[list[WorkRequestEvent], bool]:
+        """What a watch sends first (a snapshot, or the history after `after_revision`)
+        and whether the work request had already ended."""
+        if after_revision:
+            async with self.store.read() as uow:
+                wr = await get_work_request(uow, work_request_id)
+                await self._check_resumable(uow, after_revision)
+                history = await uow.events.for_work_request(
+                    work_request_id, after_revision, limit=_HISTORY_BATCH
+                )
+            return history, wr.status.is_terminal
+        # One statement: the work request, its logs and its errors agree.
+        found = await work_request_reads.get_snapshot(self.store.reads, work_request_id)
+        wr = authorized(found[0] if found else None, work_request_id, Verb.READ)
+        assert found is not None
+        _, logs, errors = found
+        snapshot = WorkRequestEvent(
+            wr.revision, wr, tuple(wr.resources), tuple(logs), tuple(errors), snapshot=True
+        )
+        return [snapshot], wr.status.is_terminal
 
     async def watch_many(
         self, query: WorkRequestQuery, after_revision: int

@@ -183,6 +183,7 @@ def translate_errors(method: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 async for item in method(self, request, context):
                     yield item
+                    del item  # not held while the stream waits for its next message
             except (grpc.aio.AbortError, GeneratorExit):
                 raise
             except Exception as error:

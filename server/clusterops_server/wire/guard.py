@@ -158,6 +158,7 @@ class GuardInterceptor(grpc.aio.ServerInterceptor):
                     become(await self._admit(request, context, authenticate))
                     async for item in inner_stream(request, context):
                         yield item
+                        del item  # not held while the stream waits for its next message
 
             return grpc.unary_stream_rpc_method_handler(
                 stream, request_deserializer=decode, response_serializer=handler.response_serializer

@@ -294,7 +294,10 @@ class WorkRequestServicer(pb_grpc.WorkRequestServiceServicer):
             check.fail("after_revision", "must not be negative")
         check.check()
         async for event in self.service.watch(request.work_request_id, request.after_revision):
-            yield self._changes.get(event)
+            message = self._changes.get(event)
+            del event  # an idle stream holds neither the event nor its message
+            yield message
+            del message
 
     async def WatchWorkRequests(  # noqa: N802
         self, request: pb.WatchWorkRequestsRequest, context: Any
