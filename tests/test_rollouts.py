@@ -45,6 +45,7 @@ from tests.upgrade_helpers import errors_of, logs_of
 STATE = orc_pb.OrchestrationState
 
 
+@pytest.mark.both_backends
 async def test_a_three_stage_rollout_soaks_between_stages_and_waits_for_approval(
     app: App, stubs: Stubs, clock: FakeClock
 ) -> None:
@@ -152,6 +153,7 @@ async def test_a_three_stage_rollout_soaks_between_stages_and_waits_for_approval
     assert "canary, half, rest" in details_of(unknown.value).message
 
 
+@pytest.mark.both_backends
 async def test_a_failure_budget_of_one_halts_after_the_second_failure_running_ones_finish(
     make_app: AppFactory, clock: FakeClock
 ) -> None:
@@ -233,6 +235,7 @@ async def test_a_failure_budget_of_one_halts_after_the_second_failure_running_on
         await assert_counts_match_the_operations(app, orchestration_id)
 
 
+@pytest.mark.both_backends
 async def test_each_pending_operation_says_what_it_waits_for_at_each_moment(
     make_app: AppFactory, clock: FakeClock
 ) -> None:

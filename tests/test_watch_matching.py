@@ -32,6 +32,7 @@ pytestmark = pytest.mark.both_backends
 COMPARTMENTS = ("dev", "prod", "test")
 RESOURCES = ("cls-a", "cls-b", "np-c")
 PERCENTS = (0.0, 25.0, 50.0, 100.0)
+CREATORS = ("alice", "bob", "")
 
 
 async def populate(app: App, rng: random.Random) -> list[WorkRequest]:
@@ -53,6 +54,7 @@ async def populate(app: App, rng: random.Random) -> list[WorkRequest]:
                 time_accepted=start + timedelta(minutes=i),
                 percent_complete=rng.choice(PERCENTS),
                 resources=resources,
+                created_by=rng.choice(CREATORS),
             )
             await uow.work_requests.add(wr, params={})
             made.append(wr)
@@ -68,6 +70,8 @@ def comparison(rng: random.Random, start_text: str) -> str:
         return f"status {rng.choice(['=', '!=', ':'])} {rng.choice(list(WorkRequestStatus))}"
     if field == "compartment_id":
         return f'compartment_id {rng.choice(["=", "!="])} "{rng.choice(COMPARTMENTS)}"'
+    if field == "created_by":
+        return f'created_by {rng.choice(["=", "!="])} "{rng.choice(CREATORS)}"'
     op = rng.choice(["=", "!=", "<", "<=", ">", ">="])
     if field == "percent_complete":
         return f"percent_complete {op} {rng.choice(PERCENTS)}"
@@ -95,6 +99,7 @@ def random_query(rng: random.Random, start_text: str) -> WorkRequestQuery:
         compartment_id=rng.choice(["", "", *COMPARTMENTS]),
         resource_id=rng.choice(["", "", *RESOURCES]),
         resource_type=rng.choice([None, None, *EntityType]),
+        created_by=rng.choice(["", "", *CREATORS]),
         statuses=frozenset(rng.sample(list(WorkRequestStatus), rng.choice([0, 0, 1, 2]))),
         filter=parse_filter(expression(rng, start_text), FILTER_FIELDS)
         if rng.random() < 0.7

@@ -374,7 +374,7 @@ class ListWorkRequestsRequest(_message.Message):
     """Only work requests that affect a resource of this entity type."""
     filter: _builtins.str
     """An AIP-160 filter over operation_type, status, compartment_id,
-    time_accepted and percent_complete, for example
+    time_accepted, percent_complete and created_by, for example
     `operation_type = NODEPOOL_CREATE AND time_accepted > "2026-01-01T00:00:00Z"`.
     """
     order_by: _builtins.str

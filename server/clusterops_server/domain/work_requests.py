@@ -277,6 +277,8 @@ class WorkRequestQuery:
                     return wr.time_accepted
                 case "percent_complete":
                     return state.percent_complete
+                case "created_by":
+                    return wr.created_by
             raise KeyError(name)
 
         return evaluate(self.filter, value_of)

@@ -44,6 +44,7 @@ FILTER_COLUMNS = {
     "compartment_id": WorkRequestRow.compartment_id,
     "time_accepted": WorkRequestRow.accepted_at,
     "percent_complete": WorkRequestRow.percent_complete,
+    "created_by": WorkRequestRow.created_by,
 }
 
 

@@ -48,6 +48,7 @@ FILTER_FIELDS = {
     "compartment_id": FilterField(FieldKind.STRING),
     "time_accepted": FilterField(FieldKind.TIMESTAMP),
     "percent_complete": FilterField(FieldKind.NUMBER),
+    "created_by": FilterField(FieldKind.STRING),
 }
 DEFAULT_ORDER = OrderBy("time_accepted", descending=True)
 

@@ -276,7 +276,7 @@ export type ListWorkRequestsRequest = Message<"clusterops.v1.ListWorkRequestsReq
 
   /**
    * An AIP-160 filter over operation_type, status, compartment_id,
-   * time_accepted and percent_complete, for example
+   * time_accepted, percent_complete and created_by, for example
    * `operation_type = NODEPOOL_CREATE AND time_accepted > "2026-01-01T00:00:00Z"`.
    *
    * @generated from field: string filter = 5;
