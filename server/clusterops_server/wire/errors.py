@@ -20,7 +20,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+import asyncpg
 import grpc
+import sqlalchemy.exc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -30,6 +32,7 @@ from clusterops_server.domain.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
+    Unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -169,8 +172,45 @@ async def _abort_for(
 ) -> None:
     if isinstance(error, DomainError):
         await abort(context, to_rpc_status(error))
+    if database_refused(error):
+        # Nothing ran: the connection was refused before any statement, so the caller
+        # may retry (the SDK does, with the same request_id), unlike after INTERNAL.
+        log.warning("%s: the database refused a connection: %s", method, error)
+        await abort(
+            context,
+            to_rpc_status(
+                Unavailable(
+                    "the database is not accepting connections right now; retry with backoff",
+                    reason="DATABASE_UNAVAILABLE",
+                )
+            ),
+        )
     log.error("unhandled error in %s", method, exc_info=error)
     await abort(context, _internal_status())
+
+
+# Errors that mean a connection was refused or never handed out, so no statement ran:
+# PostgreSQL's connection limit (53300) or start-up (57P03), a refused socket, an
+# exhausted pool.
+_REFUSED: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.CannotConnectNowError,
+    ConnectionRefusedError,
+    sqlalchemy.exc.TimeoutError,
+)
+
+
+def database_refused(error: BaseException) -> bool:
+    """Whether `error`, or what it wraps, is the database refusing a connection."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _REFUSED):
+            return True
+        seen.add(id(current))
+        wrapped = getattr(current, "orig", None)
+        current = wrapped if isinstance(wrapped, BaseException) else current.__cause__
+    return False
 
 
 def translate_errors(method: Callable[..., Any]) -> Callable[..., Any]:
