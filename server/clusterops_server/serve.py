@@ -383,18 +383,19 @@ def _reconcile(args: argparse.Namespace) -> ReconcileSettings:
 def _database_url(args: argparse.Namespace) -> str:
     url = args.database_url or default_sqlite_url("clusterops.db")
     try:
-        backend = normalize_url(url).get_backend_name()
+        parsed = normalize_url(url)
     except ArgumentError:
         raise ConfigError(
             "--database-url: cannot parse it; use e.g. sqlite:///clusterops.db or "
             "postgresql://user@host/db"
         ) from None
+    backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise ConfigError(
             f"--database-url: {backend!r} databases are not supported; use sqlite:///FILE "
             "or postgresql://user@host/db"
         )
-    if backend == "sqlite" and _in_memory(normalize_url(url)):
+    if backend == "sqlite" and _in_memory(parsed):
         raise ConfigError(
             "--database-url: an in-memory SQLite database lives in one connection and "
             "the server uses several, so nothing would be kept; give a file, e.g. "
